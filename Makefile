@@ -1,0 +1,73 @@
+# chamad: ChamaSmart's USSD/SMS daemon.
+#
+#   make                 build bin/chamad
+#   make SANITIZE=1      build bin/chamad-asan (ASan + UBSan, no recovery)
+#   make test            install what is missing, build, run every test
+#   make test SANITIZE=1 the same suite against the sanitizer build
+#   make run             the whole thing, running, with a demo chama
+#
+PKGS    := libevent libpq hiredis libcurl jansson libsodium
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wformat=2 -Wpointer-arith -Wundef \
+           -Wno-unused-parameter -Wno-missing-field-initializers
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(PKG_CFLAGS) -Isrc $(CFLAGS)
+LDLIBS     = $(PKG_LIBS) -lpthread -lm
+
+ifeq ($(SANITIZE),1)
+BUILD   := build/asan
+BIN     := bin/chamad-asan
+UNIT    := bin/unit-tests-asan
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ALL_CFLAGS += $(SAN) -O1
+LDFLAGS += $(SAN)
+else
+BUILD   := build/release
+BIN     := bin/chamad
+UNIT    := bin/unit-tests
+endif
+
+SRCS     := $(wildcard src/*.c)
+OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o)
+LIB_OBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
+T_SRCS   := $(wildcard tests/unit/*.c)
+T_OBJS   := $(T_SRCS:tests/unit/%.c=$(BUILD)/t_%.o)
+
+.PHONY: all test run clean deps services-start services-stop bench
+all: $(BIN) $(UNIT)
+
+$(BIN): $(OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(UNIT): $(T_OBJS) $(LIB_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/t_%.o: tests/unit/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -MMD -MP -c $< -o $@
+
+-include $(OBJS:.o=.d) $(T_OBJS:.o=.d)
+
+deps:
+	bash scripts/deps.sh
+
+test:
+	bash scripts/test.sh $(if $(filter 1,$(SANITIZE)),--sanitize)
+
+run:
+	bash scripts/run.sh
+
+bench:
+	bash bench/run.sh
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,33 @@
+/*
+ * app: the daemon's one top-level object, built in main.c in a fixed order
+ * and handed to HTTP handlers through http_ctx_app().
+ */
+#ifndef CHAMAD_APP_H
+#define CHAMAD_APP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct event;
+struct config;
+struct db_pool;
+struct redis_client;
+struct httpd;
+
+struct app {
+	struct event_base *base;
+	struct config *cfg;		/* owned; reloadable keys change in place */
+	const char *config_path;	/* NULL when running on defaults */
+	bool config_required;
+	struct db_pool *db;
+	struct redis_client *redis;
+	struct httpd *httpd;
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct event *drain_timer;
+	uint64_t drain_started_ms;
+	bool draining;
+	uint64_t started_ms;
+};
+
+#endif

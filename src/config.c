@@ -1,0 +1,329 @@
+/*
+ * config: parser and validators for the key table.
+ */
+#include "config.h"
+#include "log.h"
+#include "redis.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+enum cf_type { CF_STR, CF_INT };
+
+/* A validator writes a reason into err and returns -1 for a bad value. */
+typedef int (*cf_check_fn)(const char *value, char *err, size_t errlen);
+
+struct cf_key {
+	const char *section;
+	const char *name;
+	enum cf_type type;
+	size_t offset;
+	const char *def;
+	long long min, max;	/* CF_INT bounds */
+	bool reloadable;
+	cf_check_fn check;
+	const char *help;
+};
+
+static int check_listen(const char *v, char *err, size_t errlen);
+static int check_dburl(const char *v, char *err, size_t errlen);
+static int check_redisurl(const char *v, char *err, size_t errlen);
+static int check_level(const char *v, char *err, size_t errlen);
+static int check_format(const char *v, char *err, size_t errlen);
+
+#define STR(sec, key, def, reload, chk, help) \
+	{ #sec, #key, CF_STR, offsetof(struct config, sec##_##key), def, 0, 0, reload, chk, help }
+#define INT(sec, key, def, lo, hi, reload, help) \
+	{ #sec, #key, CF_INT, offsetof(struct config, sec##_##key), def, lo, hi, reload, NULL, help }
+
+static const struct cf_key cf_keys[] = {
+	STR(http, listen, "127.0.0.1:8080", false, check_listen, "address:port the HTTP front listens on"),
+	INT(http, max_body, "8192", 256, 1048576, true, "largest request body in bytes; larger gets 413"),
+	INT(http, request_timeout_ms, "8000", 100, 60000, true, "a request not answered by then gets 503"),
+	INT(http, idle_timeout_s, "30", 1, 3600, false, "keep-alive and read timeout of a client connection"),
+	STR(database, url, "host=127.0.0.1 port=5432 dbname=chamasmart", false, check_dburl,
+	    "libpq conninfo string or postgresql:// URI"),
+	INT(database, pool_size, "4", 1, 256, false, "connections kept open to PostgreSQL"),
+	INT(database, queue_max, "256", 0, 100000, false, "queries that may wait for a busy pool; more fail at once"),
+	INT(database, connect_timeout_ms, "3000", 100, 60000, true, "give up a connection attempt after this"),
+	INT(database, query_timeout_ms, "5000", 100, 600000, true,
+	    "client-side limit on one query (also sent as statement_timeout)"),
+	INT(database, reconnect_min_ms, "100", 10, 60000, true, "first reconnect delay; doubles per failure"),
+	INT(database, reconnect_max_ms, "5000", 10, 600000, true, "longest reconnect delay"),
+	STR(database, migrations_dir, "migrations", false, NULL, "where chamad migrate finds NNN_name.sql"),
+	STR(redis, url, "redis://127.0.0.1:6379/0", false, check_redisurl,
+	    "redis://host:port/db or unix:///path/to/socket?db=N"),
+	INT(redis, connect_timeout_ms, "2000", 50, 60000, true, "give up a connection attempt after this"),
+	INT(redis, command_timeout_ms, "1000", 10, 60000, true,
+	    "a command unanswered by then fails and the connection is dropped"),
+	INT(redis, max_pending, "10000", 1, 1000000, false, "commands in flight at once; more fail at once"),
+	INT(redis, reconnect_min_ms, "100", 10, 60000, true, "first reconnect delay; doubles per failure"),
+	INT(redis, reconnect_max_ms, "5000", 10, 600000, true, "longest reconnect delay"),
+	STR(log, level, "info", true, check_level, "debug, info, warn or error"),
+	STR(log, format, "text", true, check_format, "text or json (one JSON object per line)"),
+	INT(daemon, shutdown_timeout_ms, "10000", 0, 600000, true,
+	    "on SIGTERM, how long in-flight requests may take to finish"),
+};
+
+static void *slot(struct config *c, const struct cf_key *k)
+{
+	return (char *)c + k->offset;
+}
+
+static const void *cslot(const struct config *c, const struct cf_key *k)
+{
+	return (const char *)c + k->offset;
+}
+
+static void env_name(const struct cf_key *k, char *out, size_t n)
+{
+	size_t i = 0;
+
+	snprintf(out, n, "CHAMAD_%s_%s", k->section, k->name);
+	for (; out[i]; i++)
+		out[i] = (char)toupper((unsigned char)out[i]);
+}
+
+/* Parses and stores one value; on error fills err with the reason only. */
+static int set_value(struct config *c, const struct cf_key *k, const char *v, char *err, size_t errlen)
+{
+	if (k->type == CF_INT) {
+		long long n;
+
+		if (util_parse_ll(v, k->min, k->max, &n) < 0) {
+			snprintf(err, errlen, "must be an integer in %lld..%lld, got \"%s\"", k->min, k->max, v);
+			return -1;
+		}
+		*(int *)slot(c, k) = (int)n;
+		return 0;
+	}
+	if (k->check && k->check(v, err, errlen) < 0)
+		return -1;
+	free(*(char **)slot(c, k));
+	*(char **)slot(c, k) = xstrdup(v);
+	return 0;
+}
+
+struct config *config_new(void)
+{
+	struct config *c = xcalloc(1, sizeof(*c));
+	char err[256];
+
+	for (size_t i = 0; i < ARRAY_LEN(cf_keys); i++) {
+		if (set_value(c, &cf_keys[i], cf_keys[i].def, err, sizeof(err)) < 0) {
+			log_msg(LOG_FATAL, NULL, "bad built-in default for %s: %s", cf_keys[i].name, err);
+			abort();
+		}
+	}
+	return c;
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < ARRAY_LEN(cf_keys); i++)
+		if (cf_keys[i].type == CF_STR)
+			free(*(char **)slot(c, &cf_keys[i]));
+	free(c);
+}
+
+static const struct cf_key *find_key(const char *section, const char *name)
+{
+	for (size_t i = 0; i < ARRAY_LEN(cf_keys); i++)
+		if (!strcmp(cf_keys[i].section, section) && !strcmp(cf_keys[i].name, name))
+			return &cf_keys[i];
+	return NULL;
+}
+
+static int load_file(struct config *c, const char *path, bool required, char *err, size_t errlen)
+{
+	char line[4096], section[64] = "", why[256];
+	int lineno = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		if (!required && errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *s, *eq, *key, *val;
+		const struct cf_key *k;
+
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			snprintf(err, errlen, "%s:%d: line too long", path, lineno);
+			goto fail;
+		}
+		s = util_trim(line);
+		if (!*s || *s == '#' || *s == ';')
+			continue;
+		if (*s == '[') {
+			char *end = strchr(s, ']');
+
+			if (!end || end[1] || (size_t)(end - s - 1) >= sizeof(section)) {
+				snprintf(err, errlen, "%s:%d: bad section header", path, lineno);
+				goto fail;
+			}
+			*end = '\0';
+			snprintf(section, sizeof(section), "%s", util_trim(s + 1));
+			continue;
+		}
+		eq = strchr(s, '=');
+		if (!eq) {
+			snprintf(err, errlen, "%s:%d: expected key = value", path, lineno);
+			goto fail;
+		}
+		*eq = '\0';
+		key = util_trim(s);
+		val = util_trim(eq + 1);
+		k = find_key(section, key);
+		if (!k) {
+			snprintf(err, errlen, "%s:%d: unknown key [%s] %s", path, lineno, section, key);
+			goto fail;
+		}
+		if (set_value(c, k, val, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s:%d: [%s] %s: %s", path, lineno, section, key, why);
+			goto fail;
+		}
+	}
+	fclose(f);
+	return 0;
+fail:
+	fclose(f);
+	return -1;
+}
+
+int config_load(struct config *c, const char *path, bool required, char *err, size_t errlen)
+{
+	char name[96], why[256];
+
+	if (path && load_file(c, path, required, err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; i < ARRAY_LEN(cf_keys); i++) {
+		const char *v;
+
+		env_name(&cf_keys[i], name, sizeof(name));
+		v = getenv(name);
+		if (!v)
+			continue;
+		if (set_value(c, &cf_keys[i], v, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s: %s", name, why);
+			return -1;
+		}
+	}
+	if (c->database_reconnect_min_ms > c->database_reconnect_max_ms) {
+		snprintf(err, errlen, "[database] reconnect_min_ms: must not exceed reconnect_max_ms");
+		return -1;
+	}
+	if (c->redis_reconnect_min_ms > c->redis_reconnect_max_ms) {
+		snprintf(err, errlen, "[redis] reconnect_min_ms: must not exceed reconnect_max_ms");
+		return -1;
+	}
+	return 0;
+}
+
+int config_apply_reload(struct config *cur, const struct config *next)
+{
+	int applied = 0;
+
+	for (size_t i = 0; i < ARRAY_LEN(cf_keys); i++) {
+		const struct cf_key *k = &cf_keys[i];
+		bool same;
+
+		if (k->type == CF_INT)
+			same = *(const int *)cslot(cur, k) == *(const int *)cslot(next, k);
+		else
+			same = !strcmp(*(char *const *)cslot(cur, k), *(char *const *)cslot(next, k));
+		if (same)
+			continue;
+		if (!k->reloadable) {
+			log_warn("reload: [%s] %s changed but needs a restart; keeping the running value",
+				 k->section, k->name);
+			continue;
+		}
+		if (k->type == CF_INT) {
+			*(int *)slot(cur, k) = *(const int *)cslot(next, k);
+		} else {
+			free(*(char **)slot(cur, k));
+			*(char **)slot(cur, k) = xstrdup(*(char *const *)cslot(next, k));
+		}
+		log_info("reload: [%s] %s changed", k->section, k->name);
+		applied++;
+	}
+	return applied;
+}
+
+void config_print_keys(FILE *out)
+{
+	char name[96];
+
+	for (size_t i = 0; i < ARRAY_LEN(cf_keys); i++) {
+		const struct cf_key *k = &cf_keys[i];
+
+		env_name(k, name, sizeof(name));
+		fprintf(out, "  [%s] %-20s %-34s default %s%s\n      %s\n", k->section, k->name, name, k->def,
+			k->reloadable ? " (SIGHUP reloads)" : "", k->help);
+	}
+}
+
+static int check_listen(const char *v, char *err, size_t errlen)
+{
+	char *host;
+	int port;
+
+	if (util_parse_hostport(v, &host, &port) < 0) {
+		snprintf(err, errlen, "must be host:port, got \"%s\"", v);
+		return -1;
+	}
+	free(host);
+	return 0;
+}
+
+static int check_dburl(const char *v, char *err, size_t errlen)
+{
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(v, &perr);
+
+	if (!opts) {
+		snprintf(err, errlen, "not a libpq conninfo or URI: %s", perr ? util_trim(perr) : "parse error");
+		PQfreemem(perr);
+		return -1;
+	}
+	PQconninfoFree(opts);
+	return 0;
+}
+
+static int check_redisurl(const char *v, char *err, size_t errlen)
+{
+	return redis_url_check(v, err, errlen);
+}
+
+static int check_level(const char *v, char *err, size_t errlen)
+{
+	enum log_level l;
+
+	if (log_level_parse(v, &l) < 0 || l == LOG_FATAL) {
+		snprintf(err, errlen, "must be debug, info, warn or error, got \"%s\"", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int check_format(const char *v, char *err, size_t errlen)
+{
+	enum log_format f;
+
+	if (log_format_parse(v, &f) < 0) {
+		snprintf(err, errlen, "must be text or json, got \"%s\"", v);
+		return -1;
+	}
+	return 0;
+}

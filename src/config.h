@@ -1,0 +1,65 @@
+/*
+ * config: one table of keys (pgbouncer's CfKey idea).  Each key lives in an
+ * INI section of etc/chamad.conf and can be overridden by the environment
+ * variable CHAMAD_<SECTION>_<KEY> (for example [database] url is
+ * CHAMAD_DATABASE_URL).  The same table drives parsing, validation,
+ * defaults, --help and SIGHUP reload.
+ */
+#ifndef CHAMAD_CONFIG_H
+#define CHAMAD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+struct config {
+	/* [http] */
+	char *http_listen;
+	int http_max_body;
+	int http_request_timeout_ms;
+	int http_idle_timeout_s;
+	/* [database] */
+	char *database_url;
+	int database_pool_size;
+	int database_queue_max;
+	int database_connect_timeout_ms;
+	int database_query_timeout_ms;
+	int database_reconnect_min_ms;
+	int database_reconnect_max_ms;
+	char *database_migrations_dir;
+	/* [redis] */
+	char *redis_url;
+	int redis_connect_timeout_ms;
+	int redis_command_timeout_ms;
+	int redis_max_pending;
+	int redis_reconnect_min_ms;
+	int redis_reconnect_max_ms;
+	/* [log] */
+	char *log_level;
+	char *log_format;
+	/* [daemon] */
+	int daemon_shutdown_timeout_ms;
+};
+
+/* Returns a new config holding every default; free with config_free. */
+struct config *config_new(void);
+void config_free(struct config *c);
+
+/*
+ * Reads `path` (if not NULL) then the environment into c.  A missing file is
+ * an error only if `required`.  On error returns -1 and writes a message
+ * naming the file, line and key (or the environment variable) into err.
+ */
+int config_load(struct config *c, const char *path, bool required, char *err, size_t errlen);
+
+/*
+ * Copies the reloadable keys of `next` into `cur` and logs each one that
+ * changed; keys that need a restart and differ are logged as ignored.
+ * Returns the number of keys applied.
+ */
+int config_apply_reload(struct config *cur, const struct config *next);
+
+/* Prints the key table (section, key, environment variable, default). */
+void config_print_keys(FILE *out);
+
+#endif

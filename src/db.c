@@ -1,0 +1,881 @@
+/*
+ * db: the pool.  Objects and who owns them:
+ *
+ *   struct db_pool  owns its connections, the wait queue and the "done" list
+ *                   of jobs whose callbacks are still to be delivered.
+ *   struct db_conn  one slot of the pool: a PGconn (or none while down), its
+ *                   io event and a timer used both as connect timeout and as
+ *                   reconnect delay.  Points to the job it runs (borrowed)
+ *                   and to a pinned transaction, if any.
+ *   struct db_job   one call of the API.  Lives in exactly one place at a
+ *                   time: the queue, a connection, or the done list; freed
+ *                   right after its callback returns.
+ *   struct db_tx    a transaction handle.  The caller holds it from BEGIN's
+ *                   callback to db_tx_commit/rollback, which free it.
+ *
+ * The one rule that keeps callbacks safe: a connection's state is brought
+ * up to date (and the next queued job started on it) before a callback is
+ * called, and nothing touches the connection after the callback returns.
+ */
+#include "db.h"
+#include "config.h"
+#include "defer.h"
+#include "log.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+enum conn_state { C_DOWN, C_CONNECTING, C_SETUP, C_IDLE, C_BUSY, C_TX };
+enum job_kind { J_QUERY, J_BEGIN, J_TXQUERY, J_COMMIT, J_ROLLBACK };
+
+struct db_job {
+	struct db_pool *pool;
+	enum job_kind kind;
+	char *sql;
+	int nparams;
+	char **params;
+	db_cb cb;
+	db_tx_cb txcb;
+	void *arg;
+	struct db_tx *tx;	/* transaction kinds; J_BEGIN once it succeeded */
+	struct db_conn *conn;	/* while running */
+	struct event *timer;	/* deadline: queue wait plus execution */
+	PGresult *res;		/* first error result, else the last result */
+	enum db_status status;	/* for deferred delivery */
+	char *error;
+	struct defer_node dnode;
+	struct db_job *next, *prev;	/* wait queue links */
+	bool queued;
+};
+
+struct db_tx {
+	struct db_pool *pool;
+	struct db_conn *conn;	/* NULL once the connection was lost */
+	bool busy;		/* a statement is running */
+	bool failed;		/* a statement failed: COMMIT will roll back */
+	struct db_job *end_job;	/* COMMIT/ROLLBACK waiting for a running statement */
+};
+
+struct db_conn {
+	struct db_pool *pool;
+	int idx;
+	PGconn *pg;
+	enum conn_state state;
+	struct event *io;
+	int io_fd;
+	short io_what;
+	struct event *timer;
+	int failures;
+	bool attempted;
+	struct db_job *job;
+	struct db_tx *tx;
+};
+
+struct db_pool {
+	struct event_base *base;
+	const struct config *cfg;
+	PQconninfoOption *opts;	/* owns the keyword strings in kw */
+	const char **kw;
+	const char **vals;
+	char *hostaddr;		/* resolved before the loop; owned */
+	int nconn;
+	struct db_conn *conns;
+	struct db_job *qhead, *qtail;
+	int qlen;
+	struct defer_queue done;	/* failed jobs whose callbacks are due */
+	bool closing;
+	uint64_t reconnects, queries, timeouts;
+};
+
+static void conn_connect(struct db_conn *c);
+static void conn_down(struct db_conn *c, const char *why);
+static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
+static void start_job(struct db_conn *c, struct db_job *j);
+static void job_arm(struct db_job *j);
+
+const char *db_status_name(enum db_status s)
+{
+	static const char *const names[] = { "ok", "error", "unavailable", "busy", "timeout", "cancelled" };
+
+	return names[s];
+}
+
+/* ---- jobs ---- */
+
+static void job_timeout_cb(evutil_socket_t fd, short what, void *arg);
+
+static struct db_job *job_new(struct db_pool *p, enum job_kind kind, const char *sql, int nparams,
+			      const char *const *params)
+{
+	struct db_job *j = xcalloc(1, sizeof(*j));
+
+	j->pool = p;
+	j->kind = kind;
+	j->sql = xstrdup(sql);
+	j->nparams = nparams;
+	if (nparams > 0) {
+		j->params = xcalloc((size_t)nparams, sizeof(char *));
+		for (int i = 0; i < nparams; i++)
+			j->params[i] = params[i] ? xstrdup(params[i]) : NULL;
+	}
+	j->timer = evtimer_new(p->base, job_timeout_cb, j);
+	return j;
+}
+
+static void job_free(struct db_job *j)
+{
+	for (int i = 0; i < j->nparams; i++)
+		free(j->params[i]);
+	free(j->params);
+	free(j->sql);
+	free(j->error);
+	if (j->res)
+		PQclear(j->res);
+	event_free(j->timer);
+	free(j);
+}
+
+static void queue_remove(struct db_pool *p, struct db_job *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		p->qhead = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	else
+		p->qtail = j->prev;
+	j->next = j->prev = NULL;
+	j->queued = false;
+	p->qlen--;
+}
+
+/*
+ * Calls the job's callback and frees it.  A transaction that ends here
+ * (COMMIT, ROLLBACK, or a failed BEGIN) is freed before the callback, so
+ * the caller's handle is dead by the time it hears the outcome.
+ */
+static void job_deliver(struct db_job *j, enum db_status st, const char *error)
+{
+	struct db_result r = { st, NULL, error, NULL };
+	struct db_tx *tx = j->tx;
+
+	evtimer_del(j->timer);
+	if (j->res) {
+		r.res = j->res;
+		r.sqlstate = PQresultErrorField(j->res, PG_DIAG_SQLSTATE);
+	}
+	j->pool->queries++;
+	if (j->kind == J_COMMIT || j->kind == J_ROLLBACK) {
+		free(tx);
+		tx = NULL;
+	}
+	if (j->kind == J_BEGIN) {
+		if (j->txcb)
+			j->txcb(st == DB_OK ? tx : NULL, &r, j->arg);
+	} else if (j->cb) {
+		j->cb(&r, j->arg);
+	}
+	job_free(j);
+}
+
+static void job_deferred(struct defer_node *n)
+{
+	struct db_job *j = (struct db_job *)((char *)n - offsetof(struct db_job, dnode));
+
+	job_deliver(j, j->status, j->error);
+}
+
+/* Completes a job later, from the loop, so no callback runs inside an API
+ * call or in the middle of a state change. */
+static void job_fail_later(struct db_job *j, enum db_status st, const char *error)
+{
+	struct db_pool *p = j->pool;
+
+	if (j->queued)
+		queue_remove(p, j);
+	evtimer_del(j->timer);
+	j->conn = NULL;
+	j->status = st;
+	free(j->error);
+	j->error = error ? xstrdup(error) : NULL;
+	if (p->closing) {
+		job_deliver(j, st, j->error);
+		return;
+	}
+	defer_push(&p->done, &j->dnode, job_deferred);
+}
+
+/* ---- connections ---- */
+
+static bool conn_alive(const struct db_conn *c)
+{
+	return c->state != C_DOWN;
+}
+
+static bool pool_any_alive(const struct db_pool *p)
+{
+	for (int i = 0; i < p->nconn; i++)
+		if (conn_alive(&p->conns[i]))
+			return true;
+	return false;
+}
+
+static void conn_arm(struct db_conn *c, short what)
+{
+	int fd = PQsocket(c->pg);
+
+	/* libpq may change the socket between PQconnectPoll calls: re-read it
+	 * every time and rebuild the event when it or the wanted events differ. */
+	if (!c->io || fd != c->io_fd || what != c->io_what) {
+		if (c->io)
+			event_free(c->io);
+		c->io = event_new(c->pool->base, fd, what, conn_io_cb, c);
+		c->io_fd = fd;
+		c->io_what = what;
+	}
+	event_add(c->io, NULL);
+}
+
+static void conn_close(struct db_conn *c)
+{
+	if (c->io) {
+		event_free(c->io);
+		c->io = NULL;
+	}
+	if (c->pg) {
+		PQfinish(c->pg);
+		c->pg = NULL;
+	}
+	c->io_fd = -1;
+}
+
+static int backoff_ms(const struct db_pool *p, int failures)
+{
+	long long d = p->cfg->database_reconnect_min_ms;
+
+	for (int i = 0; i < failures && d < p->cfg->database_reconnect_max_ms; i++)
+		d *= 2;
+	if (d > p->cfg->database_reconnect_max_ms)
+		d = p->cfg->database_reconnect_max_ms;
+	/* up to 25% jitter so slots (and daemons) do not reconnect in step */
+	return (int)(d - (long long)randombytes_uniform((uint32_t)(d / 4 + 1)));
+}
+
+/*
+ * Takes a connection down: what ran on it fails with DB_UNAVAILABLE, a
+ * pinned transaction loses its connection, a reconnect is scheduled.  When
+ * no connection is left up or coming up, the queue is failed too: nobody
+ * should wait for a timeout when PostgreSQL is plainly gone.
+ */
+static void conn_down(struct db_conn *c, const char *why)
+{
+	struct db_pool *p = c->pool;
+	struct db_job *j = c->job;
+	struct db_tx *tx = c->tx;
+	bool was_up = c->state >= C_IDLE;
+	char reason[512];
+	int delay;
+
+	snprintf(reason, sizeof(reason), "%s", why && *why ? why : "connection lost");
+	util_trim(reason);
+	conn_close(c);
+	c->state = C_DOWN;
+	c->job = NULL;
+	c->tx = NULL;
+	if (tx) {
+		tx->conn = NULL;
+		tx->busy = false;
+	}
+	delay = was_up ? p->cfg->database_reconnect_min_ms : backoff_ms(p, c->failures);
+	if (!was_up)
+		c->failures++;
+	if (!p->closing) {
+		struct timeval tv = { delay / 1000, (delay % 1000) * 1000 };
+
+		log_msg(was_up ? LOG_WARN : LOG_INFO, NULL, "db[%d]: %s: %s; retrying in %d ms", c->idx,
+			was_up ? "connection lost" : "cannot connect", reason, delay);
+		evtimer_add(c->timer, &tv);
+	}
+	if (j)
+		job_fail_later(j, DB_UNAVAILABLE, reason);
+	if (tx && tx->end_job) {
+		struct db_job *e = tx->end_job;
+
+		tx->end_job = NULL;
+		job_fail_later(e, DB_UNAVAILABLE, reason);
+	}
+	if (!pool_any_alive(p))
+		while (p->qhead)
+			job_fail_later(p->qhead, DB_UNAVAILABLE, reason);
+}
+
+static void notice_cb(void *arg, const char *msg)
+{
+	struct db_conn *c = arg;
+	char line[512];
+
+	snprintf(line, sizeof(line), "%s", msg);
+	log_debug("db[%d]: notice: %s", c->idx, util_trim(line));
+}
+
+static void conn_connect(struct db_conn *c)
+{
+	struct db_pool *p = c->pool;
+	int ms = p->cfg->database_connect_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (c->attempted)
+		p->reconnects++;
+	c->attempted = true;
+	c->pg = PQconnectStartParams(p->kw, p->vals, 0);
+	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
+		conn_down(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
+		return;
+	}
+	PQsetNoticeProcessor(c->pg, notice_cb, c);
+	c->state = C_CONNECTING;
+	evtimer_add(c->timer, &tv);
+	/* "behave as if PQconnectPoll had last returned PGRES_POLLING_WRITING" */
+	conn_arm(c, EV_WRITE);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn *c = arg;
+
+	if (c->state == C_DOWN)
+		conn_connect(c);
+	else if (c->state == C_CONNECTING || c->state == C_SETUP)
+		conn_down(c, "connect timeout");
+}
+
+/* Starts queued jobs while this connection is idle. */
+static void conn_dispatch(struct db_conn *c)
+{
+	struct db_pool *p = c->pool;
+
+	while (c->state == C_IDLE && p->qhead) {
+		struct db_job *j = p->qhead;
+
+		queue_remove(p, j);
+		start_job(c, j);
+	}
+}
+
+static void conn_send_setup(struct db_conn *c)
+{
+	char ms[32];
+	const char *params[1] = { ms };
+
+	snprintf(ms, sizeof(ms), "%d", c->pool->cfg->database_query_timeout_ms);
+	if (PQsetnonblocking(c->pg, 1) != 0 ||
+	    !PQsendQueryParams(c->pg, "SELECT set_config('statement_timeout', $1, false),"
+				      " set_config('application_name', 'chamad', false)",
+			       1, NULL, params, NULL, NULL, 0)) {
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	c->state = C_SETUP;
+	conn_arm(c, PQflush(c->pg) == 1 ? EV_READ | EV_WRITE : EV_READ);
+}
+
+static void drain_notifies(struct db_conn *c)
+{
+	PGnotify *n;
+
+	while ((n = PQnotifies(c->pg)) != NULL)
+		PQfreemem(n);
+}
+
+/*
+ * Reads what the server sent for the running statement.  Returns 1 when the
+ * statement is complete, 0 to wait for more, -1 when the connection failed.
+ */
+static int conn_read_results(struct db_conn *c, short what, PGresult **keep)
+{
+	int rc;
+
+	if ((what & EV_READ) && !PQconsumeInput(c->pg))
+		return -1;
+	rc = PQflush(c->pg);
+	if (rc < 0)
+		return -1;
+	if (rc == 1) {
+		conn_arm(c, EV_READ | EV_WRITE);
+		return 0;
+	}
+	while (!PQisBusy(c->pg)) {
+		PGresult *r = PQgetResult(c->pg);
+
+		if (!r)
+			return 1;
+		/* Keep the first error, otherwise the last result. */
+		if (*keep && PQresultStatus(*keep) != PGRES_COMMAND_OK && PQresultStatus(*keep) != PGRES_TUPLES_OK) {
+			PQclear(r);
+		} else {
+			if (*keep)
+				PQclear(*keep);
+			*keep = r;
+		}
+	}
+	if (PQstatus(c->pg) == CONNECTION_BAD)
+		return -1;
+	conn_arm(c, EV_READ);
+	return 0;
+}
+
+static enum db_status result_status(const PGresult *r, const char **err)
+{
+	ExecStatusType st;
+
+	*err = NULL;
+	if (!r)
+		return DB_OK;
+	st = PQresultStatus(r);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY)
+		return DB_OK;
+	*err = PQresultErrorMessage(r);
+	if (!*err || !**err)
+		*err = PQresStatus(st);
+	return DB_ERROR;
+}
+
+/* The running job has its full answer: bring the connection (and a
+ * transaction) up to date, start the next work on it, then deliver. */
+static void conn_job_done(struct db_conn *c)
+{
+	struct db_job *j = c->job;
+	struct db_tx *tx;
+	const char *err;
+	enum db_status st = result_status(j->res, &err);
+	char *errcopy = err ? xstrdup(err) : NULL;
+
+	c->job = NULL;
+	j->conn = NULL;
+	switch (j->kind) {
+	case J_QUERY:
+		c->state = C_IDLE;
+		break;
+	case J_BEGIN:
+		if (st == DB_OK) {
+			tx = xcalloc(1, sizeof(*tx));
+			tx->pool = c->pool;
+			tx->conn = c;
+			c->tx = tx;
+			c->state = C_TX;
+			j->tx = tx;
+		} else {
+			c->state = C_IDLE;
+		}
+		break;
+	case J_TXQUERY:
+		j->tx->busy = false;
+		if (st != DB_OK)
+			j->tx->failed = true;
+		if (j->tx->end_job) {
+			struct db_job *e = j->tx->end_job;
+
+			j->tx->end_job = NULL;
+			job_arm(e);
+			start_job(c, e);
+		}
+		break;
+	case J_COMMIT:
+		/* COMMIT of an aborted transaction "succeeds" with tag ROLLBACK. */
+		if (st == DB_OK && j->res && !strcmp(PQcmdStatus(j->res), "ROLLBACK")) {
+			st = DB_ERROR;
+			free(errcopy);
+			errcopy = xstrdup("transaction was aborted by an earlier error and rolled back");
+		}
+		__attribute__((fallthrough));
+	case J_ROLLBACK:
+		c->tx = NULL;
+		c->state = C_IDLE;
+		break;
+	}
+	if (c->state == C_IDLE)
+		conn_dispatch(c);
+	job_deliver(j, st, errcopy);
+	free(errcopy);
+}
+
+static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn *c = arg;
+	const char *err;
+	int rc;
+
+	switch (c->state) {
+	case C_CONNECTING:
+		switch (PQconnectPoll(c->pg)) {
+		case PGRES_POLLING_READING:
+			conn_arm(c, EV_READ);
+			break;
+		case PGRES_POLLING_WRITING:
+			conn_arm(c, EV_WRITE);
+			break;
+		case PGRES_POLLING_OK:
+			conn_send_setup(c);
+			break;
+		default:
+			conn_down(c, PQerrorMessage(c->pg));
+		}
+		return;
+	case C_SETUP: {
+		PGresult *res = NULL;
+
+		rc = conn_read_results(c, what, &res);
+		if (rc == 1 && result_status(res, &err) == DB_OK) {
+			evtimer_del(c->timer);
+			c->state = C_IDLE;
+			c->failures = 0;
+			log_info("db[%d]: connected (server %d)", c->idx, PQserverVersion(c->pg));
+			conn_arm(c, EV_READ);
+			conn_dispatch(c);
+		} else if (rc != 0) {
+			conn_down(c, rc < 0 ? PQerrorMessage(c->pg) : err);
+		}
+		if (res)
+			PQclear(res);
+		return;
+	}
+	case C_BUSY:
+	case C_TX:
+		if (c->job) {
+			rc = conn_read_results(c, what, &c->job->res);
+			if (rc < 0)
+				conn_down(c, PQerrorMessage(c->pg));
+			else if (rc == 1)
+				conn_job_done(c);
+			return;
+		}
+		/* a transaction with nothing running: same as idle */
+		__attribute__((fallthrough));
+	case C_IDLE:
+		/* Nothing is expected; this is the server closing on us (restart,
+		 * pg_terminate_backend) or a notification. */
+		if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
+			conn_down(c, PQerrorMessage(c->pg));
+			return;
+		}
+		drain_notifies(c);
+		conn_arm(c, EV_READ);
+		return;
+	case C_DOWN:
+		return;
+	}
+}
+
+static void start_job(struct db_conn *c, struct db_job *j)
+{
+	int rc;
+
+	j->conn = c;
+	c->job = j;
+	if (c->state == C_IDLE)
+		c->state = C_BUSY;
+	if (!PQsendQueryParams(c->pg, j->sql, j->nparams, NULL, (const char *const *)j->params, NULL, NULL, 0)) {
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	rc = PQflush(c->pg);
+	if (rc < 0) {
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	conn_arm(c, rc == 1 ? EV_READ | EV_WRITE : EV_READ);
+}
+
+static void job_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_job *j = arg;
+	struct db_pool *p = j->pool;
+	struct db_conn *c = j->conn;
+
+	p->timeouts++;
+	if (j->queued) {
+		job_fail_later(j, DB_TIMEOUT, "timed out waiting for a database connection");
+		return;
+	}
+	if (c) {
+		/* libpq 15 cannot cancel without blocking: drop the connection. */
+		c->job = NULL;
+		j->conn = NULL;
+		if (j->kind == J_TXQUERY)
+			j->tx->busy = false;
+		conn_down(c, "query timeout");
+	}
+	job_fail_later(j, DB_TIMEOUT, "query timed out");
+}
+
+static void job_arm(struct db_job *j)
+{
+	int ms = j->pool->cfg->database_query_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(j->timer, &tv);
+}
+
+static void submit(struct db_pool *p, struct db_job *j)
+{
+	if (p->closing) {
+		job_fail_later(j, DB_CANCELLED, "shutting down");
+		return;
+	}
+	job_arm(j);
+	for (int i = 0; i < p->nconn; i++) {
+		if (p->conns[i].state == C_IDLE && !p->qhead) {
+			start_job(&p->conns[i], j);
+			return;
+		}
+	}
+	if (!pool_any_alive(p)) {
+		job_fail_later(j, DB_UNAVAILABLE, "no connection to PostgreSQL");
+		return;
+	}
+	if (p->qlen >= p->cfg->database_queue_max) {
+		job_fail_later(j, DB_BUSY, "database queue full");
+		return;
+	}
+	j->queued = true;
+	j->prev = p->qtail;
+	if (p->qtail)
+		p->qtail->next = j;
+	else
+		p->qhead = j;
+	p->qtail = j;
+	p->qlen++;
+}
+
+/* ---- public API ---- */
+
+void db_query(struct db_pool *p, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg)
+{
+	struct db_job *j = job_new(p, J_QUERY, sql, nparams, params);
+
+	j->cb = cb;
+	j->arg = arg;
+	submit(p, j);
+}
+
+void db_tx_begin(struct db_pool *p, db_tx_cb cb, void *arg)
+{
+	struct db_job *j = job_new(p, J_BEGIN, "BEGIN", 0, NULL);
+
+	j->txcb = cb;
+	j->arg = arg;
+	submit(p, j);
+}
+
+static void tx_submit(struct db_tx *tx, struct db_job *j)
+{
+	j->tx = tx;
+	if (tx->pool->closing) {
+		job_fail_later(j, DB_CANCELLED, "shutting down");
+		return;
+	}
+	if (!tx->conn) {
+		job_fail_later(j, DB_UNAVAILABLE, "transaction lost its connection");
+		return;
+	}
+	if (j->kind == J_TXQUERY) {
+		if (tx->busy) {
+			job_fail_later(j, DB_ERROR, "transaction busy: one statement at a time");
+			return;
+		}
+		tx->busy = true;
+	} else if (tx->busy) {
+		/* Runs (and its deadline starts) when the statement in flight
+		 * ends, which has its own deadline. */
+		tx->end_job = j;
+		return;
+	}
+	job_arm(j);
+	start_job(tx->conn, j);
+}
+
+void db_tx_query(struct db_tx *tx, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg)
+{
+	struct db_job *j = job_new(tx->pool, J_TXQUERY, sql, nparams, params);
+
+	j->cb = cb;
+	j->arg = arg;
+	tx_submit(tx, j);
+}
+
+void db_tx_commit(struct db_tx *tx, db_cb cb, void *arg)
+{
+	struct db_job *j = job_new(tx->pool, J_COMMIT, "COMMIT", 0, NULL);
+
+	j->cb = cb;
+	j->arg = arg;
+	tx_submit(tx, j);
+}
+
+void db_tx_rollback(struct db_tx *tx, db_cb cb, void *arg)
+{
+	struct db_job *j = job_new(tx->pool, J_ROLLBACK, "ROLLBACK", 0, NULL);
+
+	j->cb = cb;
+	j->arg = arg;
+	tx_submit(tx, j);
+}
+
+/* Resolves a host name into hostaddr once, before the loop runs, because
+ * PQconnectPoll would otherwise do a blocking DNS lookup on the loop. */
+static int resolve_host(struct db_pool *p, const char *host, char *err, size_t errlen)
+{
+	struct addrinfo hints = { 0 }, *ai = NULL;
+	char addr[INET6_ADDRSTRLEN];
+	int rc;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(host, NULL, &hints, &ai);
+	if (rc != 0) {
+		snprintf(err, errlen, "[database] url: cannot resolve host \"%s\": %s", host, gai_strerror(rc));
+		return -1;
+	}
+	if (ai->ai_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, addr, sizeof(addr));
+	else
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, addr, sizeof(addr));
+	freeaddrinfo(ai);
+	p->hostaddr = xstrdup(addr);
+	return 0;
+}
+
+struct db_pool *db_pool_new(struct event_base *base, const struct config *cfg, char *err, size_t errlen)
+{
+	struct db_pool *p = xcalloc(1, sizeof(*p));
+	char *perr = NULL;
+	const char *host = NULL;
+	bool has_hostaddr = false;
+	int n = 0;
+
+	p->base = base;
+	p->cfg = cfg;
+	p->opts = PQconninfoParse(cfg->database_url, &perr);
+	if (!p->opts) {
+		snprintf(err, errlen, "[database] url: %s", perr ? util_trim(perr) : "cannot parse");
+		PQfreemem(perr);
+		free(p);
+		return NULL;
+	}
+	for (PQconninfoOption *o = p->opts; o->keyword; o++)
+		n++;
+	p->kw = xcalloc((size_t)n + 2, sizeof(char *));
+	p->vals = xcalloc((size_t)n + 2, sizeof(char *));
+	n = 0;
+	for (PQconninfoOption *o = p->opts; o->keyword; o++) {
+		if (!o->val || !*o->val)
+			continue;
+		if (!strcmp(o->keyword, "host"))
+			host = o->val;
+		if (!strcmp(o->keyword, "hostaddr"))
+			has_hostaddr = true;
+		p->kw[n] = o->keyword;
+		p->vals[n] = o->val;
+		n++;
+	}
+	if (host && !has_hostaddr && host[0] != '/' && !strchr(host, ',')) {
+		if (resolve_host(p, host, err, errlen) < 0) {
+			free(p->kw);
+			free(p->vals);
+			PQconninfoFree(p->opts);
+			free(p);
+			return NULL;
+		}
+		p->kw[n] = "hostaddr";
+		p->vals[n] = p->hostaddr;
+	}
+	defer_init(&p->done, base);
+	p->nconn = cfg->database_pool_size;
+	p->conns = xcalloc((size_t)p->nconn, sizeof(*p->conns));
+	for (int i = 0; i < p->nconn; i++) {
+		struct db_conn *c = &p->conns[i];
+
+		c->pool = p;
+		c->idx = i;
+		c->io_fd = -1;
+		c->state = C_DOWN;
+		c->timer = evtimer_new(base, conn_timer_cb, c);
+		conn_connect(c);
+	}
+	return p;
+}
+
+void db_pool_set_config(struct db_pool *p, const struct config *cfg)
+{
+	p->cfg = cfg;
+}
+
+void db_pool_stats(const struct db_pool *p, struct db_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->size = p->nconn;
+	for (int i = 0; i < p->nconn; i++) {
+		enum conn_state s = p->conns[i].state;
+
+		if (s == C_IDLE || s == C_BUSY || s == C_TX)
+			out->connected++;
+		if (s == C_BUSY || s == C_TX)
+			out->busy++;
+	}
+	out->queued = p->qlen;
+	out->reconnects = p->reconnects;
+	out->queries = p->queries;
+	out->timeouts = p->timeouts;
+}
+
+void db_pool_free(struct db_pool *p)
+{
+	if (!p)
+		return;
+	/* From here every callback is delivered at once with DB_CANCELLED, and
+	 * calls made from those callbacks are answered the same way. */
+	p->closing = true;
+	for (int i = 0; i < p->nconn; i++) {
+		struct db_conn *c = &p->conns[i];
+		struct db_job *j = c->job;
+		struct db_tx *tx = c->tx;
+
+		c->job = NULL;
+		c->tx = NULL;
+		if (tx) {
+			tx->conn = NULL;
+			tx->busy = false;
+			if (tx->end_job) {
+				struct db_job *e = tx->end_job;
+
+				tx->end_job = NULL;
+				job_fail_later(e, DB_CANCELLED, "shutting down");
+			}
+		}
+		if (j)
+			job_fail_later(j, DB_CANCELLED, "shutting down");
+	}
+	while (p->qhead)
+		job_fail_later(p->qhead, DB_CANCELLED, "shutting down");
+	defer_free(&p->done);
+	for (int i = 0; i < p->nconn; i++) {
+		conn_close(&p->conns[i]);
+		event_free(p->conns[i].timer);
+	}
+	free(p->conns);
+	free(p->kw);
+	free(p->vals);
+	free(p->hostaddr);
+	PQconninfoFree(p->opts);
+	free(p);
+}

@@ -1,0 +1,91 @@
+/*
+ * db: a PostgreSQL connection pool on the event loop.
+ *
+ * Every connection is opened with PQconnectStartParams/PQconnectPoll and
+ * driven by one libevent event re-armed on PQsocket() after each step;
+ * queries go out with PQsendQueryParams and results are read when the
+ * socket is readable.  Nothing here can block the loop: host names in the
+ * conninfo are resolved once, before the loop starts, into hostaddr.
+ *
+ * Contract (the hiredis one): for every db_query/db_tx_* call the callback
+ * is called exactly once, never from inside the call itself, including
+ * when the pool is freed (status DB_CANCELLED).  The PGresult in a
+ * db_result is borrowed: it is freed when the callback returns.
+ *
+ * Limits: a query waits for a free connection in a FIFO queue bounded by
+ * [database] queue_max (past it: DB_BUSY at once) and as a whole may take
+ * [database] query_timeout_ms (DB_TIMEOUT).  A query that times out while
+ * running drops its connection, since libpq 15 has no non-blocking cancel;
+ * the server also enforces the same statement_timeout.  When no connection
+ * is up or coming up, queries fail at once with DB_UNAVAILABLE.
+ */
+#ifndef CHAMAD_DB_H
+#define CHAMAD_DB_H
+
+#include <stdint.h>
+#include <libpq-fe.h>
+
+struct event_base;
+struct config;
+struct db_pool;
+struct db_tx;
+
+enum db_status {
+	DB_OK,		/* the server ran it; res holds the (last) result */
+	DB_ERROR,	/* the server refused it (SQL error, constraint, aborted tx) */
+	DB_UNAVAILABLE,	/* no connection to PostgreSQL (down, lost mid-query) */
+	DB_BUSY,	/* the wait queue is full */
+	DB_TIMEOUT,	/* query_timeout_ms passed */
+	DB_CANCELLED,	/* the pool is shutting down */
+};
+
+struct db_result {
+	enum db_status status;
+	PGresult *res;		/* borrowed; NULL unless the server answered */
+	const char *error;	/* borrowed; NULL when status is DB_OK */
+	const char *sqlstate;	/* borrowed; server error code, or NULL */
+};
+
+typedef void (*db_cb)(const struct db_result *r, void *arg);
+typedef void (*db_tx_cb)(struct db_tx *tx, const struct db_result *r, void *arg);
+
+struct db_stats {
+	int size;		/* configured connections */
+	int connected;		/* connections up (idle, busy or in a transaction) */
+	int busy;		/* connections running a query or pinned by a transaction */
+	int queued;		/* queries waiting for a connection */
+	uint64_t reconnects;	/* connection attempts after the first one per slot */
+	uint64_t queries;	/* queries completed, any status */
+	uint64_t timeouts;
+};
+
+/* Creates the pool and starts connecting.  Returns NULL with err filled if
+ * the conninfo is unusable or its host cannot be resolved. */
+struct db_pool *db_pool_new(struct event_base *base, const struct config *cfg, char *err, size_t errlen);
+/* Fails every pending and queued query with DB_CANCELLED, closes the
+ * connections and frees the pool.  Must not be called from a db callback. */
+void db_pool_free(struct db_pool *p);
+/* Picks up reloadable timeouts from cfg (borrowed, may change later). */
+void db_pool_set_config(struct db_pool *p, const struct config *cfg);
+void db_pool_stats(const struct db_pool *p, struct db_stats *out);
+const char *db_status_name(enum db_status s);
+
+/* Runs one statement with text parameters (params[i] NULL means SQL NULL).
+ * sql and params are copied. */
+void db_query(struct db_pool *p, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg);
+
+/*
+ * Transactions pin one connection from BEGIN to COMMIT/ROLLBACK.  cb gets the
+ * transaction handle when BEGIN succeeded (tx is NULL otherwise).  Inside,
+ * one statement at a time.  db_tx_commit and db_tx_rollback end the handle:
+ * it is freed before their callback returns.  A commit of a transaction
+ * that had an error reports DB_ERROR (PostgreSQL rolled it back).  If the
+ * connection is lost, every later call on the handle fails with
+ * DB_UNAVAILABLE and nothing was committed.
+ */
+void db_tx_begin(struct db_pool *p, db_tx_cb cb, void *arg);
+void db_tx_query(struct db_tx *tx, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg);
+void db_tx_commit(struct db_tx *tx, db_cb cb, void *arg);
+void db_tx_rollback(struct db_tx *tx, db_cb cb, void *arg);
+
+#endif

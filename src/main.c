@@ -1,0 +1,269 @@
+/*
+ * main: command line, the fixed start-up order, signals, the loop, and the
+ * drain on SIGTERM/SIGINT.
+ *
+ * Start-up order (each step may use the ones before it):
+ *   config -> logging -> libsodium -> event_base -> PostgreSQL pool ->
+ *   Redis client -> HTTP front -> signals -> "process up" line -> loop.
+ * Host names in [database] url and [redis] url are resolved here, before
+ * the loop, because libpq and hiredis would otherwise resolve them with
+ * blocking calls on it.
+ */
+#include "app.h"
+#include "config.h"
+#include "db.h"
+#include "httpd.h"
+#include "log.h"
+#include "migrate.h"
+#include "redis.h"
+#include "status.h"
+#include "util.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <sodium.h>
+
+#define CHAMAD_VERSION "0.1.0"
+#define DEFAULT_CONFIG "/etc/chamad/chamad.conf"
+
+static const struct http_route routes[] = {
+	{ "/healthz", HTTP_GET, status_healthz, "healthz" },
+	{ "/metrics", HTTP_GET, status_metrics, "metrics" },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: chamad [options] [command]\n"
+		"\n"
+		"ChamaSmart's USSD/SMS daemon for chamas (savings groups).\n"
+		"\n"
+		"Commands:\n"
+		"  run             serve HTTP on [http] listen (the default)\n"
+		"  migrate         apply new migrations/NNN_name.sql to [database] url, then exit\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE   configuration file (default: $CHAMAD_CONFIG, else\n"
+		"                      " DEFAULT_CONFIG " if it exists, else built-in defaults)\n"
+		"      --check-config  validate the configuration, print the problem, exit 0 or 1\n"
+		"  -h, --help          this text\n"
+		"  -V, --version       print the version\n"
+		"\n"
+		"Every key can be overridden by the environment variable CHAMAD_<SECTION>_<KEY>.\n"
+		"Keys:\n");
+	config_print_keys(out);
+	fprintf(out,
+		"\n"
+		"Signals: SIGTERM/SIGINT stop accepting, let in-flight requests finish within\n"
+		"[daemon] shutdown_timeout_ms, close the pools and exit 0; SIGHUP re-reads the\n"
+		"configuration and applies the keys marked (SIGHUP reloads).\n"
+		"Endpoints: GET /healthz (200 or 503 naming what is down), GET /metrics (Prometheus).\n");
+}
+
+static void apply_logging(const struct config *cfg)
+{
+	enum log_level lvl = LOG_INFO;
+	enum log_format fmt = LOG_FMT_TEXT;
+
+	log_level_parse(cfg->log_level, &lvl);
+	log_format_parse(cfg->log_format, &fmt);
+	log_setup(stderr, lvl, fmt);
+}
+
+static void app_stop(struct app *app)
+{
+	/* Pools first: their callbacks (DB_CANCELLED) answer any request still
+	 * waiting while the HTTP server is alive to carry the answer. */
+	db_pool_free(app->db);
+	app->db = NULL;
+	redis_free(app->redis);
+	app->redis = NULL;
+	httpd_free(app->httpd);
+	app->httpd = NULL;
+	event_base_loopbreak(app->base);
+}
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *app = arg;
+	int left = httpd_inflight(app->httpd);
+	uint64_t waited = util_now_ms() - app->drain_started_ms;
+
+	if (left > 0 && waited < (uint64_t)app->cfg->daemon_shutdown_timeout_ms)
+		return;
+	if (left > 0)
+		log_warn("shutdown: %d request(s) still in flight after %llu ms; cancelling them", left,
+			 (unsigned long long)waited);
+	else
+		log_info("shutdown: drained in %llu ms", (unsigned long long)waited);
+	event_del(app->drain_timer);
+	app_stop(app);
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+	struct app *app = arg;
+	struct timeval tick = { 0, 20000 };
+
+	if (app->draining) {
+		log_warn("shutdown: second signal, stopping now");
+		event_del(app->drain_timer);
+		app_stop(app);
+		return;
+	}
+	app->draining = true;
+	app->drain_started_ms = util_now_ms();
+	log_info("shutdown: signal %d, no longer accepting; %d request(s) in flight", (int)sig,
+		 httpd_inflight(app->httpd));
+	httpd_stop_accepting(app->httpd);
+	app->drain_timer = event_new(app->base, -1, EV_PERSIST, drain_cb, app);
+	event_add(app->drain_timer, &tick);
+	drain_cb(-1, 0, app);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct app *app = arg;
+	struct config *next = config_new();
+	char err[512];
+
+	if (config_load(next, app->config_path, app->config_required, err, sizeof(err)) < 0) {
+		log_error("reload refused, keeping the running configuration: %s", err);
+		config_free(next);
+		return;
+	}
+	log_info("reload: %d key(s) applied", config_apply_reload(app->cfg, next));
+	config_free(next);
+	apply_logging(app->cfg);
+	httpd_set_config(app->httpd, app->cfg);
+}
+
+static int run_daemon(struct app *app)
+{
+	char err[512];
+
+	signal(SIGPIPE, SIG_IGN);
+	app->started_ms = util_now_ms();
+	app->base = event_base_new();
+	if (!app->base) {
+		log_error("cannot create the event loop");
+		return 1;
+	}
+	app->db = db_pool_new(app->base, app->cfg, err, sizeof(err));
+	if (!app->db)
+		goto fail;
+	app->redis = redis_new(app->base, app->cfg, err, sizeof(err));
+	if (!app->redis)
+		goto fail;
+	app->httpd = httpd_new(app->base, app->cfg, routes, ARRAY_LEN(routes), app, err, sizeof(err));
+	if (!app->httpd)
+		goto fail;
+	app->sig_term = evsignal_new(app->base, SIGTERM, on_term, app);
+	app->sig_int = evsignal_new(app->base, SIGINT, on_term, app);
+	app->sig_hup = evsignal_new(app->base, SIGHUP, on_hup, app);
+	event_add(app->sig_term, NULL);
+	event_add(app->sig_int, NULL);
+	event_add(app->sig_hup, NULL);
+
+	log_info("process up: chamad %s, libevent %s (%s), libpq %d, hiredis %d.%d.%d, libcurl %s, jansson %s, "
+		 "libsodium %s; listening on http://%s",
+		 CHAMAD_VERSION, event_get_version(), event_base_get_method(app->base), PQlibVersion(),
+		 HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, curl_version_info(CURLVERSION_NOW)->version, JANSSON_VERSION,
+		 sodium_version_string(), app->cfg->http_listen);
+	event_base_dispatch(app->base);
+	log_info("process down");
+
+	event_free(app->sig_term);
+	event_free(app->sig_int);
+	event_free(app->sig_hup);
+	if (app->drain_timer)
+		event_free(app->drain_timer);
+	event_base_free(app->base);
+	return 0;
+fail:
+	log_error("%s", err);
+	redis_free(app->redis);
+	db_pool_free(app->db);
+	event_base_free(app->base);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct app app;
+	const char *cmd = "run";
+	bool check_only = false;
+	char err[512];
+	int opt, rc;
+
+	memset(&app, 0, sizeof(app));
+	while ((opt = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			app.config_path = optarg;
+			app.config_required = true;
+			break;
+		case 'C':
+			check_only = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("chamad %s\n", CHAMAD_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		cmd = argv[optind++];
+	if (optind < argc || (strcmp(cmd, "run") && strcmp(cmd, "migrate"))) {
+		fprintf(stderr, "chamad: unknown command \"%s\" (try --help)\n", optind < argc ? argv[optind] : cmd);
+		return 2;
+	}
+	if (!app.config_path) {
+		app.config_path = getenv("CHAMAD_CONFIG");
+		app.config_required = app.config_path != NULL;
+		if (!app.config_path)
+			app.config_path = DEFAULT_CONFIG;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "chamad: libsodium failed to initialise\n");
+		return 1;
+	}
+	app.cfg = config_new();
+	if (config_load(app.cfg, app.config_path, app.config_required, err, sizeof(err)) < 0) {
+		fprintf(stderr, "chamad: configuration error: %s\n", err);
+		config_free(app.cfg);
+		return 1;
+	}
+	if (check_only) {
+		printf("chamad: configuration OK (%s)\n", app.config_path);
+		config_free(app.cfg);
+		return 0;
+	}
+	apply_logging(app.cfg);
+	if (!strcmp(cmd, "migrate"))
+		rc = migrate_run(app.cfg, stdout, stderr);
+	else
+		rc = run_daemon(&app);
+	config_free(app.cfg);
+	return rc;
+}

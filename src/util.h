@@ -1,0 +1,61 @@
+/*
+ * util: small helpers shared by every module: clocks, a bounded growable
+ * buffer, string and address parsing.  Nothing here touches the event loop.
+ */
+#ifndef CHAMAD_UTIL_H
+#define CHAMAD_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Milliseconds on the monotonic clock (for timeouts and latency). */
+uint64_t util_now_ms(void);
+/* Microseconds on the monotonic clock. */
+uint64_t util_now_us(void);
+
+/* xmalloc family: allocation failure is fatal (logged, then abort), as in
+ * Redis' zmalloc: a daemon that cannot allocate 100 bytes cannot go on. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t sz);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Returns a new string printed like printf; caller frees. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * A growable byte buffer with a hard maximum (curl's dynbuf idea): every
+ * append past `max` fails and leaves the buffer as it was, so no input can
+ * make us grow without bound.  Always NUL-terminated when len > 0.
+ */
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	size_t max;
+};
+void buf_init(struct buf *b, size_t max);
+void buf_free(struct buf *b);
+void buf_reset(struct buf *b);
+int buf_append(struct buf *b, const void *p, size_t n);
+int buf_puts(struct buf *b, const char *s);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+/* Appends s as the inside of a JSON string (quotes not included). */
+int buf_json_escape(struct buf *b, const char *s);
+
+/* Parses "host:port" or "[v6]:port" into host (new string) and port. */
+int util_parse_hostport(const char *s, char **host, int *port);
+/* Strict decimal parse of a whole string into a long long in [min, max]. */
+int util_parse_ll(const char *s, long long min, long long max, long long *out);
+bool util_parse_bool(const char *s, bool *out);
+/* Trims ASCII whitespace in place; returns s. */
+char *util_trim(char *s);
+/* Hex-encodes n random bytes (libsodium) into out (2n+1 bytes). */
+void util_random_hex(char *out, size_t nbytes);
+
+#endif

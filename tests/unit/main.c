@@ -1,0 +1,43 @@
+/*
+ * Unit-test runner: runs every registered test, prints one line each and
+ * the summary line "N passed, N failed".  Tests need no services.
+ */
+#include "t.h"
+#include "log.h"
+
+#include <stdlib.h>
+
+int t_checks, t_failed_checks;
+
+#define TESTS(X) \
+	X(test_buf_bounds) X(test_json_escape) X(test_parse_helpers) \
+	X(test_config_defaults) X(test_config_file) X(test_config_env_override) X(test_config_errors) \
+	X(test_config_reload) X(test_redis_url) X(test_log_lines)
+
+#define DECL(fn) void fn(void);
+TESTS(DECL)
+
+int main(void)
+{
+	static const struct { const char *name; t_fn fn; } tests[] = {
+#define ENTRY(fn) { #fn, fn },
+		TESTS(ENTRY)
+	};
+	int passed = 0, failed = 0;
+
+	log_setup(stderr, LOG_ERROR, LOG_FMT_TEXT);
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		int before = t_failed_checks, checks = t_checks;
+
+		tests[i].fn();
+		if (t_failed_checks == before && t_checks > checks) {
+			passed++;
+			printf("ok   unit/%s\n", tests[i].name);
+		} else {
+			failed++;
+			printf("FAIL unit/%s%s\n", tests[i].name, t_checks == checks ? " (asserted nothing)" : "");
+		}
+	}
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
