@@ -35,7 +35,8 @@ struct httpd {
 	size_t nroutes;
 	struct route_stats *stats;	/* nroutes + 1: last is "unmatched" */
 	void *app;
-	int inflight;
+	int inflight;		/* requests not yet answered */
+	int sending;		/* answers libevent is still writing */
 	bool draining;
 	uint64_t seq;
 	char idprefix[9];
@@ -58,6 +59,14 @@ struct http_ctx {
 };
 
 static void ctx_maybe_free(struct http_ctx *ctx);
+
+/* libevent wrote the whole answer; only then may a drain close the socket. */
+static void sent_cb(struct evhttp_request *req, void *arg)
+{
+	struct httpd *h = arg;
+
+	h->sending--;
+}
 
 void *http_ctx_app(const struct http_ctx *ctx)
 {
@@ -155,6 +164,10 @@ void http_reply(struct http_ctx *ctx, int code, const char *content_type, const 
 		evbuffer_add(out, body, len);
 		ctx_detach_conn(ctx);
 		ctx->req = NULL;
+		if (ctx->h) {
+			ctx->h->sending++;
+			evhttp_request_set_on_complete_cb(req, sent_cb, ctx->h);
+		}
 		evhttp_send_reply(req, code, NULL, out);
 		evbuffer_free(out);
 	}
@@ -346,7 +359,7 @@ void httpd_stop_accepting(struct httpd *h)
 
 int httpd_inflight(const struct httpd *h)
 {
-	return h->inflight;
+	return h->inflight + h->sending;
 }
 
 void httpd_free(struct httpd *h)

@@ -1,0 +1,216 @@
+"""Shared pieces of the integration tests: the private PostgreSQL and Redis
+that scripts/services.sh started for the "test" instance, fresh databases,
+and chamad processes.
+
+Conventions: a test is a function test_*(env) in tests/integration/test_*.py
+that raises (assert) on failure.  Anything it starts through env is stopped
+by env.cleanup() after it, pass or fail.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def http(method, url, body=None, headers=None, timeout=15):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return Response(r.status, dict(r.headers), r.read().decode())
+    except urllib.error.HTTPError as e:
+        return Response(e.code, dict(e.headers), e.read().decode())
+
+
+class Chamad:
+    """One chamad process on a free port, its log kept in memory-friendly
+    file under .run/test/logs.  stop() sends SIGTERM and checks exit 0 and
+    that no sanitizer report appeared."""
+
+    def __init__(self, env, extra_env=None, args=None):
+        self.env = env
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        os.makedirs(env.logdir, exist_ok=True)
+        self.logpath = os.path.join(env.logdir, "chamad-%d.log" % self.port)
+        e = dict(os.environ)
+        e.update(env.base_env())
+        e["CHAMAD_HTTP_LISTEN"] = "127.0.0.1:%d" % self.port
+        e.update(extra_env or {})
+        self.logf = open(self.logpath, "w")
+        self.proc = subprocess.Popen([env.bin] + (args or []), env=e, stdout=self.logf,
+                                     stderr=subprocess.STDOUT, cwd=ROOT)
+        env._procs.append(self)
+        self.wait_listening()
+
+    def wait_listening(self, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("chamad exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("chamad did not listen on %d:\n%s" % (self.port, self.log()))
+
+    def get(self, path, **kw):
+        return http("GET", self.url + path, **kw)
+
+    def post(self, path, body=b"", **kw):
+        return http("POST", self.url + path, body=body, **kw)
+
+    def wait_health(self, status, timeout=20):
+        """Polls /healthz until it answers `status`; returns the response."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.get("/healthz")
+            if last.status == status:
+                return last
+            time.sleep(0.1)
+        raise AssertionError("healthz never became %d, last %s %s" % (
+            status, last and last.status, last and last.body))
+
+    def log(self):
+        if not self.logf.closed:
+            self.logf.flush()
+        with open(self.logpath) as f:
+            return f.read()
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, expect_rc=0, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("chamad did not stop on SIGTERM:\n" + self.log()[-3000:])
+        if not self.logf.closed:
+            self.logf.close()
+        text = self.log()
+        check_sanitizers(text)
+        if expect_rc is not None:
+            assert self.proc.returncode == expect_rc, "exit %s:\n%s" % (self.proc.returncode, text[-3000:])
+        return text
+
+
+def check_sanitizers(text):
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        assert marker not in text, "sanitizer report:\n" + text[-6000:]
+
+
+class Env:
+    def __init__(self, binpath):
+        self.bin = binpath
+        self.root = ROOT
+        # scripts/services.sh instance (and its ports) this run uses
+        self.instance = os.environ.get("CHAMASMART_INSTANCE", "test")
+        self.pg_port = int(os.environ.get("CHAMASMART_PG_PORT", "55433"))
+        self.redis_port = int(os.environ.get("CHAMASMART_REDIS_PORT", "56380"))
+        self.logdir = os.path.join(ROOT, ".run", self.instance, "logs")
+        self._procs = []
+        self._dbs = []
+        self.db_url = self.fresh_db("chamasmart_test")
+        self.migrate(self.db_url, check=True)
+
+    # -- PostgreSQL --
+    def url_for(self, db):
+        return "postgresql://chamasmart@127.0.0.1:%d/%s" % (self.pg_port, db)
+
+    def redis_url(self, db=0):
+        return "redis://127.0.0.1:%d/%d" % (self.redis_port, db)
+
+    def base_env(self):
+        return {
+            "CHAMAD_DATABASE_URL": self.db_url,
+            "CHAMAD_REDIS_URL": self.redis_url(),
+            "CHAMAD_DATABASE_MIGRATIONS_DIR": os.path.join(ROOT, "migrations"),
+        }
+
+    def psql(self, sql, db_url=None, check=True):
+        """Runs sql with psql; returns rows as lists of strings (tab-separated
+        unaligned output).  Raises on error when check is true."""
+        p = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-tA", "-F", "\t",
+                            db_url or self.db_url, "-c", sql],
+                           capture_output=True, text=True)
+        if check and p.returncode != 0:
+            raise AssertionError("psql failed: %s\n%s" % (sql[:200], p.stderr))
+        if not check:
+            return p
+        return [line.split("\t") for line in p.stdout.splitlines() if line != ""]
+
+    def psql_error(self, sql, db_url=None):
+        """Runs sql expecting it to fail; returns the error text."""
+        p = self.psql(sql, db_url, check=False)
+        assert p.returncode != 0, "expected an error from: %s" % sql[:200]
+        return p.stderr
+
+    def fresh_db(self, name):
+        admin = self.url_for("postgres")
+        self.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name, admin)
+        self.psql("CREATE DATABASE %s" % name, admin)
+        return self.url_for(name)
+
+    def migrate(self, db_url, check=True, migrations_dir=None):
+        e = dict(os.environ)
+        e["CHAMAD_DATABASE_URL"] = db_url
+        e["CHAMAD_DATABASE_MIGRATIONS_DIR"] = migrations_dir or os.path.join(ROOT, "migrations")
+        p = subprocess.run([self.bin, "migrate"], env=e, capture_output=True, text=True, cwd=ROOT)
+        check_sanitizers(p.stdout + p.stderr)
+        if check:
+            assert p.returncode == 0, "migrate failed:\n%s%s" % (p.stdout, p.stderr)
+        return p
+
+    # -- services --
+    def services(self, action):
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "services.sh"), action, self.instance],
+                       check=True, capture_output=True)
+
+    def chamad(self, extra_env=None, args=None):
+        return Chamad(self, extra_env, args)
+
+    def cleanup(self, failed=False):
+        procs, self._procs = self._procs, []
+        errors = []
+        for c in procs:
+            if c.proc.poll() is None:
+                try:
+                    c.stop(expect_rc=None)
+                except AssertionError as e:
+                    errors.append(str(e))
+            if failed:
+                print("---- chamad log (%s) ----\n%s" % (c.logpath, c.log()[-4000:]))
+        # Services a test stopped come back for the next one.
+        self.services("start")
+        if errors and not failed:
+            raise AssertionError("\n".join(errors))
