@@ -21,6 +21,7 @@ ifeq ($(SANITIZE),1)
 BUILD   := build/asan
 BIN     := bin/chamad-asan
 UNIT    := bin/unit-tests-asan
+DBTEST  := bin/db-tests-asan
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ALL_CFLAGS += $(SAN) -O1
 LDFLAGS += $(SAN)
@@ -28,6 +29,7 @@ else
 BUILD   := build/release
 BIN     := bin/chamad
 UNIT    := bin/unit-tests
+DBTEST  := bin/db-tests
 endif
 
 SRCS     := $(wildcard src/*.c)
@@ -35,27 +37,50 @@ OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
 T_SRCS   := $(wildcard tests/unit/*.c)
 T_OBJS   := $(T_SRCS:tests/unit/%.c=$(BUILD)/t_%.o)
+D_SRCS   := $(wildcard tests/db/*.c)
+D_OBJS   := $(D_SRCS:tests/db/%.c=$(BUILD)/d_%.o)
 
 .PHONY: all test run clean deps services-start services-stop bench
-all: $(BIN) $(UNIT)
+all: $(BIN) $(UNIT) $(DBTEST)
+
+# V=1 shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 
 $(BIN): $(OBJS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(UNIT): $(T_OBJS) $(LIB_OBJS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(DBTEST): $(D_OBJS) $(LIB_OBJS)
+	@mkdir -p $(@D)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC    $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/t_%.o: tests/unit/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Itests/unit -MMD -MP -c $< -o $@
+	@echo "  CC    $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit -MMD -MP -c $< -o $@
 
--include $(OBJS:.o=.d) $(T_OBJS:.o=.d)
+$(BUILD)/d_%.o: tests/db/%.c
+	@mkdir -p $(@D)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit -MMD -MP -c $< -o $@
+
+-include $(OBJS:.o=.d) $(T_OBJS:.o=.d) $(D_OBJS:.o=.d)
 
 deps:
 	bash scripts/deps.sh

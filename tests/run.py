@@ -20,13 +20,15 @@ sys.path.insert(0, os.path.join(HERE, "integration"))
 import harness  # noqa: E402
 
 
-def run_unit(path):
-    p = subprocess.run([path], capture_output=True, text=True)
+def run_unit(path, extra_env=None):
+    e = dict(os.environ)
+    e.update(extra_env or {})
+    p = subprocess.run([path], capture_output=True, text=True, env=e)
     sys.stdout.write(p.stdout)
     sys.stdout.write(p.stderr)
     m = re.search(r"^(\d+) passed, (\d+) failed$", p.stdout, re.M)
     if not m:
-        print("FAIL unit tests: no summary line (exit %d)" % p.returncode)
+        print("FAIL %s: no summary line (exit %d)" % (path, p.returncode))
         return 0, 1
     passed, failed = int(m.group(1)), int(m.group(2))
     if p.returncode != 0 and failed == 0:
@@ -38,6 +40,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--unit")
+    ap.add_argument("--dbtests", help="C tests of the PostgreSQL pool (need the server)")
     ap.add_argument("-k", dest="pattern", default="")
     args = ap.parse_args()
 
@@ -48,6 +51,10 @@ def main():
         failed += f
 
     env = harness.Env(os.path.abspath(args.bin))
+    if args.dbtests and not args.pattern:
+        p, f = run_unit(args.dbtests, {"CHAMAD_DATABASE_URL": env.fresh_db("chamasmart_pooltest")})
+        passed += p
+        failed += f
     idir = os.path.join(HERE, "integration")
     for fname in sorted(os.listdir(idir)):
         if not (fname.startswith("test_") and fname.endswith(".py")):
