@@ -18,6 +18,7 @@ inst=${2:-run}
 case "$inst" in
   run)  def_pg=55432; def_rd=56379 ;;
   test) def_pg=55433; def_rd=56380 ;;
+  bench) def_pg=55435; def_rd=56382 ;;
   *)    def_pg=55434; def_rd=56381 ;;
 esac
 PG_PORT=${CHAMASMART_PG_PORT:-$def_pg}
