@@ -44,7 +44,9 @@ pg_dir() {
       ln -sfn "$alt" "$want"
     fi
   fi
-  echo "$want"
+  # the real path: going through the link would cross the private folder
+  mkdir -p "$want"
+  readlink -f "$want"
 }
 
 pg_url() { echo "postgresql://$PGUSER_DB@127.0.0.1:$PG_PORT/$PGUSER_DB"; }
@@ -73,7 +75,8 @@ pg_start() {
 }
 
 pg_stop() {
-  local d="$BASE/pg"
+  [ -e "$BASE/pg" ] || return 0
+  local d; d=$(readlink -f "$BASE/pg")
   [ -f "$d/data/PG_VERSION" ] || return 0
   as_pg "$PGBIN/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null 2>&1 || true
 }

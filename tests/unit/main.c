@@ -6,6 +6,27 @@
 #include "log.h"
 
 #include <stdlib.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* The tests set CHAMAD_* themselves; inherited ones would override them. */
+static void clear_chamad_env(void)
+{
+	char name[256];
+
+	for (size_t i = 0; environ[i];) {
+		const char *eq = strchr(environ[i], '=');
+
+		if (!strncmp(environ[i], "CHAMAD_", 7) && eq && (size_t)(eq - environ[i]) < sizeof(name)) {
+			memcpy(name, environ[i], (size_t)(eq - environ[i]));
+			name[eq - environ[i]] = '\0';
+			unsetenv(name);
+			continue;
+		}
+		i++;
+	}
+}
 
 int t_checks, t_failed_checks;
 
@@ -25,6 +46,7 @@ int main(void)
 	};
 	int passed = 0, failed = 0;
 
+	clear_chamad_env();
 	log_setup(stderr, LOG_ERROR, LOG_FMT_TEXT);
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		int before = t_failed_checks, checks = t_checks;
