@@ -349,19 +349,33 @@ static void drop_connection(struct redis_client *r, const char *why)
 	redisAsyncFree(ac);
 }
 
+/* A failed AUTH or SELECT drops the connection.  This runs inside a hiredis
+ * reply callback, so hiredis frees the context only after we return, and
+ * our adapter's re-entrancy guard frees its own state after that. */
+static bool handshake_failed(struct redis_client *r, const struct redis_result *res)
+{
+	char why[256];
+
+	if (r->state != R_HANDSHAKE)
+		return true;
+	if (res->status == REDIS_S_OK)
+		return false;
+	snprintf(why, sizeof(why), "handshake failed: %s", res->error ? res->error : "?");
+	drop_connection(r, why);
+	return true;
+}
+
+static void auth_cb(const struct redis_result *res, void *arg)
+{
+	handshake_failed(arg, res);
+}
+
 static void select_cb(const struct redis_result *res, void *arg)
 {
 	struct redis_client *r = arg;
 
-	if (r->state != R_HANDSHAKE)
+	if (handshake_failed(r, res))
 		return;
-	if (res->status != REDIS_S_OK) {
-		char why[256];
-
-		snprintf(why, sizeof(why), "handshake failed: %s", res->error ? res->error : "?");
-		drop_connection(r, why);
-		return;
-	}
 	r->state = R_UP;
 	r->failures = 0;
 	log_info("redis: connected to %s", r->url.path ? r->url.path : r->addr);
@@ -385,7 +399,7 @@ static void connect_cb(const redisAsyncContext *ac, int status)
 	if (r->url.password) {
 		const char *auth[2] = { "AUTH", r->url.password };
 
-		send_argv(r, rcmd_new(r, NULL, NULL), 2, auth, NULL);
+		send_argv(r, rcmd_new(r, auth_cb, r), 2, auth, NULL);
 	}
 	snprintf(db, sizeof(db), "%d", r->url.db);
 	if (send_argv(r, rcmd_new(r, select_cb, r), 2, sel, NULL) < 0)

@@ -165,6 +165,19 @@ def test_redis_restart(env):
     c.stop()
 
 
+def test_redis_handshake_failure_is_named(env):
+    """A wrong Redis password: the connection is dropped from inside the
+    AUTH reply callback (the path our adapter's re-entrancy guard protects);
+    /healthz names Redis and the log says why."""
+    c = env.chamad({"CHAMAD_REDIS_URL": "redis://:wrong@127.0.0.1:%d/0" % env.redis_port,
+                    "CHAMAD_REDIS_RECONNECT_MIN_MS": "50", "CHAMAD_REDIS_RECONNECT_MAX_MS": "100"})
+    r = c.wait_health(503)
+    assert r.json()["down"] == ["redis"], r.body
+    time.sleep(0.5)  # several attempts, each dropped inside the callback
+    log = c.stop()
+    assert "handshake failed" in log and "AUTH" in log
+
+
 def test_postgres_restart(env):
     c = env.chamad()
     c.wait_health(200)
