@@ -23,16 +23,12 @@
 #include "log.h"
 #include "util.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <event2/event.h>
-#include <sodium.h>
 
 enum conn_state { C_DOWN, C_CONNECTING, C_SETUP, C_IDLE, C_BUSY, C_TX };
 enum job_kind { J_QUERY, J_BEGIN, J_TXQUERY, J_COMMIT, J_ROLLBACK };
@@ -259,18 +255,6 @@ static void conn_close(struct db_conn *c)
 	c->io_fd = -1;
 }
 
-static int backoff_ms(const struct db_pool *p, int failures)
-{
-	long long d = p->cfg->database_reconnect_min_ms;
-
-	for (int i = 0; i < failures && d < p->cfg->database_reconnect_max_ms; i++)
-		d *= 2;
-	if (d > p->cfg->database_reconnect_max_ms)
-		d = p->cfg->database_reconnect_max_ms;
-	/* up to 25% jitter so slots (and daemons) do not reconnect in step */
-	return (int)(d - (long long)randombytes_uniform((uint32_t)(d / 4 + 1)));
-}
-
 /*
  * Takes a connection down: what ran on it fails with DB_UNAVAILABLE, a
  * pinned transaction loses its connection, a reconnect is scheduled.  When
@@ -296,7 +280,7 @@ static void conn_down(struct db_conn *c, const char *why)
 		tx->conn = NULL;
 		tx->busy = false;
 	}
-	delay = was_up ? p->cfg->database_reconnect_min_ms : backoff_ms(p, c->failures);
+	delay = was_up ? p->cfg->database_reconnect_min_ms : util_backoff_ms(p->cfg->database_reconnect_min_ms, p->cfg->database_reconnect_max_ms, c->failures);
 	if (!was_up)
 		c->failures++;
 	if (!p->closing) {
@@ -731,30 +715,6 @@ void db_tx_rollback(struct db_tx *tx, db_cb cb, void *arg)
 	tx_submit(tx, j);
 }
 
-/* Resolves a host name into hostaddr once, before the loop runs, because
- * PQconnectPoll would otherwise do a blocking DNS lookup on the loop. */
-static int resolve_host(struct db_pool *p, const char *host, char *err, size_t errlen)
-{
-	struct addrinfo hints = { 0 }, *ai = NULL;
-	char addr[INET6_ADDRSTRLEN];
-	int rc;
-
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(host, NULL, &hints, &ai);
-	if (rc != 0) {
-		snprintf(err, errlen, "[database] url: cannot resolve host \"%s\": %s", host, gai_strerror(rc));
-		return -1;
-	}
-	if (ai->ai_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, addr, sizeof(addr));
-	else
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, addr, sizeof(addr));
-	freeaddrinfo(ai);
-	p->hostaddr = xstrdup(addr);
-	return 0;
-}
-
 struct db_pool *db_pool_new(struct event_base *base, const struct config *cfg, char *err, size_t errlen)
 {
 	struct db_pool *p = xcalloc(1, sizeof(*p));
@@ -788,8 +748,14 @@ struct db_pool *db_pool_new(struct event_base *base, const struct config *cfg, c
 		p->vals[n] = o->val;
 		n++;
 	}
+	/* PQconnectPoll would do a blocking DNS lookup on the loop for a host
+	 * name: resolve it once here, before the loop runs, into hostaddr. */
 	if (host && !has_hostaddr && host[0] != '/' && !strchr(host, ',')) {
-		if (resolve_host(p, host, err, errlen) < 0) {
+		char why[256];
+
+		p->hostaddr = util_resolve_host(host, why, sizeof(why));
+		if (!p->hostaddr) {
+			snprintf(err, errlen, "[database] url: %s", why);
 			free(p->kw);
 			free(p->vals);
 			PQconninfoFree(p->opts);

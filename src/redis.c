@@ -19,17 +19,13 @@
 #include "redis_ev.h"
 #include "util.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #include <event2/event.h>
 #include <hiredis/async.h>
-#include <sodium.h>
 
 enum rstate { R_DOWN, R_CONNECTING, R_HANDSHAKE, R_UP };
 
@@ -301,17 +297,6 @@ void redis_cmd(struct redis_client *r, redis_cb cb, void *arg, int argc, const c
 
 /* ---- connection ---- */
 
-static int backoff_ms(const struct redis_client *r)
-{
-	long long d = r->cfg->redis_reconnect_min_ms;
-
-	for (int i = 0; i < r->failures && d < r->cfg->redis_reconnect_max_ms; i++)
-		d *= 2;
-	if (d > r->cfg->redis_reconnect_max_ms)
-		d = r->cfg->redis_reconnect_max_ms;
-	return (int)(d - (long long)randombytes_uniform((uint32_t)(d / 4 + 1)));
-}
-
 /* Marks the client down and schedules the next attempt.  The context is
  * already gone or about to be freed by the caller. */
 static void client_down(struct redis_client *r, const char *why)
@@ -324,7 +309,7 @@ static void client_down(struct redis_client *r, const char *why)
 	r->state = R_DOWN;
 	if (r->closing)
 		return;
-	delay = was_up ? r->cfg->redis_reconnect_min_ms : backoff_ms(r);
+	delay = was_up ? r->cfg->redis_reconnect_min_ms : util_backoff_ms(r->cfg->redis_reconnect_min_ms, r->cfg->redis_reconnect_max_ms, r->failures);
 	if (!was_up)
 		r->failures++;
 	tv.tv_sec = delay / 1000;
@@ -472,26 +457,15 @@ struct redis_client *redis_new(struct event_base *base, const struct config *cfg
 		return NULL;
 	}
 	if (r->url.host) {
-		struct addrinfo hints = { 0 }, *ai = NULL;
-		char addr[INET6_ADDRSTRLEN];
-		int rc;
-
-		hints.ai_family = AF_UNSPEC;
-		hints.ai_socktype = SOCK_STREAM;
-		rc = getaddrinfo(r->url.host, NULL, &hints, &ai);
-		if (rc != 0) {
-			snprintf(err, errlen, "[redis] url: cannot resolve host \"%s\": %s", r->url.host,
-				 gai_strerror(rc));
+		/* hiredis would resolve a name with a blocking getaddrinfo on
+		 * every reconnect: resolve once, before the loop runs. */
+		r->addr = util_resolve_host(r->url.host, why, sizeof(why));
+		if (!r->addr) {
+			snprintf(err, errlen, "[redis] url: %s", why);
 			redis_url_free(&r->url);
 			free(r);
 			return NULL;
 		}
-		if (ai->ai_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, addr, sizeof(addr));
-		else
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, addr, sizeof(addr));
-		freeaddrinfo(ai);
-		r->addr = xstrdup(addr);
 	}
 	defer_init(&r->later, base);
 	r->timer = evtimer_new(base, timer_cb, r);

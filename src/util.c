@@ -4,7 +4,10 @@
 #include "util.h"
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -268,4 +271,36 @@ void util_random_hex(char *out, size_t nbytes)
 		nbytes = sizeof(raw);
 	randombytes_buf(raw, nbytes);
 	sodium_bin2hex(out, nbytes * 2 + 1, raw, nbytes);
+}
+
+char *util_resolve_host(const char *host, char *err, size_t errlen)
+{
+	struct addrinfo hints = { 0 }, *ai = NULL;
+	char addr[INET6_ADDRSTRLEN];
+	int rc;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(host, NULL, &hints, &ai);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot resolve host \"%s\": %s", host, gai_strerror(rc));
+		return NULL;
+	}
+	if (ai->ai_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, addr, sizeof(addr));
+	else
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, addr, sizeof(addr));
+	freeaddrinfo(ai);
+	return xstrdup(addr);
+}
+
+int util_backoff_ms(int min_ms, int max_ms, int failures)
+{
+	long long d = min_ms;
+
+	for (int i = 0; i < failures && d < max_ms; i++)
+		d *= 2;
+	if (d > max_ms)
+		d = max_ms;
+	return (int)(d - (long long)randombytes_uniform((uint32_t)(d / 4 + 1)));
 }

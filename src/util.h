@@ -55,6 +55,16 @@ int util_parse_ll(const char *s, long long min, long long max, long long *out);
 bool util_parse_bool(const char *s, bool *out);
 /* Trims ASCII whitespace in place; returns s. */
 char *util_trim(char *s);
+/*
+ * Resolves host to one numeric address (new string, caller frees) with a
+ * blocking getaddrinfo: call it only before the event loop runs.  Returns
+ * NULL and writes the reason into err.
+ */
+char *util_resolve_host(const char *host, char *err, size_t errlen);
+/* Reconnect delay after `failures` failed attempts: min doubled per
+ * failure up to max, minus up to 25% jitter so clients do not retry in step. */
+int util_backoff_ms(int min_ms, int max_ms, int failures);
+
 /* Hex-encodes n random bytes (libsodium) into out (2n+1 bytes). */
 void util_random_hex(char *out, size_t nbytes);
 
