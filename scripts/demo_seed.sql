@@ -1,0 +1,106 @@
+-- Demo chama for `make run`: "Umoja Savings Group", five members (all with
+-- PIN 1234), three months of savings and welfare contributions, a welfare
+-- fund, and the next meeting.  Safe to run any number of times: it does
+-- nothing when the demo chama already exists.
+--
+--   psql "$CHAMAD_DATABASE_URL" -v ON_ERROR_STOP=1 -f scripts/demo_seed.sql
+
+BEGIN;
+DO $seed$
+DECLARE
+    -- argon2id (libsodium crypto_pwhash_str, interactive limits) of "1234"
+    demo_pin constant text :=
+        '$argon2id$v=19$m=65536,t=2,p=1$j1c4KNKhKqW2MS5Zks0pzw$gy07pEkWQsk7gCp5KLNstF4Qva/YwIzXGv7x5whlQfg';
+    chama bigint;
+    treasurer bigint;
+    u record;
+    m int;
+    ref text;
+    contrib bigint;
+BEGIN
+    -- one demo at a time, even if two `make run`s race
+    PERFORM pg_advisory_xact_lock(727100003);
+    -- audit rows written by the triggers say who did this
+    PERFORM set_config('chamad.channel', 'admin', true), set_config('chamad.request_id', 'demo-seed', true);
+    IF EXISTS (SELECT 1 FROM chamas WHERE name = 'Umoja Savings Group' AND deleted_at IS NULL) THEN
+        RAISE NOTICE 'demo chama already present: nothing to do';
+        RETURN;
+    END IF;
+
+    INSERT INTO users (phone, full_name, preferred_language, pin_hash, phone_verified, phone_verified_at)
+    VALUES ('+254712000001', 'Wanjiku Kamau',   'sw', demo_pin, true, now()),
+           ('+254712000002', 'Otieno Odhiambo', 'en', demo_pin, true, now()),
+           ('+254712000003', 'Achieng Atieno',  'en', demo_pin, true, now()),
+           ('+254712000004', 'Mwangi Njoroge',  'sw', demo_pin, true, now()),
+           ('+254712000005', 'Fatuma Hassan',   'sw', demo_pin, true, now())
+    ON CONFLICT (phone) WHERE deleted_at IS NULL DO NOTHING;
+
+    INSERT INTO chamas (name, description, type, contribution_amount_cents, contribution_frequency,
+                        constitution, created_by_user_id)
+    VALUES ('Umoja Savings Group', 'Demo chama: monthly savings, loans and a welfare fund', 'mixed',
+            50000, 'monthly',
+            '{"loan_multiplier_bp": 30000, "loan_interest_rate_bp": 1000, "loan_interest_method": "flat",
+              "max_loan_term_periods": 12, "min_guarantors_count": 2, "late_penalty_cents": 5000,
+              "grace_period_days": 3, "welfare_contribution_cents": 10000, "quorum_percent": 60,
+              "approval_threshold_percent": 50}',
+            (SELECT id FROM users WHERE phone = '+254712000001' AND deleted_at IS NULL))
+    RETURNING id INTO chama;
+
+    INSERT INTO memberships (user_id, chama_id, role, joined_at)
+    SELECT usr.id, chama, r.role, now() - interval '100 days'
+      FROM (VALUES ('+254712000001', 'chairperson'), ('+254712000002', 'treasurer'),
+                   ('+254712000003', 'secretary'), ('+254712000004', 'member'),
+                   ('+254712000005', 'member')) AS r (phone, role)
+      JOIN users usr ON usr.phone = r.phone AND usr.deleted_at IS NULL
+     ORDER BY r.phone;
+    SELECT user_id INTO treasurer FROM memberships WHERE chama_id = chama AND role = 'treasurer';
+
+    INSERT INTO welfare_config (chama_id, contribution_amount_cents, contribution_frequency,
+                                payout_amounts_cents, required_approvals, min_membership_days)
+    VALUES (chama, 10000, 'monthly',
+            '{"death_member": 5000000, "death_spouse": 3000000, "death_parent": 2000000,
+              "hospitalization": 1000000}', 2, 30);
+
+    -- three months of KES 500 savings and KES 100 welfare from every member,
+    -- each with its financial audit row, as the money flows will write them
+    FOR u IN SELECT ms.user_id, ms.member_number FROM memberships ms WHERE ms.chama_id = chama LOOP
+        FOR m IN 1..3 LOOP
+            ref := format('DEMO%s%s%s', chama, u.member_number, m);
+            INSERT INTO contributions (chama_id, user_id, amount_cents, purpose, method, external_reference,
+                                       status, contributed_at, confirmed_at, recorded_by_user_id)
+            VALUES (chama, u.user_id, 50000, 'savings', 'mpesa', ref || 'S', 'confirmed',
+                    now() - make_interval(days => 30 * (4 - m)), now() - make_interval(days => 30 * (4 - m)),
+                    treasurer)
+            RETURNING id INTO contrib;
+            INSERT INTO financial_audit_logs (chama_id, user_id, actor_user_id, action, entity_type, entity_id,
+                                              amount_cents, direction, method, external_reference,
+                                              idempotency_key, channel)
+            VALUES (chama, u.user_id, treasurer, 'contribution_received', 'contributions', contrib,
+                    50000, 'in', 'mpesa', ref || 'S', 'contribution:' || contrib || ':received', 'admin');
+
+            INSERT INTO contributions (chama_id, user_id, amount_cents, purpose, method, external_reference,
+                                       status, contributed_at, confirmed_at, recorded_by_user_id)
+            VALUES (chama, u.user_id, 10000, 'welfare', 'cash', NULL, 'confirmed',
+                    now() - make_interval(days => 30 * (4 - m)), now() - make_interval(days => 30 * (4 - m)),
+                    treasurer)
+            RETURNING id INTO contrib;
+            INSERT INTO financial_audit_logs (chama_id, user_id, actor_user_id, action, entity_type, entity_id,
+                                              amount_cents, direction, method, idempotency_key, channel)
+            VALUES (chama, u.user_id, treasurer, 'contribution_received', 'contributions', contrib,
+                    10000, 'in', 'cash', 'contribution:' || contrib || ':received', 'admin');
+        END LOOP;
+    END LOOP;
+
+    INSERT INTO meetings (chama_id, title, agenda, location, scheduled_at, duration_minutes, created_by_user_id)
+    VALUES (chama, 'Monthly meeting', 'Contributions, loan requests, welfare report', 'Community hall',
+            date_trunc('day', now()) + interval '7 days 14 hours', 120,
+            (SELECT user_id FROM memberships WHERE chama_id = chama AND role = 'secretary'));
+
+    RAISE NOTICE 'demo chama % seeded: members +254712000001..5, PIN 1234', chama;
+END
+$seed$;
+
+COMMIT;
+
+\o /dev/null
+SELECT refresh_chama_detailed_summary();
