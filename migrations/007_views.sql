@@ -26,14 +26,14 @@ SELECT m.user_id,
   JOIN users u  ON u.id = m.user_id AND u.deleted_at IS NULL
   JOIN chamas c ON c.id = m.chama_id AND c.deleted_at IS NULL
   LEFT JOIN LATERAL (
-        SELECT sum(k.amount_cents) FILTER (WHERE k.purpose IN ('savings', 'shares', 'rosca')) AS savings_cents,
-               sum(k.amount_cents) FILTER (WHERE k.purpose = 'welfare')                   AS welfare_cents,
+        SELECT sum(k.amount_cents) FILTER (WHERE k.purpose IN ('savings', 'shares', 'rosca'))::bigint AS savings_cents,
+               sum(k.amount_cents) FILTER (WHERE k.purpose = 'welfare')::bigint                   AS welfare_cents,
                max(k.contributed_at)                                                       AS last_contribution_at
           FROM contributions k
          WHERE k.chama_id = m.chama_id AND k.user_id = m.user_id
            AND k.deleted_at IS NULL AND k.status = 'confirmed') contrib ON true
   LEFT JOIN LATERAL (
-        SELECT count(*) AS open_loans, sum(l.outstanding_balance_cents) AS outstanding_cents
+        SELECT count(*) AS open_loans, sum(l.outstanding_balance_cents)::bigint AS outstanding_cents
           FROM loans l
          WHERE l.chama_id = m.chama_id AND l.user_id = m.user_id
            AND l.status IN ('disbursed', 'active', 'defaulted')) lo ON true;
@@ -73,18 +73,18 @@ SELECT c.id                                           AS chama_id,
           FROM memberships m JOIN users u ON u.id = m.user_id
          WHERE m.chama_id = c.id AND m.status = 'active' AND m.role <> 'member') off ON true
   LEFT JOIN LATERAL (
-        SELECT sum(amount_cents) FILTER (WHERE status = 'confirmed' AND purpose IN ('savings', 'shares', 'rosca'))
+        SELECT sum(amount_cents) FILTER (WHERE status = 'confirmed' AND purpose IN ('savings', 'shares', 'rosca'))::bigint
                    AS total_savings_cents,
-               sum(amount_cents) FILTER (WHERE status = 'confirmed' AND purpose = 'welfare') AS total_welfare_cents,
-               sum(amount_cents) FILTER (WHERE status = 'confirmed' AND contributed_at >= now() - interval '30 days')
+               sum(amount_cents) FILTER (WHERE status = 'confirmed' AND purpose = 'welfare')::bigint AS total_welfare_cents,
+               sum(amount_cents) FILTER (WHERE status = 'confirmed' AND contributed_at >= now() - interval '30 days')::bigint
                    AS contributions_30d_cents,
                count(*) FILTER (WHERE status = 'pending')                                  AS pending_contributions,
                max(contributed_at) FILTER (WHERE status = 'confirmed')                     AS last_contribution_at
           FROM contributions WHERE chama_id = c.id AND deleted_at IS NULL) k ON true
   LEFT JOIN LATERAL (
         SELECT count(*) FILTER (WHERE status IN ('disbursed', 'active', 'defaulted'))      AS open_loans,
-               sum(amount_disbursed_cents)                                                  AS disbursed_cents,
-               sum(outstanding_balance_cents) FILTER (WHERE status IN ('disbursed', 'active', 'defaulted'))
+               sum(amount_disbursed_cents)::bigint                                                  AS disbursed_cents,
+               sum(outstanding_balance_cents) FILTER (WHERE status IN ('disbursed', 'active', 'defaulted'))::bigint
                    AS outstanding_cents,
                count(*) FILTER (WHERE status = 'defaulted')                                 AS defaulted_loans
           FROM loans WHERE chama_id = c.id) l ON true
@@ -93,7 +93,7 @@ SELECT c.id                                           AS chama_id,
         SELECT count(*) AS open_claims FROM welfare_claims
          WHERE chama_id = c.id AND status IN ('submitted', 'approved')) wc ON true
   LEFT JOIN LATERAL (
-        SELECT sum(amount_cents) AS paid_out_cents FROM payouts
+        SELECT sum(amount_cents)::bigint AS paid_out_cents FROM payouts
          WHERE chama_id = c.id AND status = 'completed') p ON true
   LEFT JOIN LATERAL (
         SELECT min(scheduled_at) AS next_meeting_at FROM meetings
@@ -101,7 +101,7 @@ SELECT c.id                                           AS chama_id,
   LEFT JOIN rosca_cycles rc ON rc.chama_id = c.id AND rc.status = 'active'
   LEFT JOIN asca_cycles ac ON ac.chama_id = c.id AND ac.status = 'active'
   LEFT JOIN LATERAL (
-        SELECT sum(shares) AS shares FROM asca_members WHERE cycle_id = ac.id) ash ON true
+        SELECT sum(shares)::bigint AS shares FROM asca_members WHERE cycle_id = ac.id) ash ON true
  WHERE c.deleted_at IS NULL
 WITH DATA;
 COMMENT ON MATERIALIZED VIEW chama_detailed_summary IS 'Dashboard totals per live chama as of refreshed_at. Refresh with SELECT refresh_chama_detailed_summary(); (CONCURRENTLY: readers are not blocked).';
