@@ -130,59 +130,52 @@ BEGIN
 END
 $$;
 
--- A welfare contribution counts while it is confirmed: pending->confirmed
--- adds, confirmed->reversed (or failed, or a hard delete) takes it back.
-CREATE FUNCTION contributions_maintain_welfare_fund() RETURNS trigger
+-- What one row does to its chama's welfare fund while it stands: a
+-- confirmed welfare contribution adds its amount, a paid claim takes its
+-- paid amount; anything else (pending, failed, reversed, cancelled, other
+-- purposes) counts 0.
+CREATE FUNCTION welfare_fund_effect(tbl name, r jsonb) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN r IS NULL THEN 0
+        WHEN tbl = 'contributions' AND r ->> 'purpose' = 'welfare' AND r ->> 'status' = 'confirmed'
+            THEN (r ->> 'amount_cents')::bigint
+        WHEN tbl = 'welfare_claims' AND r ->> 'status' = 'paid'
+            THEN -(r ->> 'amount_paid_cents')::bigint
+        ELSE 0
+    END
+$$;
+
+-- One trigger for both tables: the fund moves by (effect of the new row) -
+-- (effect of the old row), so every transition (confirm, reverse, pay,
+-- cancel, delete) is covered without a case of its own.  The CHECK on
+-- welfare_fund refuses paying more than the fund holds.
+CREATE FUNCTION maintain_welfare_fund() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    old_cents bigint := 0;
-    new_cents bigint := 0;
+    old_row jsonb := to_jsonb(OLD);  -- NULL on INSERT
+    new_row jsonb := to_jsonb(NEW);  -- NULL on DELETE
+    old_fx bigint := welfare_fund_effect(TG_TABLE_NAME, old_row);
+    new_fx bigint := welfare_fund_effect(TG_TABLE_NAME, new_row);
+    old_chama bigint := (old_row ->> 'chama_id')::bigint;
+    new_chama bigint := (new_row ->> 'chama_id')::bigint;
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.purpose = 'welfare' AND OLD.status = 'confirmed' THEN
-        old_cents := OLD.amount_cents;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.purpose = 'welfare' AND NEW.status = 'confirmed' THEN
-        new_cents := NEW.amount_cents;
-    END IF;
-    IF TG_OP = 'UPDATE' AND OLD.chama_id <> NEW.chama_id THEN
-        PERFORM welfare_fund_apply(NEW.chama_id, new_cents);
-        PERFORM welfare_fund_apply(OLD.chama_id, -old_cents);
+    IF old_chama IS NULL OR new_chama IS NULL OR old_chama = new_chama THEN
+        PERFORM welfare_fund_apply(coalesce(new_chama, old_chama), new_fx - old_fx);
+    ELSIF new_fx >= -old_fx THEN  -- moved between chamas: credit before debit
+        PERFORM welfare_fund_apply(new_chama, new_fx);
+        PERFORM welfare_fund_apply(old_chama, -old_fx);
     ELSE
-        PERFORM welfare_fund_apply(CASE WHEN TG_OP = 'DELETE' THEN OLD.chama_id ELSE NEW.chama_id END,
-                                   new_cents - old_cents);
+        PERFORM welfare_fund_apply(old_chama, -old_fx);
+        PERFORM welfare_fund_apply(new_chama, new_fx);
     END IF;
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER contributions_maintain_welfare_fund AFTER INSERT OR UPDATE OR DELETE ON contributions
-    FOR EACH ROW EXECUTE FUNCTION contributions_maintain_welfare_fund();
-
--- A claim takes amount_paid_cents out of the fund while it is 'paid'; the
--- CHECK on welfare_fund refuses paying more than the fund holds.
-CREATE FUNCTION welfare_claims_maintain_welfare_fund() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    old_cents bigint := 0;
-    new_cents bigint := 0;
-BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.status = 'paid' THEN
-        old_cents := OLD.amount_paid_cents;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.status = 'paid' THEN
-        new_cents := NEW.amount_paid_cents;
-    END IF;
-    IF TG_OP = 'UPDATE' AND OLD.chama_id <> NEW.chama_id THEN
-        PERFORM welfare_fund_apply(OLD.chama_id, old_cents);
-        PERFORM welfare_fund_apply(NEW.chama_id, -new_cents);
-    ELSE
-        PERFORM welfare_fund_apply(CASE WHEN TG_OP = 'DELETE' THEN OLD.chama_id ELSE NEW.chama_id END,
-                                   old_cents - new_cents);
-    END IF;
-    RETURN NULL;
-END
-$$;
+    FOR EACH ROW EXECUTE FUNCTION maintain_welfare_fund();
 CREATE TRIGGER welfare_claims_maintain_welfare_fund AFTER INSERT OR UPDATE OR DELETE ON welfare_claims
-    FOR EACH ROW EXECUTE FUNCTION welfare_claims_maintain_welfare_fund();
+    FOR EACH ROW EXECUTE FUNCTION maintain_welfare_fund();
 
 CREATE TABLE payouts (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -93,22 +93,18 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER users_audit AFTER INSERT OR UPDATE OR DELETE ON users
-    FOR EACH ROW EXECUTE FUNCTION audit_row_change();
-CREATE TRIGGER chamas_audit AFTER INSERT OR UPDATE OR DELETE ON chamas
-    FOR EACH ROW EXECUTE FUNCTION audit_row_change();
-CREATE TRIGGER memberships_audit AFTER INSERT OR UPDATE OR DELETE ON memberships
-    FOR EACH ROW EXECUTE FUNCTION audit_row_change();
-CREATE TRIGGER contributions_audit AFTER INSERT OR UPDATE OR DELETE ON contributions
-    FOR EACH ROW EXECUTE FUNCTION audit_row_change();
-CREATE TRIGGER loans_audit AFTER INSERT OR UPDATE OR DELETE ON loans
-    FOR EACH ROW EXECUTE FUNCTION audit_row_change();
-CREATE TRIGGER loan_repayments_audit AFTER INSERT OR UPDATE OR DELETE ON loan_repayments
-    FOR EACH ROW EXECUTE FUNCTION audit_row_change();
-CREATE TRIGGER payouts_audit AFTER INSERT OR UPDATE OR DELETE ON payouts
-    FOR EACH ROW EXECUTE FUNCTION audit_row_change();
-CREATE TRIGGER welfare_claims_audit AFTER INSERT OR UPDATE OR DELETE ON welfare_claims
-    FOR EACH ROW EXECUTE FUNCTION audit_row_change();
+-- the core tables, and every table whose rows move money
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['users', 'chamas', 'memberships', 'contributions', 'loans', 'loan_repayments',
+                             'payouts', 'welfare_claims'] LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I
+                        FOR EACH ROW EXECUTE FUNCTION audit_row_change()', t || '_audit', t);
+    END LOOP;
+END
+$$;
 
 -- One row per money movement, written by the application in the same
 -- transaction as the movement.  Never updated or deleted: a correction is

@@ -1,6 +1,7 @@
 """The daemon core against the real PostgreSQL and Redis: health, metrics,
 HTTP limits, configuration, logging, signals, and recovery when either
 dependency dies, stops answering, or comes back."""
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,17 @@ from harness import ROOT, http
 def redis_pid(env):
     with open(os.path.join(ROOT, ".run", env.instance, "redis", "redis.pid")) as f:
         return int(f.read().strip())
+
+
+@contextlib.contextmanager
+def frozen(pid):
+    """Stops a server process (it keeps its sockets open but answers
+    nothing) for the length of the block, and always thaws it."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def chamad_backends(env):
@@ -116,16 +128,10 @@ def test_request_deadline(env):
     time; the late answer from Redis is then dropped safely."""
     c = env.chamad({"CHAMAD_HTTP_REQUEST_TIMEOUT_MS": "300", "CHAMAD_REDIS_COMMAND_TIMEOUT_MS": "2000"})
     c.wait_health(200)
-    pid = redis_pid(env)
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        t0 = time.monotonic()
+    with frozen(redis_pid(env)):
         r = c.get("/healthz")
-        took = time.monotonic() - t0
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    assert r.status == 503 and "timed out" in r.json()["error"], r.body
-    assert took < 1.5, took
+    # the request's own deadline answered, not Redis' later timeout
+    assert r.status == 503 and r.json()["error"] == "request timed out, please try again", r.body
     c.wait_health(200)
     c.stop()
 
@@ -133,18 +139,14 @@ def test_request_deadline(env):
 def test_redis_stalled_command_times_out(env):
     c = env.chamad({"CHAMAD_REDIS_COMMAND_TIMEOUT_MS": "300"})
     c.wait_health(200)
-    pid = redis_pid(env)
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with frozen(redis_pid(env)):
         r = c.get("/healthz")
         assert r.status == 503, r.body
-        assert r.json()["down"] == ["redis"] and "timeout" in r.json()["redis"]["error"], r.body
-        # while Redis is unreachable, commands fail fast, they do not hang
-        t0 = time.monotonic()
+        assert r.json()["down"] == ["redis"] and "timed out" in r.json()["redis"]["error"], r.body
+        # the timeout dropped the connection: the next command fails fast
+        # (refused as not connected) instead of waiting on a stalled server
         r = c.get("/healthz")
-        assert r.status == 503 and time.monotonic() - t0 < 1.0
-    finally:
-        os.kill(pid, signal.SIGCONT)
+        assert r.status == 503 and "redis is not connected" in r.json()["redis"]["error"], r.body
     c.wait_health(200)
     assert "chamad_redis_timeouts_total 1" in c.get("/metrics").body or \
         "chamad_redis_timeouts_total" in c.get("/metrics").body
@@ -185,11 +187,11 @@ def test_postgres_restart(env):
     try:
         r = c.wait_health(503, timeout=10)
         assert r.json()["down"] == ["postgres"], r.body
-        # answered promptly while PostgreSQL is down: nothing waits on it
-        t0 = time.monotonic()
+        # while PostgreSQL is down, queries are refused at once as
+        # unavailable; none waits for a connection or its deadline
         for _ in range(5):
-            assert c.get("/healthz").status == 503
-        assert time.monotonic() - t0 < 3.0
+            r = c.get("/healthz")
+            assert r.status == 503 and r.json()["postgres"]["error"].startswith("unavailable"), r.body
         assert "chamad_db_pool_connected 0" in c.get("/metrics").body
     finally:
         env.services("pg-start")
@@ -228,16 +230,13 @@ def test_db_queue_bound_and_query_timeout(env):
                     "CHAMAD_DATABASE_QUERY_TIMEOUT_MS": "800", "CHAMAD_HTTP_REQUEST_TIMEOUT_MS": "5000"})
     c.wait_health(200)
     (pid,) = chamad_backends(env)
-    os.kill(pid, signal.SIGSTOP)
     results = {}
-    try:
+    with frozen(pid):
         t = threading.Thread(target=lambda: results.setdefault("slow", c.get("/healthz")))
         t.start()
         time.sleep(0.2)
         busy = c.get("/healthz")
         t.join()
-    finally:
-        os.kill(pid, signal.SIGCONT)
     assert busy.status == 503 and "busy" in busy.json()["postgres"]["error"], busy.body
     slow = results["slow"]
     assert slow.status == 503 and "timeout" in slow.json()["postgres"]["error"], slow.body
@@ -249,16 +248,12 @@ def test_db_queue_bound_and_query_timeout(env):
 def test_client_gone_before_answer(env):
     c = env.chamad({"CHAMAD_REDIS_COMMAND_TIMEOUT_MS": "700"})
     c.wait_health(200)
-    pid = redis_pid(env)
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with frozen(redis_pid(env)):
         for _ in range(3):
             s = socket.create_connection(("127.0.0.1", c.port))
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             s.close()
         time.sleep(1.2)
-    finally:
-        os.kill(pid, signal.SIGCONT)
     c.wait_health(200)
     c.stop()  # exit 0 and, under ASan, no use-after-free
 
@@ -266,10 +261,8 @@ def test_client_gone_before_answer(env):
 def test_sigterm_drains_in_flight(env):
     c = env.chamad({"CHAMAD_REDIS_COMMAND_TIMEOUT_MS": "1500", "CHAMAD_HTTP_REQUEST_TIMEOUT_MS": "5000"})
     c.wait_health(200)
-    pid = redis_pid(env)
-    os.kill(pid, signal.SIGSTOP)
     out = {}
-    try:
+    with frozen(redis_pid(env)):
         t = threading.Thread(target=lambda: out.setdefault("r", c.get("/healthz")))
         t.start()
         time.sleep(0.3)
@@ -281,8 +274,6 @@ def test_sigterm_drains_in_flight(env):
         except OSError:
             refused = True
         t.join()
-    finally:
-        os.kill(pid, signal.SIGCONT)
     assert refused, "still accepting after SIGTERM"
     assert out["r"].status == 503 and out["r"].json()["down"] == ["redis"], out["r"].body
     c.proc.wait(timeout=10)

@@ -348,6 +348,10 @@ def test_schema_audit_trail(env):
     """ % {"u1": U(1), "c": C})
     assert rows == [["t", "ussd", "+254700000001", "req-42", "update", "f", "f", "1"],
                     ["0"], ["3"], ["0"], ["1"]], rows
+    audited = {r[0] for r in env.psql("SELECT g.tgrelid::regclass::text FROM pg_trigger g "
+                                      "JOIN pg_proc p ON p.oid = g.tgfoid WHERE p.proname = 'audit_row_change'")}
+    assert audited == {"users", "chamas", "memberships", "contributions", "loans", "loan_repayments",
+                       "payouts", "welfare_claims"}, audited
     # the audit trail is append-only
     refused(env, "", "UPDATE audit_logs SET action = 'forged';", r"rows are immutable")
     refused(env, "", "DELETE FROM audit_logs;", r"rows are immutable")
