@@ -1,16 +1,29 @@
--- Demo chama for `make run`: "Umoja Savings Group", five members (all with
--- PIN 1234), three months of savings and welfare contributions, a welfare
--- fund, and the next meeting.  Safe to run any number of times: it does
--- nothing when the demo chama already exists.
+-- Demo chama for `make run`: "Umoja Savings Group", five members, three
+-- months of savings and welfare contributions, a welfare fund, and the next
+-- meeting.  Safe to run any number of times: it does nothing when the demo
+-- chama already exists.
 --
---   psql "$CHAMAD_DATABASE_URL" -v ON_ERROR_STOP=1 -f scripts/demo_seed.sql
+-- The members' PIN hash is passed in, made by chamad itself so that it
+-- carries this installation's pepper and cost parameters:
+--
+--   psql "$CHAMAD_DATABASE_URL" -v ON_ERROR_STOP=1 \
+--        -v pin_hash="$(echo 1234 | bin/chamad hash-pin)" -f scripts/demo_seed.sql
+--
+-- Without it the members have no PIN yet, and the first dial sets one
+-- through a one-time code.
+
+\if :{?pin_hash}
+\else
+\set pin_hash ''
+\endif
+\o /dev/null
+SELECT set_config('chamad_seed.pin_hash', :'pin_hash', false);
+\o
 
 BEGIN;
 DO $seed$
 DECLARE
-    -- argon2id (libsodium crypto_pwhash_str, interactive limits) of "1234"
-    demo_pin constant text :=
-        '$argon2id$v=19$m=65536,t=2,p=1$j1c4KNKhKqW2MS5Zks0pzw$gy07pEkWQsk7gCp5KLNstF4Qva/YwIzXGv7x5whlQfg';
+    demo_pin constant text := nullif(current_setting('chamad_seed.pin_hash', true), '');
     chama bigint;
     treasurer bigint;
     u record;
@@ -96,7 +109,8 @@ BEGIN
             date_trunc('day', now()) + interval '7 days 14 hours', 120,
             (SELECT user_id FROM memberships WHERE chama_id = chama AND role = 'secretary'));
 
-    RAISE NOTICE 'demo chama % seeded: members +254712000001..5, PIN 1234', chama;
+    RAISE NOTICE 'demo chama % seeded: members +254712000001..5%', chama,
+        CASE WHEN demo_pin IS NULL THEN ' (no PIN yet)' ELSE ', PIN as hashed by chamad hash-pin' END;
 END
 $seed$;
 

@@ -12,7 +12,8 @@ trap 'bash scripts/services.sh stop run' EXIT
 bash scripts/services.sh start run
 export CHAMAD_HTTP_LISTEN=${CHAMAD_HTTP_LISTEN:-127.0.0.1:8080}
 bin/chamad -c etc/chamad.conf migrate
-psql -X -q -v ON_ERROR_STOP=1 "$CHAMAD_DATABASE_URL" -f scripts/demo_seed.sql
+psql -X -q -v ON_ERROR_STOP=1 -v pin_hash="$(echo 1234 | bin/chamad -c etc/chamad.conf hash-pin)" \
+  "$CHAMAD_DATABASE_URL" -f scripts/demo_seed.sql
 echo "run: demo chama seeded; chamad listens on http://$CHAMAD_HTTP_LISTEN"
 echo "run: try  curl http://$CHAMAD_HTTP_LISTEN/healthz   (Ctrl-C to stop)"
 bin/chamad -c etc/chamad.conf || true

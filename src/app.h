@@ -14,6 +14,8 @@ struct config;
 struct db_pool;
 struct redis_client;
 struct httpd;
+struct menu_set;
+struct auth;
 
 struct app {
 	struct event_base *base;
@@ -23,6 +25,8 @@ struct app {
 	struct db_pool *db;
 	struct redis_client *redis;
 	struct httpd *httpd;
+	struct menu_set *menus;		/* reference; replaced on SIGHUP if the new set validates */
+	struct auth *auth;		/* PIN workers */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *drain_timer;
 	uint64_t drain_started_ms;

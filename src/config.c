@@ -35,6 +35,8 @@ static int check_dburl(const char *v, char *err, size_t errlen);
 static int check_redisurl(const char *v, char *err, size_t errlen);
 static int check_level(const char *v, char *err, size_t errlen);
 static int check_format(const char *v, char *err, size_t errlen);
+static int check_country(const char *v, char *err, size_t errlen);
+static int check_agg_list(const char *v, char *err, size_t errlen);
 
 #define STR(sec, key, def, reload, chk, help) \
 	{ #sec, #key, CF_STR, offsetof(struct config, sec##_##key), def, 0, 0, reload, chk, help }
@@ -68,6 +70,30 @@ static const struct cf_key cf_keys[] = {
 	STR(log, format, "text", true, check_format, "text or json (one JSON object per line)"),
 	INT(daemon, shutdown_timeout_ms, "10000", 0, 600000, true,
 	    "on SIGTERM, how long in-flight requests may take to finish"),
+	STR(ussd, menus_dir, "menus", false, NULL, "where the USSD menus (*.json) are; re-read on SIGHUP"),
+	INT(ussd, session_ttl_s, "180", 30, 3600, true, "a USSD session left idle this long expires"),
+	INT(ussd, screen_max, "160", 64, 182, true, "largest screen in GSM-7 characters (182 is the protocol's limit)"),
+	STR(ussd, country_code, "254", true, check_country, "country calling code for numbers written nationally (0712...)"),
+	STR(ussd, service_code, "", true, NULL,
+	    "our USSD code, e.g. *384*1234#; longer dial strings (*384*1234*3*1#) become pre-filled input"),
+	STR(ussd, timezone, "Africa/Nairobi", true, NULL, "time zone of times shown to members (meetings, lock-outs)"),
+	INT(ussd, hop_timeout_ms, "4000", 200, 15000, true,
+	    "a hop not answered by then gets \"Service busy\" (aggregators allow about 10 s)"),
+	STR(ussd, secrets, "", true, check_agg_list,
+	    "shared secrets per aggregator, \"africastalking:S1 hubtel:S2\"; sent as X-Chamad-Secret or ?secret="),
+	STR(ussd, allow_ips, "", true, check_agg_list,
+	    "IP allow-lists per aggregator, \"africastalking:196.201.214.0/24,127.0.0.1 hubtel:...\"; empty = any"),
+	STR(auth, pin_pepper, "", false, NULL,
+	    "server-side secret mixed into every PIN hash; set it in production and never change it"),
+	INT(auth, pin_opslimit, "2", 1, 20, true, "argon2id passes for new PIN hashes (OWASP minimum: 2)"),
+	INT(auth, pin_memlimit_kib, "19456", 64, 1048576, true, "argon2id memory for new PIN hashes in KiB (OWASP minimum: 19456)"),
+	INT(auth, workers, "2", 1, 64, false, "threads that hash and check PINs off the event loop"),
+	INT(auth, queue_max, "64", 1, 100000, false, "PIN checks that may wait for a worker; more get \"Service busy\""),
+	INT(auth, pin_max_attempts, "3", 1, 20, true, "wrong PINs in a row that lock the account"),
+	INT(auth, pin_lock_minutes, "30", 1, 10080, true, "how long a locked account stays locked"),
+	INT(auth, otp_ttl_s, "300", 30, 3600, true, "a one-time code is valid this long"),
+	INT(auth, otp_max_tries, "3", 1, 10, true, "wrong entries that void a one-time code"),
+	INT(auth, otp_max_per_hour, "3", 1, 100, true, "one-time codes sent to one number per hour"),
 };
 
 static void *slot(struct config *c, const struct cf_key *k)
@@ -324,6 +350,37 @@ static int check_format(const char *v, char *err, size_t errlen)
 	if (log_format_parse(v, &f) < 0) {
 		snprintf(err, errlen, "must be text or json, got \"%s\"", v);
 		return -1;
+	}
+	return 0;
+}
+
+static int check_country(const char *v, char *err, size_t errlen)
+{
+	size_t n = strlen(v);
+
+	if (n < 1 || n > 3 || v[0] == '0' || strspn(v, "0123456789") != n) {
+		snprintf(err, errlen, "must be 1 to 3 digits without + (e.g. 254), got \"%s\"", v);
+		return -1;
+	}
+	return 0;
+}
+
+/* "name:value name2:value2": each entry names an aggregator. */
+static int check_agg_list(const char *v, char *err, size_t errlen)
+{
+	const char *p = v;
+
+	while (*p) {
+		size_t n = strcspn(p, " \t");
+		const char *colon = memchr(p, ':', n);
+
+		if (n && (!colon || colon == p || colon == p + n - 1)) {
+			snprintf(err, errlen, "entries are aggregator:value separated by spaces, got \"%.*s\"", (int)n,
+				 p);
+			return -1;
+		}
+		p += n;
+		p += strspn(p, " \t");
 	}
 	return 0;
 }

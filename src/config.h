@@ -39,6 +39,27 @@ struct config {
 	char *log_format;
 	/* [daemon] */
 	int daemon_shutdown_timeout_ms;
+	/* [ussd] */
+	char *ussd_menus_dir;
+	int ussd_session_ttl_s;
+	int ussd_screen_max;
+	char *ussd_country_code;
+	char *ussd_service_code;
+	char *ussd_timezone;
+	int ussd_hop_timeout_ms;
+	char *ussd_secrets;
+	char *ussd_allow_ips;
+	/* [auth] */
+	char *auth_pin_pepper;
+	int auth_pin_opslimit;
+	int auth_pin_memlimit_kib;
+	int auth_workers;
+	int auth_queue_max;
+	int auth_pin_max_attempts;
+	int auth_pin_lock_minutes;
+	int auth_otp_ttl_s;
+	int auth_otp_max_tries;
+	int auth_otp_max_per_hour;
 };
 
 /* Returns a new config holding every default; free with config_free. */

@@ -53,6 +53,8 @@ struct http_ctx {
 	uint64_t start_us;
 	char *body;
 	size_t body_len;
+	const void *route_data;
+	char peer[64];
 	char reqid[65];
 	char method[8];
 	char path[128];
@@ -71,6 +73,39 @@ static void sent_cb(struct evhttp_request *req, void *arg)
 void *http_ctx_app(const struct http_ctx *ctx)
 {
 	return ctx->h ? ctx->h->app : NULL;
+}
+
+const void *http_ctx_route_data(const struct http_ctx *ctx)
+{
+	return ctx->route_data;
+}
+
+const char *http_ctx_peer(const struct http_ctx *ctx)
+{
+	return ctx->peer;
+}
+
+const char *http_ctx_header(const struct http_ctx *ctx, const char *name)
+{
+	return ctx->req ? evhttp_find_header(evhttp_request_get_input_headers(ctx->req), name) : NULL;
+}
+
+int http_ctx_query(const struct http_ctx *ctx, const char *name, char *out, size_t outlen)
+{
+	const struct evhttp_uri *uri = ctx->req ? evhttp_request_get_evhttp_uri(ctx->req) : NULL;
+	const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+	struct evkeyvalq params;
+	const char *v;
+	int rc = -1;
+
+	if (!q || evhttp_parse_query_str(q, &params) < 0)
+		return -1;
+	if ((v = evhttp_find_header(&params, name))) {
+		snprintf(out, outlen, "%s", v);
+		rc = 0;
+	}
+	evhttp_clear_headers(&params);
+	return rc;
 }
 
 const char *http_ctx_reqid(const struct http_ctx *ctx)
@@ -266,6 +301,13 @@ static void gen_cb(struct evhttp_request *req, void *arg)
 	ctx->start_us = util_now_us();
 	ctx->route = h->nroutes;
 	ctx->evcon = evhttp_request_get_connection(req);
+	if (ctx->evcon) {
+		char *addr = NULL;
+		ev_uint16_t port = 0;
+
+		evhttp_connection_get_peer(ctx->evcon, &addr, &port);
+		snprintf(ctx->peer, sizeof(ctx->peer), "%s", addr ? addr : "");
+	}
 	ctx->deadline = evtimer_new(h->base, deadline_cb, ctx);
 	snprintf(ctx->method, sizeof(ctx->method), "%s", method_name(cmd));
 	snprintf(ctx->path, sizeof(ctx->path), "%s", path && *path ? path : "/");
@@ -287,6 +329,7 @@ static void gen_cb(struct evhttp_request *req, void *arg)
 		if (path && !strcmp(path, h->routes[i].path)) {
 			rt = &h->routes[i];
 			ctx->route = i;
+			ctx->route_data = rt->data;
 			break;
 		}
 	}

@@ -39,6 +39,7 @@ struct http_route {
 	int methods;		/* HTTP_GET | HTTP_POST */
 	http_handler fn;
 	const char *name;	/* metrics label */
+	const void *data;	/* handed to the handler via http_ctx_route_data */
 };
 
 /* Binds [http] listen.  routes must outlive the server.  app is handed to
@@ -59,6 +60,13 @@ void httpd_free(struct httpd *h);
 void httpd_metrics(const struct httpd *h, struct buf *out);
 
 void *http_ctx_app(const struct http_ctx *ctx);
+const void *http_ctx_route_data(const struct http_ctx *ctx);
+/* The client's address (numeric), or "" once the client is gone. */
+const char *http_ctx_peer(const struct http_ctx *ctx);
+/* A request header or a query parameter of the live request, or NULL. */
+const char *http_ctx_header(const struct http_ctx *ctx, const char *name);
+/* Copies query parameter `name` into out; returns 0 if present. */
+int http_ctx_query(const struct http_ctx *ctx, const char *name, char *out, size_t outlen);
 const char *http_ctx_reqid(const struct http_ctx *ctx);
 /* The live request, or NULL once answered or the client went away. */
 struct evhttp_request *http_ctx_req(const struct http_ctx *ctx);

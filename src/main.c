@@ -10,13 +10,16 @@
  * blocking calls on it.
  */
 #include "app.h"
+#include "auth.h"
 #include "config.h"
 #include "db.h"
 #include "httpd.h"
 #include "log.h"
 #include "migrate.h"
 #include "redis.h"
+#include "menu.h"
 #include "status.h"
+#include "ussd.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -34,10 +37,20 @@
 #define CHAMAD_VERSION "0.1.0"
 #define DEFAULT_CONFIG "/etc/chamad/chamad.conf"
 
-static const struct http_route routes[] = {
-	{ "/healthz", HTTP_GET, status_healthz, "healthz" },
-	{ "/metrics", HTTP_GET, status_metrics, "metrics" },
+static const struct http_route base_routes[] = {
+	{ "/healthz", HTTP_GET, status_healthz, "healthz", NULL },
+	{ "/metrics", HTTP_GET, status_metrics, "metrics", NULL },
 };
+static struct http_route routes[32];
+
+/* The fixed routes and one per aggregator (ussd_http.c's table). */
+static size_t build_routes(void)
+{
+	size_t n = ARRAY_LEN(base_routes);
+
+	memcpy(routes, base_routes, sizeof(base_routes));
+	return n + ussd_http_routes(routes + n, ARRAY_LEN(routes) - n);
+}
 
 static void usage(FILE *out)
 {
@@ -49,6 +62,8 @@ static void usage(FILE *out)
 		"Commands:\n"
 		"  run             serve HTTP on [http] listen (the default)\n"
 		"  migrate         apply new migrations/NNN_name.sql to [database] url, then exit\n"
+		"  hash-pin        read a PIN on stdin, print its hash as chamad stores it\n"
+		"                  (with [auth] pin_pepper and the cost parameters), then exit\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE   configuration file (default: $CHAMAD_CONFIG, else\n"
@@ -65,7 +80,10 @@ static void usage(FILE *out)
 		"Signals: SIGTERM/SIGINT stop accepting, let in-flight requests finish within\n"
 		"[daemon] shutdown_timeout_ms, close the pools and exit 0; SIGHUP re-reads the\n"
 		"configuration and applies the keys marked (SIGHUP reloads).\n"
-		"Endpoints: GET /healthz (200 or 503 naming what is down), GET /metrics (Prometheus).\n");
+		"Endpoints: GET /healthz (200 or 503 naming what is down), GET /metrics (Prometheus),\n"
+		"POST /ussd/africastalking, /ussd/africastalking/events, /ussd/hubtel (aggregators).\n"
+		"SIGHUP also re-reads [ussd] menus_dir; menus that do not validate are refused\n"
+		"and the running ones kept.  --check-config validates the menus too.\n");
 }
 
 static void apply_logging(const struct config *cfg)
@@ -80,8 +98,11 @@ static void apply_logging(const struct config *cfg)
 
 static void app_stop(struct app *app)
 {
-	/* Pools first: their callbacks (DB_CANCELLED) answer any request still
-	 * waiting while the HTTP server is alive to carry the answer. */
+	/* Workers and pools first: their callbacks (cancelled) answer any
+	 * request still waiting while the HTTP server is alive to carry the
+	 * answer; PIN workers first, since their completions use both pools. */
+	auth_free(app->auth);
+	app->auth = NULL;
 	db_pool_free(app->db);
 	app->db = NULL;
 	redis_free(app->redis);
@@ -129,6 +150,21 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 	drain_cb(-1, 0, app);
 }
 
+/* Hops in flight keep the set they started with (reference counted). */
+static void reload_menus(struct app *app)
+{
+	char err[512];
+	struct menu_set *m = ussd_menus_load(app->cfg, err, sizeof(err));
+
+	if (!m) {
+		log_error("reload: menus refused, keeping the running ones: %s", err);
+		return;
+	}
+	menu_set_unref(app->menus);
+	app->menus = m;
+	log_info("reload: %zu menu screens loaded from %s", menu_screen_count(m), app->cfg->ussd_menus_dir);
+}
+
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	struct app *app = arg;
@@ -144,6 +180,8 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	config_free(next);
 	apply_logging(app->cfg);
 	httpd_set_config(app->httpd, app->cfg);
+	auth_set_config(app->auth, app->cfg);
+	reload_menus(app);
 }
 
 static int run_daemon(struct app *app)
@@ -163,7 +201,15 @@ static int run_daemon(struct app *app)
 	app->redis = redis_new(app->base, app->cfg, err, sizeof(err));
 	if (!app->redis)
 		goto fail;
-	app->httpd = httpd_new(app->base, app->cfg, routes, ARRAY_LEN(routes), app, err, sizeof(err));
+	app->menus = ussd_menus_load(app->cfg, err, sizeof(err));
+	if (!app->menus)
+		goto fail;
+	app->auth = auth_new(app->base, app->cfg, err, sizeof(err));
+	if (!app->auth)
+		goto fail;
+	if (!*app->cfg->auth_pin_pepper)
+		log_warn("[auth] pin_pepper is empty: set it in production (PIN hashes then need the configuration too)");
+	app->httpd = httpd_new(app->base, app->cfg, routes, build_routes(), app, err, sizeof(err));
 	if (!app->httpd)
 		goto fail;
 	app->sig_term = evsignal_new(app->base, SIGTERM, on_term, app);
@@ -180,6 +226,7 @@ static int run_daemon(struct app *app)
 		 sodium_version_string(), app->cfg->http_listen);
 	event_base_dispatch(app->base);
 	log_info("process down");
+	menu_set_unref(app->menus);
 
 	event_free(app->sig_term);
 	event_free(app->sig_int);
@@ -190,10 +237,38 @@ static int run_daemon(struct app *app)
 	return 0;
 fail:
 	log_error("%s", err);
+	auth_free(app->auth);
+	menu_set_unref(app->menus);
 	redis_free(app->redis);
 	db_pool_free(app->db);
 	event_base_free(app->base);
 	return 1;
+}
+
+/* chamad hash-pin: for seeding and operators; never part of the daemon. */
+static int hash_pin(const struct config *cfg)
+{
+	char pin[64];
+	char *h;
+
+	if (!fgets(pin, sizeof(pin), stdin)) {
+		fprintf(stderr, "chamad: hash-pin reads a PIN on stdin\n");
+		return 2;
+	}
+	pin[strcspn(pin, "\r\n")] = '\0';
+	if (strlen(pin) != 4 || strspn(pin, "0123456789") != 4) {
+		fprintf(stderr, "chamad: a PIN is 4 digits\n");
+		return 2;
+	}
+	h = auth_pin_hash_now(cfg, pin);
+	sodium_memzero(pin, sizeof(pin));
+	if (!h) {
+		fprintf(stderr, "chamad: hashing failed (out of memory?)\n");
+		return 1;
+	}
+	printf("%s\n", h);
+	free(h);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -234,7 +309,7 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		cmd = argv[optind++];
-	if (optind < argc || (strcmp(cmd, "run") && strcmp(cmd, "migrate"))) {
+	if (optind < argc || (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "hash-pin"))) {
 		fprintf(stderr, "chamad: unknown command \"%s\" (try --help)\n", optind < argc ? argv[optind] : cmd);
 		return 2;
 	}
@@ -255,13 +330,23 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check_only) {
-		printf("chamad: configuration OK (%s)\n", app.config_path);
+		struct menu_set *m = ussd_menus_load(app.cfg, err, sizeof(err));
+
+		if (!m) {
+			fprintf(stderr, "chamad: menus error: %s\n", err);
+			config_free(app.cfg);
+			return 1;
+		}
+		printf("chamad: configuration OK (%s), %zu menu screens\n", app.config_path, menu_screen_count(m));
+		menu_set_unref(m);
 		config_free(app.cfg);
 		return 0;
 	}
 	apply_logging(app.cfg);
 	if (!strcmp(cmd, "migrate"))
 		rc = migrate_run(app.cfg, stdout, stderr);
+	else if (!strcmp(cmd, "hash-pin"))
+		rc = hash_pin(app.cfg);
 	else
 		rc = run_daemon(&app);
 	config_free(app.cfg);

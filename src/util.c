@@ -304,3 +304,33 @@ int util_backoff_ms(int min_ms, int max_ms, int failures)
 		d = max_ms;
 	return (int)(d - (long long)randombytes_uniform((uint32_t)(d / 4 + 1)));
 }
+
+void util_format_cents(long long cents, char *out, size_t outlen)
+{
+	unsigned long long a = cents < 0 ? 0ULL - (unsigned long long)cents : (unsigned long long)cents;
+	unsigned long long whole = a / 100, frac = a % 100;
+	char digits[32], grouped[48];
+	size_t n, o = 0;
+
+	n = (size_t)snprintf(digits, sizeof(digits), "%llu", whole);
+	for (size_t i = 0; i < n; i++) {
+		if (i && (n - i) % 3 == 0)
+			grouped[o++] = ',';
+		grouped[o++] = digits[i];
+	}
+	grouped[o] = '\0';
+	if (frac)
+		snprintf(out, outlen, "%s%s.%02llu", cents < 0 ? "-" : "", grouped, frac);
+	else
+		snprintf(out, outlen, "%s%s", cents < 0 ? "-" : "", grouped);
+}
+
+void util_random_code(char *out, size_t len)
+{
+	/* no 0/O, 1/I/L: read aloud and typed on keypads */
+	static const char alphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+	for (size_t i = 0; i < len; i++)
+		out[i] = alphabet[randombytes_uniform(sizeof(alphabet) - 1)];
+	out[len] = '\0';
+}

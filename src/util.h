@@ -67,5 +67,9 @@ int util_backoff_ms(int min_ms, int max_ms, int failures);
 
 /* Hex-encodes n random bytes (libsodium) into out (2n+1 bytes). */
 void util_random_hex(char *out, size_t nbytes);
+/* Money for people: cents as "1,500" or "1,500.50" (no currency). */
+void util_format_cents(long long cents, char *out, size_t outlen);
+/* len random characters from an unambiguous upper-case alphabet, + NUL. */
+void util_random_code(char *out, size_t len);
 
 #endif

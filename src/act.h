@@ -1,0 +1,61 @@
+/*
+ * act: helpers shared by the USSD action handlers (act_*.c).
+ *
+ * act_query runs one statement for a hop and calls fn only when PostgreSQL
+ * answered (DB_OK or DB_ERROR: fn decides what a constraint error means);
+ * when it could not (down, busy, timeout, shutting down) the hop ends with
+ * the polite "Service busy" and fn is not called.  act_redis is the same
+ * for one Redis command.
+ */
+#ifndef CHAMAD_ACT_H
+#define CHAMAD_ACT_H
+
+#include "db.h"
+#include "redis.h"
+#include "ussd_hop.h"
+
+typedef void (*act_db_fn)(struct ussd_hop *hop, const struct db_result *r);
+typedef void (*act_redis_fn)(struct ussd_hop *hop, const redisReply *reply);
+
+void act_query(struct ussd_hop *hop, const char *sql, int nparams, const char *const *params, act_db_fn fn);
+void act_redis(struct ussd_hop *hop, int argc, const char **argv, act_redis_fn fn);
+
+/* Ends the hop as unavailable when r is a server error; returns true then. */
+bool act_db_failed(struct ussd_hop *hop, const struct db_result *r);
+
+/* The chama the user picked, or NULL after hop_fail("err_no_chama"). */
+const char *act_chama(struct ussd_hop *hop);
+
+/* Runs fn if the user is an active official (chairperson, treasurer,
+ * secretary) of the picked chama, checked in the database; else ends the
+ * session with "end_not_allowed". */
+void act_require_official(struct ussd_hop *hop, void (*fn)(struct ussd_hop *hop));
+
+/* Action handlers, by module. */
+void act_signup_send_otp(struct ussd_hop *hop);
+void act_signup_check_otp(struct ussd_hop *hop);
+void act_pin_first(struct ussd_hop *hop);
+void act_signup_finish(struct ussd_hop *hop);
+void act_login_start(struct ussd_hop *hop);
+void act_login_check(struct ussd_hop *hop);
+void act_reset_send_otp(struct ussd_hop *hop);
+void act_reset_check_otp(struct ussd_hop *hop);
+void act_reset_finish(struct ussd_hop *hop);
+void act_lang_save(struct ussd_hop *hop);
+
+void act_chamas_load(struct ussd_hop *hop);
+void act_chama_select(struct ussd_hop *hop);
+void act_balance_load(struct ussd_hop *hop);
+void act_meetings_load(struct ussd_hop *hop);
+void act_meeting_show(struct ussd_hop *hop);
+void act_members_load(struct ussd_hop *hop);
+void act_member_show(struct ussd_hop *hop);
+void act_officials_load(struct ussd_hop *hop);
+void act_chama_info_load(struct ussd_hop *hop);
+void act_join_request(struct ussd_hop *hop);
+void act_create_chama(struct ussd_hop *hop);
+void act_invite_create(struct ussd_hop *hop);
+void act_join_requests_load(struct ussd_hop *hop);
+void act_join_decide(struct ussd_hop *hop);
+
+#endif

@@ -1,0 +1,430 @@
+/*
+ * act_chama: picking a chama, balance, meetings, members, officials, chama
+ * info, joining with an invite code, creating a chama, and the officials'
+ * actions (invite codes, deciding join requests).
+ *
+ * Every read is scoped to a chama the user is an active member of, checked
+ * in the query; every official's action checks the role in the database
+ * (act_require_official or the statement itself), whatever the menu showed.
+ */
+#include "act.h"
+#include "app.h"
+#include "config.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* "AND the user ($U) is an active member of the chama ($C)" */
+#define MEMBER_OF(u, c) \
+	" EXISTS (SELECT 1 FROM memberships me WHERE me.user_id = " u " AND me.chama_id = " c \
+	" AND me.status = 'active') "
+
+static void set_money_var(struct ussd_hop *hop, const char *name, const char *cents)
+{
+	char out[40];
+
+	util_format_cents(atoll(cents), out, sizeof(out));
+	hop_set_var(hop, name, out);
+}
+
+static void pick(struct ussd_hop *hop, const PGresult *res, int row)
+{
+	hop_set_var(hop, "chama_id", PQgetvalue(res, row, 0));
+	hop_set_var(hop, "chama_name", PQgetvalue(res, row, 1));
+	hop_set_var(hop, "role", PQgetvalue(res, row, 2));
+}
+
+/* ---- choosing the chama ---- */
+
+static void chamas_loaded(struct ussd_hop *hop, const struct db_result *r)
+{
+	int n;
+
+	if (act_db_failed(hop, r))
+		return;
+	n = PQntuples(r->res);
+	if (n <= 1) {		/* nothing to choose */
+		if (n == 1)
+			pick(hop, r->res, 0);
+		else {
+			hop_del_var(hop, "chama_id");
+			hop_del_var(hop, "role");
+			hop_set_var(hop, "chama_name", "");
+		}
+		hop_goto(hop, "main", NULL);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		hop_add_item(hop, PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 0));
+	hop_done(hop, NULL);
+}
+
+void act_chamas_load(struct ussd_hop *hop)
+{
+	const char *p[1] = { hop_user(hop) };
+
+	act_query(hop,
+		  "SELECT m.chama_id, c.name, m.role FROM memberships m JOIN chamas c ON c.id = m.chama_id "
+		  "AND c.deleted_at IS NULL WHERE m.user_id = $1 AND m.status = 'active' ORDER BY lower(c.name), c.id "
+		  "LIMIT 200",
+		  1, p, chamas_loaded);
+}
+
+static void chama_selected(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	if (PQntuples(r->res) != 1) {
+		hop_fail(hop, "err_not_member");
+		return;
+	}
+	pick(hop, r->res, 0);
+	hop_done(hop, NULL);
+}
+
+void act_chama_select(struct ussd_hop *hop)
+{
+	const char *p[2] = { hop_user(hop), hop_var(hop, "pick_id") };
+
+	act_query(hop,
+		  "SELECT m.chama_id, c.name, m.role FROM memberships m JOIN chamas c ON c.id = m.chama_id "
+		  "AND c.deleted_at IS NULL WHERE m.user_id = $1 AND m.chama_id = $2::bigint AND m.status = 'active'",
+		  2, p, chama_selected);
+}
+
+/* ---- reading ---- */
+
+static void balance_loaded(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	if (PQntuples(r->res) != 1) {
+		hop_fail(hop, "err_not_member");
+		return;
+	}
+	set_money_var(hop, "savings", PQgetvalue(r->res, 0, 0));
+	set_money_var(hop, "welfare", PQgetvalue(r->res, 0, 1));
+	set_money_var(hop, "loan", PQgetvalue(r->res, 0, 2));
+	hop_done(hop, NULL);
+}
+
+void act_balance_load(struct ussd_hop *hop)
+{
+	const char *c = act_chama(hop);
+	const char *p[2];
+
+	if (!c)
+		return;
+	p[0] = hop_user(hop);
+	p[1] = c;
+	act_query(hop,
+		  "SELECT savings_cents, welfare_contributed_cents, loan_outstanding_cents FROM user_membership_summary "
+		  "WHERE user_id = $1 AND chama_id = $2::bigint AND membership_status = 'active'",
+		  2, p, balance_loaded);
+}
+
+static void items_loaded(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	for (int i = 0; i < PQntuples(r->res); i++)
+		hop_add_item(hop, PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 0));
+	hop_done(hop, NULL);
+}
+
+/* A list query: $1 user, $2 chama, $3 time zone; returns (value, label). */
+static void load_list(struct ussd_hop *hop, const char *sql)
+{
+	const char *c = act_chama(hop);
+	const char *p[3];
+
+	if (!c)
+		return;
+	p[0] = hop_user(hop);
+	p[1] = c;
+	p[2] = hop_app(hop)->cfg->ussd_timezone;
+	act_query(hop, sql, 3, p, items_loaded);
+}
+
+void act_meetings_load(struct ussd_hop *hop)
+{
+	load_list(hop, "SELECT id, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon HH24:MI') || ' ' || title "
+		       "FROM meetings WHERE chama_id = $2::bigint AND status = 'scheduled' "
+		       "AND scheduled_at >= now() - interval '1 day' AND" MEMBER_OF("$1", "$2::bigint")
+		       "ORDER BY scheduled_at LIMIT 100");
+}
+
+void act_members_load(struct ussd_hop *hop)
+{
+	load_list(hop, "SELECT u.id, u.full_name || CASE WHEN m.role <> 'member' THEN ' (' || m.role || ')' "
+		       "ELSE '' END FROM memberships m JOIN users u ON u.id = m.user_id "
+		       "WHERE m.chama_id = $2::bigint AND m.status = 'active' AND $3::text IS NOT NULL AND"
+		       MEMBER_OF("$1", "$2::bigint")
+		       "ORDER BY m.role = 'member', m.member_number LIMIT 200");
+}
+
+/* One row of named columns into session variables. */
+static void row_to_vars(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	if (PQntuples(r->res) != 1) {
+		hop_fail(hop, "err_not_found");
+		return;
+	}
+	for (int i = 0; i < PQnfields(r->res); i++) {
+		const char *name = PQfname(r->res, i);
+
+		if (!strncmp(name, "cents_", 6))
+			set_money_var(hop, name + 6, PQgetvalue(r->res, 0, i));
+		else
+			hop_set_var(hop, name, PQgetvalue(r->res, 0, i));
+	}
+	hop_done(hop, NULL);
+}
+
+/* A detail query: $1 user, $2 chama, $3 time zone, $4 the chosen item. */
+static void load_row(struct ussd_hop *hop, const char *item_var, const char *sql)
+{
+	const char *c = act_chama(hop);
+	const char *p[4];
+
+	if (!c)
+		return;
+	p[0] = hop_user(hop);
+	p[1] = c;
+	p[2] = hop_app(hop)->cfg->ussd_timezone;
+	p[3] = item_var ? hop_var(hop, item_var) : "0";
+	act_query(hop, sql, 4, p, row_to_vars);
+}
+
+void act_meeting_show(struct ussd_hop *hop)
+{
+	load_row(hop, "meeting_id",
+		 "SELECT title AS m_title, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon YYYY HH24:MI') AS m_when, "
+		 "coalesce(location, '-') AS m_where, coalesce(left(agenda, 60), '-') AS m_agenda FROM meetings "
+		 "WHERE id = $4::bigint AND chama_id = $2::bigint AND" MEMBER_OF("$1", "$2::bigint"));
+}
+
+void act_member_show(struct ussd_hop *hop)
+{
+	load_row(hop, "member_id",
+		 "SELECT u.full_name AS p_name, u.phone AS p_phone, m.role AS p_role, "
+		 "to_char(m.joined_at AT TIME ZONE $3, 'DD Mon YYYY') AS p_joined FROM memberships m "
+		 "JOIN users u ON u.id = m.user_id WHERE m.user_id = $4::bigint AND m.chama_id = $2::bigint "
+		 "AND m.status = 'active' AND" MEMBER_OF("$1", "$2::bigint"));
+}
+
+void act_officials_load(struct ussd_hop *hop)
+{
+	load_row(hop, NULL,
+		 "SELECT coalesce(string_agg(m.role || ': ' || u.full_name, E'\\n' ORDER BY m.role), '-') AS officials "
+		 "FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.chama_id = $2::bigint "
+		 "AND m.status = 'active' AND m.role <> 'member' AND $3::text IS NOT NULL AND $4::text IS NOT NULL "
+		 "AND" MEMBER_OF("$1", "$2::bigint"));
+}
+
+void act_chama_info_load(struct ussd_hop *hop)
+{
+	load_row(hop, NULL,
+		 "SELECT c.name AS c_name, c.type AS c_type, c.contribution_amount_cents AS cents_c_amount, "
+		 "c.contribution_frequency AS c_freq, c.member_count AS c_members FROM chamas c "
+		 "WHERE c.id = $2::bigint AND $3::text IS NOT NULL AND $4::text IS NOT NULL AND"
+		 MEMBER_OF("$1", "$2::bigint"));
+}
+
+/* ---- joining with an invite code ---- */
+
+static void join_inserted(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (r->status == DB_ERROR && r->sqlstate && !strcmp(r->sqlstate, "23505")) {
+		hop_end(hop, "end_join_pending");
+		return;
+	}
+	if (act_db_failed(hop, r))
+		return;
+	if (PQntuples(r->res) != 1) {	/* used up in the meantime */
+		hop_fail(hop, "err_code");
+		return;
+	}
+	hop_end(hop, "end_join_sent");
+}
+
+static void invite_found(struct ussd_hop *hop, const struct db_result *r)
+{
+	const char *p[5];
+
+	if (act_db_failed(hop, r))
+		return;
+	if (PQntuples(r->res) != 1) {
+		hop_fail(hop, "err_code");
+		return;
+	}
+	hop_set_var(hop, "join_chama", PQgetvalue(r->res, 0, 1));
+	if (!strcmp(PQgetvalue(r->res, 0, 2), "t")) {
+		hop_end(hop, "end_already_member");
+		return;
+	}
+	if (!strcmp(PQgetvalue(r->res, 0, 3), "t")) {
+		hop_end(hop, "end_join_pending");
+		return;
+	}
+	hop_audit_params(hop, p);
+	p[3] = PQgetvalue(r->res, 0, 0);
+	act_query(hop,
+		  HOP_AUDIT_CTE ", inv AS (UPDATE invites SET uses = uses + 1 FROM audit_ctx WHERE id = $4::bigint "
+		  "AND uses < max_uses AND revoked_at IS NULL AND expires_at > now() RETURNING id, chama_id) "
+		  "INSERT INTO join_requests (chama_id, user_id, invite_id) SELECT chama_id, $3::bigint, id FROM inv "
+		  "RETURNING id",
+		  4, p, join_inserted);
+}
+
+void act_join_request(struct ussd_hop *hop)
+{
+	const char *p[3] = { hop_var(hop, "invite_code"), hop_user(hop), hop_phone(hop) };
+
+	act_query(hop,
+		  "SELECT i.id, c.name, "
+		  "EXISTS (SELECT 1 FROM memberships m WHERE m.chama_id = i.chama_id AND m.user_id = $2 "
+		  "AND m.status = 'active'), "
+		  "EXISTS (SELECT 1 FROM join_requests j WHERE j.chama_id = i.chama_id AND j.user_id = $2 "
+		  "AND j.status = 'pending') "
+		  "FROM invites i JOIN chamas c ON c.id = i.chama_id AND c.deleted_at IS NULL AND c.status = 'active' "
+		  "WHERE i.code = $1 AND i.revoked_at IS NULL AND i.expires_at > now() AND i.uses < i.max_uses "
+		  "AND (i.invitee_phone IS NULL OR i.invitee_phone = $3)",
+		  3, p, invite_found);
+}
+
+/* ---- creating a chama ---- */
+
+static void chama_created(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	pick(hop, r->res, 0);
+	hop_set_var(hop, "invite_code", PQgetvalue(r->res, 0, 3));
+	hop_done(hop, NULL);
+}
+
+void act_create_chama(struct ussd_hop *hop)
+{
+	char code[9];
+	const char *p[8];
+
+	util_random_code(code, 8);
+	hop_audit_params(hop, p);
+	p[3] = hop_var(hop, "create_name");
+	p[4] = hop_var(hop, "create_type");
+	p[5] = hop_var(hop, "create_amount");
+	p[6] = hop_var(hop, "create_freq");
+	p[7] = code;
+	if (!p[3] || !p[4] || !p[5] || !p[6]) {
+		hop_end(hop, "expired");
+		return;
+	}
+	act_query(hop,
+		  "SELECT chama_id, name, role, invite_code FROM chama_create('ussd', $1, $2, $3::bigint, $4, $5, "
+		  "$6::bigint * 100, $7, $8)",
+		  8, p, chama_created);
+}
+
+/* ---- officials ---- */
+
+static void invite_made(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	hop_set_var(hop, "invite_code", PQgetvalue(r->res, 0, 0));
+	hop_done(hop, NULL);
+}
+
+static void invite_create_checked(struct ussd_hop *hop)
+{
+	char code[9];
+	const char *p[5];
+
+	util_random_code(code, 8);
+	hop_audit_params(hop, p);
+	p[3] = hop_var(hop, "chama_id");
+	p[4] = code;
+	act_query(hop,
+		  HOP_AUDIT_CTE "INSERT INTO invites (chama_id, created_by_user_id, code, max_uses, expires_at) "
+		  "SELECT $4::bigint, $3::bigint, $5, 50, now() + interval '30 days' FROM audit_ctx RETURNING code",
+		  5, p, invite_made);
+}
+
+void act_invite_create(struct ussd_hop *hop)
+{
+	act_require_official(hop, invite_create_checked);
+}
+
+static void join_requests_checked(struct ussd_hop *hop)
+{
+	load_list(hop, "SELECT j.id, u.full_name || ' ' || u.phone FROM join_requests j "
+		       "JOIN users u ON u.id = j.user_id WHERE j.chama_id = $2::bigint AND j.status = 'pending' "
+		       "AND $1::bigint IS NOT NULL AND $3::text IS NOT NULL ORDER BY j.created_at LIMIT 200");
+}
+
+void act_join_requests_load(struct ussd_hop *hop)
+{
+	act_require_official(hop, join_requests_checked);
+}
+
+static void join_decided(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	if (strcmp(PQgetvalue(r->res, 0, 0), "t")) {	/* no longer an official */
+		hop_end(hop, "end_not_allowed");
+		return;
+	}
+	if (strcmp(PQgetvalue(r->res, 0, 1), "t")) {	/* decided by someone else meanwhile */
+		hop_done(hop, "err_already_decided");
+		return;
+	}
+	hop_done(hop, !strcmp(hop_var(hop, "decision"), "approved") ? "ok_approved" : "ok_rejected");
+}
+
+/*
+ * The role check, the decision, the membership and the member's SMS in one
+ * statement: an official demoted a second ago decides nothing.
+ */
+void act_join_decide(struct ussd_hop *hop)
+{
+	const char *c = act_chama(hop);
+	const char *p[8];
+	char *body_en, *body_sw;
+
+	if (!c)
+		return;
+	hop_set_var(hop, "join_chama", hop_var(hop, "chama_name"));
+	/* the member reads it in their own language */
+	body_en = hop_text_lang(hop, "sms_join_approved", LANG_EN);
+	body_sw = hop_text_lang(hop, "sms_join_approved", LANG_SW);
+	hop_audit_params(hop, p);
+	p[3] = c;
+	p[4] = hop_var(hop, "request_id");
+	p[5] = hop_var(hop, "decision");
+	p[6] = body_en;
+	p[7] = body_sw;
+	act_query(hop,
+		  HOP_AUDIT_CTE ", me AS (SELECT 1 FROM memberships WHERE user_id = $3::bigint AND chama_id = $4::bigint "
+		  "AND status = 'active' AND role IN ('chairperson', 'treasurer', 'secretary')), "
+		  "jr AS (UPDATE join_requests SET status = $6, decided_by_user_id = $3::bigint, decided_at = now() "
+		  "FROM audit_ctx, me WHERE id = $5::bigint AND chama_id = $4::bigint AND status = 'pending' "
+		  "AND $6 IN ('approved', 'rejected') RETURNING user_id, chama_id), "
+		  "mb AS (INSERT INTO memberships (user_id, chama_id) SELECT user_id, chama_id FROM jr "
+		  "WHERE $6 = 'approved' ON CONFLICT (user_id, chama_id) DO UPDATE SET status = 'active', left_at = NULL "
+		  "RETURNING id), "
+		  "sms AS (INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, "
+		  "priority, idempotency_key) SELECT u.id, jr.chama_id, 'sms', 'join_approved', u.phone, "
+		  "CASE WHEN u.preferred_language = 'sw' THEN $8 ELSE $7 END, "
+		  "u.preferred_language, 5, 'join_request:' || $5 || ':approved' FROM jr JOIN users u ON u.id = jr.user_id "
+		  "WHERE $6 = 'approved') "
+		  "SELECT EXISTS (SELECT 1 FROM me), EXISTS (SELECT 1 FROM jr)",
+		  8, p, join_decided);
+	free(body_en);
+	free(body_sw);
+}

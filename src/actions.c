@@ -1,0 +1,138 @@
+/*
+ * actions: the one table binding the action names used in menus/NAME.json to
+ * their C handlers, and the helpers every handler shares.  The menu loader
+ * refuses a name that is not here.
+ */
+#include "act.h"
+#include "app.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const struct ussd_action ussd_actions[] = {
+	{ "signup_send_otp", act_signup_send_otp },
+	{ "signup_check_otp", act_signup_check_otp },
+	{ "pin_first", act_pin_first },
+	{ "signup_finish", act_signup_finish },
+	{ "login_start", act_login_start },
+	{ "login_check", act_login_check },
+	{ "reset_send_otp", act_reset_send_otp },
+	{ "reset_check_otp", act_reset_check_otp },
+	{ "reset_finish", act_reset_finish },
+	{ "lang_save", act_lang_save },
+	{ "chamas_load", act_chamas_load },
+	{ "chama_select", act_chama_select },
+	{ "balance_load", act_balance_load },
+	{ "meetings_load", act_meetings_load },
+	{ "meeting_show", act_meeting_show },
+	{ "members_load", act_members_load },
+	{ "member_show", act_member_show },
+	{ "officials_load", act_officials_load },
+	{ "chama_info_load", act_chama_info_load },
+	{ "join_request", act_join_request },
+	{ "create_chama", act_create_chama },
+	{ "invite_create", act_invite_create },
+	{ "join_requests_load", act_join_requests_load },
+	{ "join_decide", act_join_decide },
+	{ NULL, NULL },
+};
+
+struct act_call {
+	struct ussd_hop *hop;
+	act_db_fn dbfn;
+	act_redis_fn rfn;
+	void (*then)(struct ussd_hop *hop);
+};
+
+static void db_done(const struct db_result *r, void *arg)
+{
+	struct act_call *c = arg;
+
+	if (r->status == DB_OK || r->status == DB_ERROR)
+		c->dbfn(c->hop, r);
+	else
+		hop_unavailable(c->hop, r->error ? r->error : db_status_name(r->status));
+	free(c);
+}
+
+void act_query(struct ussd_hop *hop, const char *sql, int nparams, const char *const *params, act_db_fn fn)
+{
+	struct act_call *c = xcalloc(1, sizeof(*c));
+
+	c->hop = hop;
+	c->dbfn = fn;
+	db_query(hop_app(hop)->db, sql, nparams, params, db_done, c);
+}
+
+static void redis_done(const struct redis_result *r, void *arg)
+{
+	struct act_call *c = arg;
+
+	if (r->status == REDIS_S_OK)
+		c->rfn(c->hop, r->reply);
+	else
+		hop_unavailable(c->hop, r->error ? r->error : redis_status_name(r->status));
+	free(c);
+}
+
+void act_redis(struct ussd_hop *hop, int argc, const char **argv, act_redis_fn fn)
+{
+	struct act_call *c = xcalloc(1, sizeof(*c));
+
+	c->hop = hop;
+	c->rfn = fn;
+	redis_cmd(hop_app(hop)->redis, redis_done, c, argc, argv, NULL);
+}
+
+bool act_db_failed(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (r->status == DB_OK)
+		return false;
+	hop_unavailable(hop, r->error ? r->error : "database error");
+	return true;
+}
+
+const char *act_chama(struct ussd_hop *hop)
+{
+	const char *c = hop_var(hop, "chama_id");
+
+	if (!c || !*c) {
+		hop_fail(hop, "err_no_chama");
+		return NULL;
+	}
+	return c;
+}
+
+static void official_checked(const struct db_result *r, void *arg)
+{
+	struct act_call *c = arg;
+
+	if (r->status != DB_OK)
+		hop_unavailable(c->hop, r->error ? r->error : db_status_name(r->status));
+	else if (PQntuples(r->res) != 1)
+		hop_end(c->hop, "end_not_allowed");
+	else
+		c->then(c->hop);
+	free(c);
+}
+
+void act_require_official(struct ussd_hop *hop, void (*fn)(struct ussd_hop *hop))
+{
+	const char *chama = act_chama(hop);
+	const char *params[2];
+	struct act_call *c;
+
+	if (!chama)
+		return;
+	params[0] = hop_user(hop);
+	params[1] = chama;
+	c = xcalloc(1, sizeof(*c));
+	c->hop = hop;
+	c->then = fn;
+	db_query(hop_app(hop)->db,
+		 "SELECT 1 FROM memberships WHERE user_id = $1 AND chama_id = $2 AND status = 'active' "
+		 "AND role IN ('chairperson', 'treasurer', 'secretary')",
+		 2, params, official_checked, c);
+}

@@ -1,0 +1,135 @@
+/*
+ * menu: USSD menus as data.  menus/NAME.json are read with jansson into an
+ * immutable set of screens; the loader validates everything (links,
+ * handlers, both languages, GSM-7 only, size caps) and names the file and
+ * screen of the first problem.  A SIGHUP reload builds a new set and swaps
+ * it in only if it validates; hops in flight keep the set they started
+ * with (sets are reference counted).
+ *
+ * File format (see menus/README.md):
+ *   { "strings": { "<key>": {"en": "...", "sw": "..."}, ... },
+ *     "screens": { "<id>": { "type": "menu" | "input" | "list" | "info" | "end",
+ *                            "text": {"en": ..., "sw": ...}, ... }, ... } }
+ */
+#ifndef CHAMAD_MENU_H
+#define CHAMAD_MENU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum menu_lang { LANG_EN, LANG_SW, LANG_COUNT };
+
+enum menu_type { SCREEN_MENU, SCREEN_INPUT, SCREEN_LIST, SCREEN_INFO, SCREEN_END };
+
+enum menu_validator {
+	VALID_NONE,
+	VALID_DIGITS,	/* min_len..max_len digits */
+	VALID_AMOUNT,	/* whole shillings in min..max */
+	VALID_PIN,	/* 4 digits (log-in) */
+	VALID_NEW_PIN,	/* 4 digits, not trivial (0000, 1234, 1111, 9876, ...) */
+	VALID_OTP,	/* 6 digits */
+	VALID_PHONE,	/* a phone number, normalised to E.164 */
+	VALID_TEXT,	/* free text, 1..max_len characters */
+	VALID_CODE,	/* invite code: 6..12 letters and digits, upper-cased */
+};
+
+struct menu_text {
+	char *s[LANG_COUNT];
+};
+
+struct menu_option {
+	struct menu_text label;
+	char *key;		/* input screens: the shortcut typed ("9"); menus number options 1.. */
+	char *next;		/* screen id (validated) */
+	char *set_var, *set_val;	/* "set": {"var": "val"} applied when chosen */
+	unsigned roles;		/* bit set of MENU_ROLE_*; 0 = everyone */
+};
+
+#define MENU_ROLE_CHAIRPERSON 0x1
+#define MENU_ROLE_TREASURER   0x2
+#define MENU_ROLE_SECRETARY   0x4
+#define MENU_ROLE_MEMBER      0x8
+#define MENU_ROLE_OFFICIAL    (MENU_ROLE_CHAIRPERSON | MENU_ROLE_TREASURER | MENU_ROLE_SECRETARY)
+
+struct menu_screen {
+	char *id;
+	const char *file;	/* borrowed from the set */
+	enum menu_type type;
+	struct menu_text text;
+	struct menu_option *options;	/* SCREEN_MENU; also shortcuts on SCREEN_INPUT */
+	size_t noptions;
+	enum menu_validator validator;
+	long long vmin, vmax;	/* lengths or amounts */
+	char *var;		/* input/list: where the value goes */
+	char *enter;		/* action run when the screen is entered, or NULL */
+	char *action;		/* action run on valid input / selection, or NULL */
+	char *next;		/* input/list/info: screen after the action, or NULL */
+	struct menu_text empty;	/* list: text when there are no items (optional) */
+	bool back;		/* "0. Back" offered (default true) */
+	bool home;		/* "00. Main menu" offered (default true) */
+	bool auth;		/* needs a logged-in user (default true) */
+	bool secret;		/* input never stored as typed nor replayed from dial strings */
+};
+
+struct menu_set;
+struct buf;
+
+/* Looks up an action handler by name; the loader refuses unknown names. */
+typedef bool (*menu_action_known)(const char *name);
+
+struct menu_opts {
+	int screen_max;		/* septets per screen (cap), 64..182 */
+	int error_reserve;	/* septets kept free on fixed screens for an error line */
+	menu_action_known known;	/* NULL: accept every action name */
+	const char *const *required_screens;	/* NULL-terminated, or NULL */
+	const char *const *required_strings;	/* NULL-terminated, or NULL */
+};
+
+struct menu_set *menu_set_new(void);
+/* Adds the screens and strings of one JSON document (file names a file in
+ * messages).  Returns 0, or -1 with "file: screen: problem" in err. */
+int menu_set_add_json(struct menu_set *m, const char *file, const char *json, size_t len, char *err, size_t errlen);
+/* Cross-checks the whole set (links, handlers, required screens, caps).
+ * Returns 0, or -1 with the problem in err. */
+int menu_set_finish(struct menu_set *m, const struct menu_opts *o, char *err, size_t errlen);
+/* Loads every *.json in dir (sorted) and finishes.  Returns a set with one
+ * reference, or NULL with err filled. */
+struct menu_set *menu_load_dir(const char *dir, const struct menu_opts *o, char *err, size_t errlen);
+struct menu_set *menu_set_ref(struct menu_set *m);
+void menu_set_unref(struct menu_set *m);
+
+const struct menu_screen *menu_screen(const struct menu_set *m, const char *id);
+/* A shared string in lang, or NULL. */
+const char *menu_string(const struct menu_set *m, const char *key, enum menu_lang lang);
+size_t menu_screen_count(const struct menu_set *m);
+
+/* What one screen shows this time. */
+struct menu_view {
+	enum menu_lang lang;
+	/* Value of {name} in texts (raw; transliterated to GSM-7 here), or NULL. */
+	const char *(*var)(const char *name, void *arg);
+	void *var_arg;
+	unsigned roles;		/* MENU_ROLE_* of the user: options for others are hidden */
+	const char *notice;	/* a first line (error or confirmation), or NULL */
+	const char *const *items;	/* list labels */
+	size_t nitems, first;	/* list: all items, and the first one on this page */
+	bool back, home;	/* offer "0" / "00" */
+	int cap;		/* septets */
+};
+
+/*
+ * Renders a screen into out (reset first): the notice, the text with its
+ * {vars}, the visible options (numbered by their place in the menu, so a
+ * hidden option never renumbers the others) or one page of list items
+ * (numbered from 1 on every page, as many as fit, then "98" for more), then
+ * the navigation line.  Never longer than cap septets: variables are cut
+ * first, and as a last resort the text.  Returns the number of list items
+ * shown.
+ */
+size_t menu_render(const struct menu_set *m, const struct menu_screen *sc, const struct menu_view *v,
+		   struct buf *out);
+
+const char *menu_lang_code(enum menu_lang l);
+int menu_lang_parse(const char *code, enum menu_lang *out);
+
+#endif

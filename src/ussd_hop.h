@@ -1,0 +1,82 @@
+/*
+ * ussd_hop: what an action handler sees of the hop it serves.
+ *
+ * Handlers are named in the menus and registered in ussd_actions[]
+ * (actions.c).  The engine calls a handler when a screen with "enter" is
+ * shown, or when a screen with "action" gets valid input (or a menu option
+ * or list item is chosen).  The handler starts its queries and, from their
+ * callbacks, ends with exactly one of hop_done, hop_goto, hop_fail,
+ * hop_end or hop_unavailable.  Everything a handler passes in is copied.
+ *
+ * A handler never trusts the menu for authorisation: an official's action
+ * checks the role in the database itself.
+ */
+#ifndef CHAMAD_USSD_HOP_H
+#define CHAMAD_USSD_HOP_H
+
+#include <stdbool.h>
+
+#include "menu.h"
+
+struct app;
+struct ussd_hop;
+
+typedef void (*ussd_action_fn)(struct ussd_hop *hop);
+
+struct ussd_action {
+	const char *name;
+	ussd_action_fn fn;
+};
+
+extern const struct ussd_action ussd_actions[];
+bool ussd_action_known(const char *name);
+
+struct app *hop_app(struct ussd_hop *hop);
+const char *hop_phone(const struct ussd_hop *hop);	/* E.164 */
+const char *hop_session_id(const struct ussd_hop *hop);	/* aggregator:session id, for audit */
+enum menu_lang hop_lang(const struct ussd_hop *hop);
+void hop_set_lang(struct ussd_hop *hop, enum menu_lang lang);
+/* The logged-in user's id as a decimal string, or NULL. */
+const char *hop_user(const struct ussd_hop *hop);
+/* Marks the session logged in as user_id (decimal) and clears the back stack. */
+void hop_login(struct ussd_hop *hop, const char *user_id);
+/* The value just typed on a "secret" input screen (PIN, code), else NULL. */
+const char *hop_secret(const struct ussd_hop *hop);
+
+/* Session variables: strings kept for the rest of the session. */
+const char *hop_var(const struct ussd_hop *hop, const char *name);
+void hop_set_var(struct ussd_hop *hop, const char *name, const char *value);
+void hop_set_varf(struct ussd_hop *hop, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void hop_del_var(struct ussd_hop *hop, const char *name);
+/* List screens: adds one item (label shown, value stored in the screen's var). */
+void hop_add_item(struct ussd_hop *hop, const char *label, const char *value);
+
+/* The string `key` in the session's language with its {vars} filled (for
+ * SMS bodies).  Returns a new string. */
+char *hop_text(struct ussd_hop *hop, const char *key);
+char *hop_text_lang(struct ussd_hop *hop, const char *key, enum menu_lang lang);
+
+/* Continue: to the screen's "next" (submit actions) or show the screen
+ * (enter actions).  notice is a string key shown as a first line, or NULL. */
+void hop_done(struct ussd_hop *hop, const char *notice);
+/* Continue on another screen instead (a redirect for enter actions). */
+void hop_goto(struct ussd_hop *hop, const char *screen, const char *notice);
+/* Refuse: show the current screen again (for enter actions, the one
+ * before it) with the string `key` as a first line. */
+void hop_fail(struct ussd_hop *hop, const char *key);
+/* End the session with the string `key` (its {vars} filled). */
+void hop_end(struct ussd_hop *hop, const char *key);
+/* PostgreSQL, Redis or the PIN workers cannot serve now: the polite END. */
+void hop_unavailable(struct ussd_hop *hop, const char *why);
+
+/* Audit context for one statement: "WITH audit_ctx AS MATERIALIZED (...)"
+ * setting chamad.channel = 'ussd', msisdn = $1, request_id = $2 and
+ * actor_user_id = $3; the statement must read audit_ctx (CROSS JOIN) and
+ * pass hop_audit_params() as its first three parameters. */
+#define HOP_AUDIT_CTE                                                                              \
+	"WITH audit_ctx AS MATERIALIZED (SELECT set_config('chamad.channel', 'ussd', true) AS a1, "  \
+	"set_config('chamad.msisdn', $1, true) AS a2, set_config('chamad.request_id', $2, true) AS a3, " \
+	"set_config('chamad.actor_user_id', $3, true) AS a4) "
+void hop_audit_params(const struct ussd_hop *hop, const char *out[3]);
+
+#endif
