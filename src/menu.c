@@ -533,7 +533,7 @@ size_t menu_render(const struct menu_set *m, const struct menu_screen *sc, const
 	buf_init(&tail, 4096);
 	buf_init(&items, 4096);
 	if (v->notice) {
-		buf_puts(&text, v->notice);
+		put_text(&text, v->notice, v);
 		buf_puts(&text, "\n");
 	}
 	if (sc->type == SCREEN_LIST && v->nitems == 0 && sc->empty.s[v->lang])

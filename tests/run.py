@@ -23,7 +23,7 @@ import harness  # noqa: E402
 def run_unit(path, extra_env=None):
     e = dict(os.environ)
     e.update(extra_env or {})
-    p = subprocess.run([path], capture_output=True, text=True, env=e)
+    p = subprocess.run([path], capture_output=True, text=True, env=e, cwd=harness.ROOT)
     sys.stdout.write(p.stdout)
     sys.stdout.write(p.stderr)
     m = re.search(r"^(\d+) passed, (\d+) failed$", p.stdout, re.M)

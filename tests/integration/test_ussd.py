@@ -1,0 +1,697 @@
+"""The USSD engine end to end over HTTP: a running chamad with the real
+PostgreSQL and Redis, driven like Africa's Talking and Hubtel drive it.
+
+Every test uses phone numbers of its own, so tests share the database."""
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.parse
+
+from harness import ROOT, http
+
+PIN = "4827"
+_pin_hash = {}
+
+
+def pin_hash(env, pin=PIN, extra_env=None):
+    key = (pin, tuple(sorted((extra_env or {}).items())))
+    if key not in _pin_hash:
+        e = dict(os.environ)
+        e.update(extra_env or {})
+        p = subprocess.run([env.bin, "hash-pin"], input=pin + "\n", capture_output=True, text=True, env=e, cwd=ROOT)
+        assert p.returncode == 0 and p.stdout.startswith("$argon2id$"), p.stderr
+        _pin_hash[key] = p.stdout.strip()
+    return _pin_hash[key]
+
+
+def new_phone():
+    return "+2547%08d" % random.randrange(10 ** 8)
+
+
+def q(env, sql):
+    return env.psql(sql)
+
+
+def seed_chama(env, name=None, members=()):
+    """Creates a chama; members is a list of (phone, name, role); returns
+    (chama_id, [user ids])."""
+    name = name or "Test Chama %d" % random.randrange(10 ** 9)
+    (cid,), = q(env, "INSERT INTO chamas (name, type, contribution_amount_cents, contribution_frequency) "
+                     "VALUES ('%s', 'mixed', 50000, 'monthly') RETURNING id" % name)
+    ids = []
+    for phone, full, role in members:
+        ids.append(seed_user(env, phone, full))
+        q(env, "INSERT INTO memberships (user_id, chama_id, role) VALUES (%s, %s, '%s')" % (ids[-1], cid, role))
+    return cid, ids
+
+
+def seed_user(env, phone, name="Test Member", lang="en", with_pin=True):
+    h = "'%s'" % pin_hash(env) if with_pin else "NULL"
+    (uid,), = q(env, "INSERT INTO users (phone, full_name, preferred_language, pin_hash, phone_verified) "
+                     "VALUES ('%s', '%s', '%s', %s, true) RETURNING id" % (phone, name, lang, h))
+    return uid
+
+
+def septets(s):
+    return len(s) + sum(s.count(c) for c in "^{}\\[]~|")
+
+
+class AT:
+    """One Africa's Talking session: text accumulates every input joined by '*'."""
+
+    def __init__(self, c, phone, session=None, code="*384*1234#", headers=None, path="/ussd/africastalking"):
+        self.c, self.phone, self.code, self.headers, self.path = c, phone, code, headers, path
+        self.sid = session or "ATUid_%032x" % random.getrandbits(128)
+        self.inputs = []
+
+    def post_text(self, text, c=None):
+        body = urllib.parse.urlencode({"sessionId": self.sid, "serviceCode": self.code, "phoneNumber": self.phone,
+                                       "networkCode": "63902", "text": text}).encode()
+        r = (c or self.c).post(self.path, body, headers=dict({"Content-Type": "application/x-www-form-urlencoded; "
+                                                                      "charset=UTF-8"}, **(self.headers or {})))
+        return r
+
+    def hop(self, text, c=None):
+        r = self.post_text(text, c)
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain"), (r.status, r.body)
+        assert r.body.startswith("CON ") or r.body.startswith("END "), r.body
+        screen = r.body[4:]
+        assert septets(screen) <= 160, (septets(screen), screen)
+        return r.body.startswith("END "), screen
+
+    def dial(self, c=None):
+        self.inputs = []
+        return self.hop("", c)
+
+    def send(self, inp, c=None):
+        self.inputs.append(inp)
+        return self.hop("*".join(self.inputs), c)
+
+    def login(self, pin=PIN):
+        end, s = self.dial()
+        assert not end and "PIN" in s, s
+        end, s = self.send(pin)
+        assert not end and "Main menu" in s, s
+        return s
+
+
+def latest_code(env, phone):
+    rows = q(env, "SELECT substring(body from '[0-9]{6}') FROM notifications WHERE recipient = '%s' AND kind = 'otp' "
+                  "ORDER BY id DESC LIMIT 1" % phone)
+    return rows[0][0] if rows else None
+
+
+def redis_cli(env, *args):
+    return subprocess.run(["redis-cli", "-p", str(env.redis_port)] + list(args), capture_output=True,
+                          text=True).stdout.strip()
+
+
+# -- sign-up and log-in ----------------------------------------------------
+
+def test_ussd_signup_with_code_and_pin(env):
+    c = env.chamad()
+    phone = new_phone()
+    s = AT(c, phone)
+    end, screen = s.dial()
+    assert not end and "Choose your language" in screen and "1. English" in screen and "2. Kiswahili" in screen
+    end, screen = s.send("1")
+    assert "full name" in screen
+    # a '*' typed inside an answer stays part of it
+    end, screen = s.send("Amina *Star* Otieno")
+    assert screen.startswith("Code sent by SMS.") and "6-digit code" in screen, screen
+    code = latest_code(env, phone)
+    assert code and re.fullmatch(r"\d{6}", code)
+    row = q(env, "SELECT priority, channel, status, body FROM notifications WHERE recipient = '%s'" % phone)
+    assert row[0][:3] == ["0", "sms", "queued"] and code in row[0][3]
+    wrong = "%06d" % ((int(code) + 1) % 10 ** 6)
+    end, screen = s.send(wrong)
+    assert screen.startswith("Wrong code, 2 left."), screen
+    end, screen = s.send(code)
+    assert "4-digit PIN" in screen
+    end, screen = s.send("1234")
+    assert screen.startswith("PIN too easy to guess."), screen
+    end, screen = s.send(PIN)
+    end, screen = s.send("9052")  # a different second entry: back to the first
+    assert screen.startswith("PINs did not match.") and "4-digit PIN" in screen, screen
+    end, screen = s.send(PIN)
+    end, screen = s.send(PIN)
+    assert not end and screen.startswith("Welcome to ChamaSmart!") and "Main menu" in screen, screen
+    (uid, name, lang, h, verified), = q(env, "SELECT id, full_name, preferred_language, pin_hash, phone_verified "
+                                             "FROM users WHERE phone = '%s'" % phone)
+    assert name == "Amina *Star* Otieno" and lang == "en" and verified == "t"
+    assert h.startswith("$argon2id$v=19$m=19456,t=2,p=1$"), h
+    assert q(env, "SELECT status FROM signup_sessions WHERE phone = '%s'" % phone) == [["completed"]]
+    # every change is audited with the channel, the phone and the session
+    audit = q(env, "SELECT entity_type, action, channel, request_id FROM audit_logs WHERE msisdn = '%s' "
+                   "ORDER BY id" % phone)
+    assert ["users", "insert", "ussd", "africastalking:" + s.sid] in audit, audit
+    assert ["signup_sessions", "insert", "ussd", "africastalking:" + s.sid] in audit, audit
+    assert not any("argon2" in json.dumps(r) for r in q(env, "SELECT after FROM audit_logs WHERE entity_type = "
+                                                             "'users' AND entity_id = %s" % uid))
+    # the PIN never reaches Redis, not even inside the stored path
+    for key in redis_cli(env, "KEYS", "ussd:s:*%s" % s.sid).split():
+        assert PIN not in redis_cli(env, "GET", key)
+    # the new member logs in with that PIN from a new session
+    AT(c, phone).login()
+    c.stop()
+
+
+def test_ussd_code_limits(env):
+    c = env.chamad({"CHAMAD_AUTH_OTP_MAX_PER_HOUR": "2"})
+    phone = new_phone()
+    for _ in range(2):
+        s = AT(c, phone)
+        s.dial()
+        s.send("2")
+        end, screen = s.send("Baraka")
+        assert screen.startswith("Nambari imetumwa kwa SMS."), screen  # Swahili chosen
+    # three wrong codes void it
+    for tries_left in ("2", "1"):
+        end, screen = s.send("000000")
+        assert not end and "zimebaki %s" % tries_left in screen, screen
+    end, screen = s.send("000000")
+    assert end and "Nambari zisizo sahihi" in screen, screen
+    # a third code within the hour is refused
+    s = AT(c, phone)
+    s.dial()
+    s.send("1")
+    end, screen = s.send("Baraka")
+    assert end and "Too many codes" in screen, screen
+    assert q(env, "SELECT count(*) FROM notifications WHERE recipient = '%s'" % phone) == [["2"]]
+    c.stop()
+
+
+def test_ussd_login_navigation_and_balance(env):
+    c = env.chamad()
+    phone = new_phone()
+    cid, (uid,) = seed_chama(env, members=[(phone, "Wanjiru Test", "member")])
+    q(env, "INSERT INTO contributions (chama_id, user_id, amount_cents, purpose, method, status) VALUES "
+           "(%s, %s, 150050, 'savings', 'cash', 'confirmed'), (%s, %s, 10000, 'welfare', 'cash', 'confirmed'), "
+           "(%s, %s, 99900, 'savings', 'cash', 'pending')" % (cid, uid, cid, uid, cid, uid))
+    s = AT(c, phone)
+    end, screen = s.dial()
+    assert "Welcome Wanjiru Test. Enter your PIN:" in screen and "9. Forgot PIN" in screen
+    end, screen = s.send(PIN)
+    assert "Main menu" in screen and "1. Balance" in screen and "Officials" not in screen
+    end, screen = s.send("1")
+    assert "Savings: KES 1,500.50" in screen and "Welfare: KES 100" in screen and "0. Back 00. Menu" in screen
+    end, screen = s.send("0")
+    assert "Main menu" in screen
+    end, screen = s.send("5")
+    assert "My chama: Test Chama" in screen
+    end, screen = s.send("3")
+    assert "Type: mixed" in screen and "Contribution: KES 500 monthly" in screen and "Members: 1" in screen
+    end, screen = s.send("0")
+    assert "My chama" in screen
+    end, screen = s.send("00")
+    assert "Main menu" in screen
+    # an invalid choice re-shows the screen with a short error, the session goes on
+    end, screen = s.send("7777")
+    assert not end and screen.startswith("Invalid choice.\nMain menu"), screen
+    end, screen = s.send("9")
+    assert end and "Thank you" in screen
+    assert q(env, "SELECT last_login_at IS NOT NULL, failed_pin_attempts FROM users WHERE id = %s" % uid) == \
+        [["t", "0"]]
+    c.stop()
+
+
+def test_ussd_wrong_pins_lock_the_account(env):
+    c = env.chamad()
+    phone = new_phone()
+    seed_chama(env, members=[(phone, "Lock Test", "member")])
+    s = AT(c, phone)
+    s.dial()
+    end, screen = s.send("1111")
+    assert not end and screen.startswith("Wrong PIN, 2 left."), screen
+    end, screen = s.send("2222")
+    assert screen.startswith("Wrong PIN, 1 left."), screen
+    end, screen = s.send("3333")
+    assert end and "locked until" in screen, screen
+    (locked, attempts), = q(env, "SELECT locked_until > now() + interval '29 minutes', failed_pin_attempts FROM users "
+                                 "WHERE phone = '%s'" % phone)
+    assert locked == "t" and attempts == "3"
+    # the member is told by SMS
+    assert q(env, "SELECT kind, priority FROM notifications WHERE recipient = '%s'" % phone) == [["pin_locked", "1"]]
+    # even the right PIN is refused while locked: a new dial ends at once
+    end, screen = AT(c, phone).dial()
+    assert end and "locked until" in screen
+    # once the lock has passed, the right PIN works and clears the count
+    q(env, "UPDATE users SET locked_until = now() - interval '1 second' WHERE phone = '%s'" % phone)
+    AT(c, phone).login()
+    assert q(env, "SELECT failed_pin_attempts, locked_until FROM users WHERE phone = '%s'" % phone) == [["0", ""]]
+    c.stop()
+
+
+def test_ussd_forgot_pin_and_rehash(env):
+    c = env.chamad()
+    phone = new_phone()
+    cid, (uid,) = seed_chama(env, members=[(phone, "Forgetful", "member")])
+    s = AT(c, phone)
+    s.dial()
+    end, screen = s.send("9")
+    assert "new PIN" in screen and "1. Send the code" in screen, screen
+    end, screen = s.send("1")
+    assert screen.startswith("Code sent by SMS."), screen
+    s.send(latest_code(env, phone))
+    s.send("9052")
+    end, screen = s.send("9052")
+    assert screen.startswith("PIN changed.") and "Main menu" in screen, screen
+    end, screen = AT(c, phone).dial()
+    s2 = AT(c, phone)
+    s2.dial()
+    end, screen = s2.send(PIN)
+    assert screen.startswith("Wrong PIN"), screen
+    s2.login("9052")
+    # a hash made with older (cheaper) parameters is re-made at log-in
+    weak = pin_hash(env, PIN, {"CHAMAD_AUTH_PIN_MEMLIMIT_KIB": "8192", "CHAMAD_AUTH_PIN_OPSLIMIT": "1"})
+    assert "m=8192,t=1" in weak
+    q(env, "UPDATE users SET pin_hash = '%s' WHERE id = %s" % (weak, uid))
+    AT(c, phone).login()
+    (h,), = q(env, "SELECT pin_hash FROM users WHERE id = %s" % uid)
+    assert h.startswith("$argon2id$v=19$m=19456,t=2,p=1$") and h != weak
+    # a member an official added without a PIN sets one through a code
+    phone2 = new_phone()
+    uid2 = seed_user(env, phone2, "No Pin Yet", with_pin=False)
+    s = AT(c, phone2)
+    end, screen = s.dial()
+    assert "To set your PIN" in screen, screen
+    s.send("1")
+    s.send(latest_code(env, phone2))
+    s.send("7319")
+    end, screen = s.send("7319")
+    assert "Main menu" in screen
+    assert q(env, "SELECT pin_hash IS NOT NULL FROM users WHERE id = %s" % uid2) == [["t"]]
+    c.stop()
+
+
+# -- navigation, lists, resends, sessions -------------------------------------
+
+def test_ussd_long_list_paginates(env):
+    c = env.chamad()
+    phone = new_phone()
+    members = [(phone, "Viewer", "member")] + [(new_phone(), "Member %02d Longname" % i, "member") for i in range(30)]
+    seed_chama(env, members=members)
+    s = AT(c, phone)
+    s.login()
+    s.send("5")
+    end, screen = s.send("1")
+    pages = [screen]
+    while "98. More" in screen:
+        end, screen = s.send("98")
+        pages.append(screen)
+    seen = []
+    for p in pages:
+        items = re.findall(r"^(\d+)\. (.+)$", p, re.M)
+        items = [(n, label) for n, label in items if n not in ("0", "98")]  # navigation lines
+        nums = [int(n) for n, _ in items]
+        assert nums == list(range(1, len(nums) + 1)), p  # 1.. on every page
+        seen += [label for _, label in items]
+    assert len(pages) >= 4 and len(seen) == 31 and len(set(seen)) == 31, pages
+    # back walks the pages, then leaves the list
+    end, screen = s.send("0")
+    assert screen == pages[-2]
+    # choosing an item on this page opens it
+    end, screen = s.send("2")
+    assert "Joined" in screen and "+2547" in screen, screen
+    c.stop()
+
+
+def test_ussd_resent_hop_runs_its_action_once(env):
+    c = env.chamad()
+    phone = new_phone()
+    seed_chama(env, members=[(phone, "Founder", "member")])
+    s = AT(c, phone)
+    s.login()
+    for inp in ("7", "Resend Savers", "2", "1000", "3"):
+        s.send(inp)
+    end, screen = s.send("1")
+    assert end and "Resend Savers is created" in screen and "Invite code for members:" in screen, screen
+    # the aggregator resends the same hop: same reply, nothing runs again
+    again = s.post_text("*".join(s.inputs))
+    assert again.body == "END " + screen
+    assert q(env, "SELECT count(*), min(member_count), min(contribution_amount_cents) FROM chamas "
+                  "WHERE name = 'Resend Savers'") == [["1", "1", "100000"]]
+    (cid, role), = q(env, "SELECT m.chama_id, m.role FROM memberships m JOIN chamas c ON c.id = m.chama_id "
+                          "WHERE c.name = 'Resend Savers'")
+    assert role == "chairperson"
+    code = re.search(r"Invite code for members: ([A-Z0-9]+)", screen).group(1)
+    assert q(env, "SELECT chama_id FROM invites WHERE code = '%s'" % code) == [[cid]]
+    # a resent middle hop also replays
+    s2 = AT(c, phone)
+    s2.dial()
+    end, screen = s2.send(PIN)
+    assert "Choose a chama" in screen and "1. Resend Savers" in screen  # now in two chamas
+    first = s2.send("1")
+    assert s2.post_text("*".join(s2.inputs)).body[4:] == first[1]
+    c.stop()
+
+
+def test_ussd_expired_and_lost_sessions(env):
+    c = env.chamad()
+    phone = new_phone()
+    seed_chama(env, members=[(phone, "Expiry", "member")])
+    s = AT(c, phone)
+    s.login()
+    # Redis lost the session (expiry, flush): a clear END, not a wrong screen
+    assert redis_cli(env, "DEL", "ussd:s:africastalking:" + s.sid) == "1"
+    end, screen = s.send("1")
+    assert end and screen == "Session expired, please dial again.", screen
+    # a continuing hop for a session never seen
+    end, screen = AT(c, phone).hop("1*2")
+    assert end and "Session expired" in screen
+    # the session key has a TTL, renewed on each hop
+    s = AT(c, phone)
+    s.login()
+    ttl = int(redis_cli(env, "TTL", "ussd:s:africastalking:" + s.sid))
+    assert 170 <= ttl <= 180, ttl
+    c.stop()
+
+
+def test_ussd_dial_string_shortcut(env):
+    c = env.chamad({"CHAMAD_USSD_SERVICE_CODE": "*384*1234#"})
+    phone = new_phone()
+    seed_chama(env, members=[(phone, "Shortcut", "member")])
+    # *384*1234*1# : the PIN is still asked (never taken from a dial string),
+    # then the pre-filled "1" (Balance) is applied
+    s = AT(c, phone, code="*384*1234*1#")
+    end, screen = s.hop("1")
+    assert not end and "Enter your PIN" in screen, screen
+    end, screen = s.hop("1*" + PIN)
+    assert "Savings: KES" in screen, screen
+    c.stop()
+
+
+def test_ussd_two_daemons_share_a_session(env):
+    a = env.chamad()
+    b = env.chamad()
+    phone = new_phone()
+    seed_chama(env, members=[(phone, "Roaming", "member")])
+    s = AT(a, phone)
+    assert "PIN" in s.dial(a)[1]
+    assert "Main menu" in s.send(PIN, b)[1]
+    assert "My chama" in s.send("5", a)[1]
+    assert "Members:" in s.send("1", b)[1]
+    assert "My chama" in s.send("0", a)[1]
+    assert "Main menu" in s.send("00", b)[1]
+    end, screen = s.send("9", a)
+    assert end and "Thank you" in screen
+    a.stop()
+    b.stop()
+
+
+def test_ussd_redis_stopped_mid_session(env):
+    c = env.chamad({"CHAMAD_REDIS_RECONNECT_MIN_MS": "50", "CHAMAD_REDIS_RECONNECT_MAX_MS": "200"})
+    phone = new_phone()
+    seed_chama(env, members=[(phone, "Outage", "member")])
+    s = AT(c, phone)
+    s.login()
+    env.services("redis-stop")
+    try:
+        end, screen = s.send("1")
+        assert end and screen == "Service busy, please try again.", screen
+    finally:
+        env.services("redis-start")
+    c.wait_health(200)
+    AT(c, phone).login()
+    c.stop()
+
+
+def test_ussd_postgres_down_is_polite(env):
+    c = env.chamad()
+    phone = new_phone()
+    env.services("pg-stop")
+    try:
+        end, screen = AT(c, phone).dial()
+        assert end and screen == "Service busy, please try again.", screen
+    finally:
+        env.services("pg-start")
+    c.wait_health(200)
+    end, screen = AT(c, phone).dial()
+    assert not end and "Choose your language" in screen
+    c.stop()
+
+
+def test_ussd_bad_requests(env):
+    c = env.chamad({"CHAMAD_HTTP_MAX_BODY": "4096"})
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    cases = [
+        (b"sessionId=x&text=", 400, "missing phoneNumber"),
+        (b"phoneNumber=%2B254712345678&text=", 400, "missing sessionId"),
+        (b"sessionId=x&phoneNumber=1&text=%FF%FE", 400, "text is not UTF-8"),
+        (b"sessionId=x&phoneNumber=1&text=%G1", 400, "malformed form body"),
+        (b"sessionId=x&phoneNumber=1&text=" + b"1" * 1200, 400, "text too long"),
+        (b"sessionId=../../etc&phoneNumber=1&text=", 400, "bad sessionId"),
+    ]
+    for body, code, msg in cases:
+        r = c.post("/ussd/africastalking", body, headers=form)
+        assert r.status == code and r.json() == {"error": msg}, (body[:40], r.status, r.body)
+    r = c.post("/ussd/africastalking", b"text=" + b"1" * 5000, headers=form)
+    assert r.status == 413
+    r = c.get("/ussd/africastalking")
+    assert r.status == 405
+    r = c.post("/ussd/nosuch", b"x")
+    assert r.status == 404
+    for body in (b"{", b"[]", b'{"Type": 3}', b'{"Type":"Response","Mobile":"1","SessionId":"s","Message":7}'):
+        r = c.post("/ussd/hubtel", body, headers={"Content-Type": "application/json"})
+        assert r.status == 400, (body, r.body)
+    # a number no network has: a polite END
+    r = c.post("/ussd/africastalking", b"sessionId=x1&phoneNumber=12&text=", headers=form)
+    assert r.status == 200 and r.body == "END Invalid phone number."
+    assert c.get("/healthz").status == 200
+    c.stop()
+
+
+def test_ussd_secret_and_allow_list(env):
+    c = env.chamad({"CHAMAD_USSD_SECRETS": "africastalking:s3cret-key hubtel:other"})
+    phone = new_phone()
+    r = AT(c, phone).post_text("")
+    assert r.status == 403 and r.json() == {"error": "forbidden"}
+    r = AT(c, phone, headers={"X-Chamad-Secret": "wrong"}).post_text("")
+    assert r.status == 403
+    assert AT(c, phone, headers={"X-Chamad-Secret": "s3cret-key"}).post_text("").status == 200
+    assert AT(c, phone, path="/ussd/africastalking?secret=s3cret-key").post_text("").status == 200
+    c.stop()
+    assert "refused 127.0.0.1: wrong or missing secret" in c.log()
+    c = env.chamad({"CHAMAD_USSD_ALLOW_IPS": "africastalking:10.0.0.0/8"})
+    assert AT(c, phone).post_text("").status == 403
+    c.stop()
+    c = env.chamad({"CHAMAD_USSD_ALLOW_IPS": "africastalking:10.0.0.0/8,127.0.0.0/8"})
+    assert AT(c, phone).post_text("").status == 200
+    c.stop()
+
+
+def hubtel(c, sid, phone, typ, msg, seq, code="714"):
+    body = json.dumps({"Type": typ, "Mobile": phone.lstrip("+"), "SessionId": sid, "ServiceCode": code,
+                       "Message": msg, "Operator": "mtn", "Sequence": seq, "ClientState": "cs-%d" % seq}).encode()
+    r = c.post("/ussd/hubtel", body, headers={"Content-Type": "application/json"})
+    assert r.status == 200 and r.headers["Content-Type"] == "application/json", (r.status, r.body)
+    return r.json()
+
+
+def test_ussd_hubtel(env):
+    c = env.chamad({"CHAMAD_USSD_COUNTRY_CODE": "254"})
+    phone = new_phone()
+    seed_chama(env, members=[(phone, "Hubtel User", "member")])
+    sid = "hub-%d" % random.randrange(10 ** 9)
+    r = hubtel(c, sid, phone, "Initiation", "*714#", 1)
+    assert r["Type"] == "Response" and "Enter your PIN" in r["Message"] and r["ClientState"] == "cs-1", r
+    r = hubtel(c, sid, phone, "Response", PIN, 2)
+    assert "Main menu" in r["Message"]
+    # only the newest input is sent; the path lives in our session
+    r = hubtel(c, sid, phone, "Response", "1", 3)
+    assert "Savings: KES" in r["Message"]
+    # a resend of sequence 3 replays
+    assert hubtel(c, sid, phone, "Response", "1", 3) == r
+    r = hubtel(c, sid, phone, "Response", "0", 4)
+    assert "Main menu" in r["Message"]
+    r = hubtel(c, sid, phone, "Response", "9", 5)
+    assert r["Type"] == "Release" and "Thank you" in r["Message"]
+    # a dial string with extra segments: *714*1# then PIN lands on Balance
+    sid2 = sid + "b"
+    r = hubtel(c, sid2, phone, "Initiation", "*714*1#", 1)
+    assert "Enter your PIN" in r["Message"]
+    r = hubtel(c, sid2, phone, "Response", PIN, 2)
+    assert "Savings: KES" in r["Message"], r
+    r = hubtel(c, sid2, phone, "Release", "", 3)
+    assert r["Type"] == "Release"
+    r = hubtel(c, sid2, phone, "Response", "0", 4)
+    assert r["Type"] == "Release" and "Session expired" in r["Message"]
+    c.stop()
+
+
+def test_ussd_end_of_session_event(env):
+    c = env.chamad()
+    phone = new_phone()
+    s = AT(c, phone)
+    s.dial()
+    key = "ussd:s:africastalking:" + s.sid
+    assert redis_cli(env, "EXISTS", key) == "1"
+    body = urllib.parse.urlencode({"sessionId": s.sid, "status": "Incomplete", "phoneNumber": phone,
+                                   "serviceCode": "*384*1234#", "networkCode": "63902", "durationInMillis": "5120",
+                                   "hopsCount": "1", "input": "", "lastAppResponse": "CON Welcome",
+                                   "cost": "KES 0.10", "date": "2026-11-25 10:00:00"}).encode()
+    for _ in range(2):  # delivered twice: recorded once
+        r = c.post("/ussd/africastalking/events", body)
+        assert r.status == 200 and r.body == "OK"
+    assert q(env, "SELECT status, duration_ms, hops, phone FROM ussd_session_events WHERE session_id = '%s'"
+             % s.sid) == [["incomplete", "5120", "1", phone]]
+    assert redis_cli(env, "EXISTS", key) == "0"
+    r = c.post("/ussd/africastalking/events", b"sessionId=x&status=Exploded")
+    assert r.status == 400
+    c.stop()
+
+
+# -- chamas: join, officials, language ------------------------------------------
+
+def test_ussd_join_and_officials(env):
+    c = env.chamad()
+    chair, member, newcomer = new_phone(), new_phone(), new_phone()
+    cid, (chair_id, member_id) = seed_chama(env, members=[(chair, "Chair Person", "chairperson"),
+                                                           (member, "Plain Member", "member")])
+    # a member does not see, and cannot reach, the officials' menu
+    s = AT(c, member)
+    s.login()
+    end, screen = s.send("10")
+    assert screen.startswith("Invalid choice."), screen
+    # the chairperson makes an invite code
+    s = AT(c, chair)
+    screen = s.login()
+    assert "10. Officials" in screen
+    s.send("10")
+    end, screen = s.send("2")
+    assert end and "New invite code:" in screen
+    code = re.search(r"code: ([A-Z0-9]+)", screen).group(1)
+    # a newcomer joins with it (lower case typed is fine)
+    seed_user(env, newcomer, "New Comer")
+    s = AT(c, newcomer)
+    screen = s.login()
+    s.send("6")
+    end, screen = s.send(code.lower())
+    assert end and "request to join Test Chama" in screen, screen
+    s = AT(c, newcomer)
+    s.login()
+    s.send("6")
+    end, screen = s.send(code)
+    assert end and "waiting for the officials" in screen, screen
+    (req_id, status), = q(env, "SELECT id, status FROM join_requests WHERE chama_id = %s" % cid)
+    assert status == "pending"
+    # the chairperson approves it
+    s = AT(c, chair)
+    s.login()
+    s.send("10")
+    end, screen = s.send("1")
+    assert "1. New Comer " + newcomer in screen, screen
+    end, screen = s.send("1")
+    assert "1. Approve" in screen and "2. Reject" in screen
+    end, screen = s.send("1")
+    assert screen.startswith("Request approved.") and "No pending join requests." in screen, screen
+    assert q(env, "SELECT m.role, m.status FROM memberships m JOIN users u ON u.id = m.user_id "
+                  "WHERE u.phone = '%s' AND m.chama_id = %s" % (newcomer, cid)) == [["member", "active"]]
+    assert q(env, "SELECT kind FROM notifications WHERE recipient = '%s' AND kind = 'join_approved'" % newcomer) == \
+        [["join_approved"]]
+    assert q(env, "SELECT status, decided_by_user_id FROM join_requests WHERE id = %s" % req_id) == \
+        [["approved", str(chair_id)]]
+    # the handler checks the role itself: a secretary demoted while looking
+    # at a request decides nothing
+    sec, late = new_phone(), new_phone()
+    sec_id = seed_user(env, sec, "Secretary")
+    q(env, "INSERT INTO memberships (user_id, chama_id, role) VALUES (%s, %s, 'secretary')" % (sec_id, cid))
+    late_id = seed_user(env, late, "Late Comer")
+    q(env, "INSERT INTO join_requests (chama_id, user_id) VALUES (%s, %s)" % (cid, late_id))
+    s = AT(c, sec)
+    s.login()
+    s.send("10")
+    s.send("1")
+    end, screen = s.send("1")
+    assert "1. Approve" in screen
+    q(env, "UPDATE memberships SET role = 'member' WHERE user_id = %s" % sec_id)
+    end, screen = s.send("1")
+    assert end and screen == "Only officials can do this.", screen
+    assert q(env, "SELECT status FROM join_requests WHERE user_id = %s" % late_id) == [["pending"]]
+    c.stop()
+
+
+def test_ussd_language_and_chama_switch(env):
+    c = env.chamad()
+    phone = new_phone()
+    cid1, (uid,) = seed_chama(env, "Alpha Group %d" % random.randrange(10 ** 6), members=[(phone, "Two Chamas", "member")])
+    cid2, _ = seed_chama(env, "Beta Group %d" % random.randrange(10 ** 6))
+    q(env, "INSERT INTO memberships (user_id, chama_id, role) VALUES (%s, %s, 'treasurer')" % (uid, cid2))
+    s = AT(c, phone)
+    s.dial()
+    end, screen = s.send(PIN)
+    assert "Choose a chama" in screen and "1. Alpha Group" in screen and "2. Beta Group" in screen
+    end, screen = s.send("2")
+    assert "Main menu" in screen and "10. Officials" in screen  # treasurer there
+    end, screen = s.send("8")
+    end, screen = s.send("2")
+    assert screen.startswith("Lugha imehifadhiwa.\nMenyu kuu") and "1. Salio" in screen, screen
+    assert q(env, "SELECT preferred_language FROM users WHERE id = %s" % uid) == [["sw"]]
+    end, screen = AT(c, phone).dial()
+    assert "Weka PIN yako" in screen
+    c.stop()
+
+
+def test_ussd_every_screen_fits_in_both_languages(env):
+    """Walks every menu screen reachable without side effects, in English and
+    Swahili, and checks the cap on what was actually sent."""
+    c = env.chamad()
+    for lang in ("en", "sw"):
+        phone = new_phone()
+        cid, (uid,) = seed_chama(env, members=[(phone, "Walker " + lang, "chairperson")])
+        q(env, "UPDATE users SET preferred_language = '%s' WHERE id = %s" % (lang, uid))
+        q(env, "INSERT INTO meetings (chama_id, title, scheduled_at, location, agenda) VALUES "
+               "(%s, 'Annual general meeting of the group', now() + interval '3 days', 'Community hall', "
+               "'Elections, share-out and the constitution')" % cid)
+        for path in (["1"], ["2"], ["3"], ["4", "1"], ["5", "1", "1"], ["5", "2"], ["5", "3"], ["6"], ["7", "Xy"],
+                     ["8"], ["10", "1"]):
+            s = AT(c, phone)
+            s.login() if lang == "en" else (s.dial(), s.send(PIN))
+            for inp in path:
+                end, screen = s.send(inp)  # hop() asserts <= 160 septets
+                assert not end, (lang, path, screen)
+    c.stop()
+
+
+def test_ussd_menus_reload_and_refusal(env):
+    d = tempfile.mkdtemp()
+    menus = os.path.join(d, "menus")
+    shutil.copytree(os.path.join(ROOT, "menus"), menus)
+    c = env.chamad({"CHAMAD_USSD_MENUS_DIR": menus})
+    phone = new_phone()
+    assert "Choose your language" in AT(c, phone).dial()[1]
+    core = os.path.join(menus, "10_core.json")
+    good = open(core).read()
+    # a broken set (missing Swahili) is refused; the running menus stay
+    doc = json.loads(good)
+    del doc["screens"]["start_new"]["text"]["sw"]
+    open(core, "w").write(json.dumps(doc))
+    c.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert "Choose your language" in AT(c, phone).dial()[1]
+    # --check-config names the file and the screen
+    e = dict(os.environ, CHAMAD_USSD_MENUS_DIR=menus)
+    p = subprocess.run([env.bin, "--check-config"], capture_output=True, text=True, env=e)
+    assert p.returncode == 1 and "10_core.json: start_new: text: missing translation (sw)" in p.stderr, p.stderr
+    # a good change is taken
+    doc = json.loads(good)
+    doc["screens"]["start_new"]["text"]["en"] = "Hello from the reloaded menus. Choose your language:"
+    open(core, "w").write(json.dumps(doc))
+    c.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert "reloaded menus" in AT(c, phone).dial()[1]
+    log = c.stop()
+    assert "menus refused, keeping the running ones" in log
+    # refused at start-up: chamad does not start on bad menus
+    doc["screens"]["start_new"]["options"][0]["next"] = "nowhere"
+    open(core, "w").write(json.dumps(doc))
+    p = subprocess.run([env.bin], capture_output=True, text=True, env=dict(e, CHAMAD_HTTP_LISTEN="127.0.0.1:1"),
+                       timeout=20)
+    assert p.returncode == 1 and "start_new" in p.stderr and "dangling link" in p.stderr, p.stderr
+    shutil.rmtree(d)
