@@ -936,6 +936,7 @@ static void new_session(struct ussd_hop *h)
 		reply_and_unlock(h, "expired");
 		return;
 	}
+	json_decref(h->st);
 	h->st = json_pack("{s:i, s:s, s:s, s:b, s:s, s:[], s:{}, s:o, s:i}", "v", 1, "agg", h->ad->name, "lang", "en",
 			  "auth", 0, "uid", "", "stack", "vars", "pending", pending, "t0",
 			  (json_int_t)(time(NULL)));
@@ -981,6 +982,7 @@ static void loaded(const struct redis_result *r, void *arg)
 		new_session(h);
 		return;
 	}
+	json_decref(h->st);
 	h->st = json_loads(state, 0, &jerr);
 	if (!json_is_object(h->st) || !menu_screen(h->menus, st_str(h->st, "screen"))) {
 		json_decref(h->st);
