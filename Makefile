@@ -93,6 +93,7 @@ run:
 
 bench:
 	bash bench/run.sh
+	bash bench/ussd.sh
 
 clean:
 	rm -rf build bin

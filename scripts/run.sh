@@ -16,4 +16,6 @@ psql -X -q -v ON_ERROR_STOP=1 -v pin_hash="$(echo 1234 | bin/chamad -c etc/chama
   "$CHAMAD_DATABASE_URL" -f scripts/demo_seed.sql
 echo "run: demo chama seeded; chamad listens on http://$CHAMAD_HTTP_LISTEN"
 echo "run: try  curl http://$CHAMAD_HTTP_LISTEN/healthz   (Ctrl-C to stop)"
+echo "run: be a member: scripts/ussd-sim --url http://$CHAMAD_HTTP_LISTEN/ussd/africastalking --phone +254712000002  (PIN 1234)"
+echo "run: SMS queued (one-time codes): psql \"$CHAMAD_DATABASE_URL\" -c \"SELECT recipient, body FROM notifications ORDER BY id DESC LIMIT 5\""
 bin/chamad -c etc/chamad.conf || true

@@ -7,7 +7,7 @@
 # INSTANCE is "run" (make run) or "test" (make test); each has its own
 # folder under .run/ (ignored by git) and its own ports, so both can run at
 # once.  Ports come from CHAMASMART_PG_PORT / CHAMASMART_REDIS_PORT, else:
-#   run:  PostgreSQL 55432, Redis 56379      test: 55433, 56380
+#   run:  PostgreSQL 25432, Redis 26379      test: 25433, 26380
 # Works as root too: PostgreSQL refuses to run as root, so then the server
 # runs as the "postgres" system user that Debian's package creates.
 set -euo pipefail
@@ -16,10 +16,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cmd=${1:-status}
 inst=${2:-run}
 case "$inst" in
-  run)  def_pg=55432; def_rd=56379 ;;
-  test) def_pg=55433; def_rd=56380 ;;
-  bench) def_pg=55435; def_rd=56382 ;;
-  *)    def_pg=55434; def_rd=56381 ;;
+  # below Linux's ephemeral range (32768-60999): an outgoing connection can
+  # never be holding our port while a server restarts
+  run)  def_pg=25432; def_rd=26379 ;;
+  test) def_pg=25433; def_rd=26380 ;;
+  bench) def_pg=25435; def_rd=26382 ;;
+  *)    def_pg=25434; def_rd=26381 ;;
 esac
 PG_PORT=${CHAMASMART_PG_PORT:-$def_pg}
 RD_PORT=${CHAMASMART_REDIS_PORT:-$def_rd}

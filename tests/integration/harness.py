@@ -135,8 +135,8 @@ class Env:
         self.root = ROOT
         # scripts/services.sh instance (and its ports) this run uses
         self.instance = os.environ.get("CHAMASMART_INSTANCE", "test")
-        self.pg_port = int(os.environ.get("CHAMASMART_PG_PORT", "55433"))
-        self.redis_port = int(os.environ.get("CHAMASMART_REDIS_PORT", "56380"))
+        self.pg_port = int(os.environ.get("CHAMASMART_PG_PORT", "25433"))
+        self.redis_port = int(os.environ.get("CHAMASMART_REDIS_PORT", "26380"))
         self.logdir = os.path.join(ROOT, ".run", self.instance, "logs")
         self._procs = []
         self._dbs = []
