@@ -11,6 +11,9 @@
 #include "httpd.h"
 #include "log.h"
 #include "redis.h"
+#include "auth.h"
+#include "ussd.h"
+#include "workpool.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -137,6 +140,25 @@ void status_metrics(struct http_ctx *ctx)
 		   "# TYPE chamad_uptime_seconds gauge\nchamad_uptime_seconds %llu\n",
 		   rs.up ? 1 : 0, rs.pending, (unsigned long long)rs.reconnects, (unsigned long long)rs.commands,
 		   (unsigned long long)rs.timeouts, (unsigned long long)((util_now_ms() - app->started_ms) / 1000));
+	ussd_metrics(&b);
+	if (app->auth) {
+		struct workpool_stats ws;
+
+		auth_stats(app->auth, &ws);
+		buf_printf(&b,
+			   "# HELP chamad_auth_workers Threads hashing and checking PINs.\n"
+			   "# TYPE chamad_auth_workers gauge\nchamad_auth_workers %d\n"
+			   "# HELP chamad_auth_queued PIN jobs waiting for a worker.\n"
+			   "# TYPE chamad_auth_queued gauge\nchamad_auth_queued %d\n"
+			   "# HELP chamad_auth_running PIN jobs running.\n"
+			   "# TYPE chamad_auth_running gauge\nchamad_auth_running %d\n"
+			   "# HELP chamad_auth_jobs_total PIN jobs done.\n"
+			   "# TYPE chamad_auth_jobs_total counter\nchamad_auth_jobs_total %llu\n"
+			   "# HELP chamad_auth_rejected_total PIN jobs refused because the queue was full.\n"
+			   "# TYPE chamad_auth_rejected_total counter\nchamad_auth_rejected_total %llu\n",
+			   ws.threads, ws.queued, ws.running, (unsigned long long)ws.done,
+			   (unsigned long long)ws.rejected);
+	}
 	http_reply(ctx, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
 	buf_free(&b);
 }

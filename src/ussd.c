@@ -62,6 +62,12 @@ static const char *const required_strings[] = { "err_invalid", "expired", "busy"
 
 enum hop_phase { PH_START, PH_ENTER, PH_SUBMIT };
 
+/* How hops ended, for /metrics. */
+enum hop_outcome { OUT_SCREEN, OUT_END, OUT_REPLAY, OUT_EXPIRED, OUT_BUSY, OUT_TIMEOUT, OUT_BAD_PHONE, OUT_COUNT };
+static const char *const outcome_names[OUT_COUNT] = { "screen", "end", "replay", "expired", "busy", "timeout",
+						      "bad_phone" };
+static uint64_t outcomes[OUT_COUNT];
+
 struct ussd_hop {
 	struct app *app;
 	const struct ussd_adapter *ad;
@@ -261,7 +267,7 @@ static void hop_free(struct ussd_hop *h)
 }
 
 /* Renders the reply through the adapter (once). */
-static void reply(struct ussd_hop *h, bool end, const char *text)
+static void reply(struct ussd_hop *h, bool end, const char *text, enum hop_outcome outcome)
 {
 	struct ussd_reply rep = { end, text };
 	struct buf out;
@@ -270,6 +276,7 @@ static void reply(struct ussd_hop *h, bool end, const char *text)
 	if (h->replied)
 		return;
 	h->replied = true;
+	outcomes[outcome]++;
 	buf_init(&out, 8192);
 	h->ad->render(&h->req, &rep, &out, &ctype);
 	http_reply(h->ctx, 200, ctype, out.data ? out.data : "", out.len);
@@ -287,7 +294,7 @@ static void on_hop_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	log_msg(LOG_WARN, http_ctx_reqid(h->ctx), "ussd: hop not done in %d ms; told the user to retry",
 		h->app->cfg->ussd_hop_timeout_ms);
-	reply(h, true, h->menus ? text_for(h, "busy") : "Service busy, please try again.");
+	reply(h, true, h->menus ? text_for(h, "busy") : "Service busy, please try again.", OUT_TIMEOUT);
 }
 
 /* ---- saving ----------------------------------------------------------- */
@@ -300,9 +307,9 @@ static void saved(const struct redis_result *r, void *arg)
 		/* the user saw nothing yet: better a polite END than a screen
 		 * whose session we could not keep */
 		log_msg(LOG_WARN, http_ctx_reqid(h->ctx), "ussd: session not saved: %s", r->error);
-		reply(h, true, text_for(h, "busy"));
+		reply(h, true, text_for(h, "busy"), OUT_BUSY);
 	} else {
-		reply(h, h->end, h->screen.data ? h->screen.data : "");
+		reply(h, h->end, h->screen.data ? h->screen.data : "", h->end ? OUT_END : OUT_SCREEN);
 	}
 	log_msg(LOG_DEBUG, http_ctx_reqid(h->ctx), "ussd: %s %s -> %s in %llu us", h->ad->name, h->sid,
 		h->sc ? h->sc->id : "-", (unsigned long long)(util_now_us() - h->t0));
@@ -336,7 +343,7 @@ static void reply_and_unlock(struct ussd_hop *h, const char *key)
 		"if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
 	const char *argv[5] = { "EVAL", LUA_UNLOCK, "1", h->lock, h->token };
 
-	reply(h, true, text_for(h, key));
+	reply(h, true, text_for(h, key), !strcmp(key, "expired") ? OUT_EXPIRED : OUT_BUSY);
 	redis_cmd(h->app->redis, unlocked, h, 5, argv, NULL);
 }
 
@@ -558,7 +565,7 @@ void hop_unavailable(struct ussd_hop *h, const char *why)
 	log_msg(LOG_WARN, http_ctx_reqid(h->ctx), "ussd: %s %s: cannot serve: %s", h->ad->name, h->sid, why);
 	/* nothing of this hop is kept: the user dials again from the start */
 	h->phase = PH_START;
-	reply(h, true, text_for(h, "busy"));
+	reply(h, true, text_for(h, "busy"), OUT_BUSY);
 	save(h, true);
 }
 
@@ -958,19 +965,19 @@ static void loaded(const struct redis_result *r, void *arg)
 	if (r->status != REDIS_S_OK || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
 		log_msg(LOG_WARN, http_ctx_reqid(h->ctx), "ussd: session load failed: %s",
 			r->error ? r->error : "unexpected reply");
-		reply(h, true, text_for(h, "busy"));
+		reply(h, true, text_for(h, "busy"), OUT_BUSY);
 		hop_free(h);
 		return;
 	}
 	state = rep->element[1]->type == REDIS_REPLY_STRING ? rep->element[1]->str : NULL;
 	if (rep->element[0]->integer != 1) {
 		/* another daemon is serving a copy of this hop right now */
-		reply(h, true, text_for(h, "busy"));
+		reply(h, true, text_for(h, "busy"), OUT_BUSY);
 		hop_free(h);
 		return;
 	}
 	if (h->req.kind == USSD_RELEASE) {	/* the aggregator closed it */
-		reply(h, true, "");
+		reply(h, true, "", OUT_END);
 		save(h, true);
 		return;
 	}
@@ -997,7 +1004,7 @@ static void loaded(const struct redis_result *r, void *arg)
 			"if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
 		const char *argv[5] = { "EVAL", LUA_UNLOCK, "1", h->lock, h->token };
 
-		reply(h, json_is_true(json_object_get(h->st, "end")), st_str(h->st, "reply"));
+		reply(h, json_is_true(json_object_get(h->st, "end")), st_str(h->st, "reply"), OUT_REPLAY);
 		redis_cmd(h->app->redis, unlocked, h, 5, argv, NULL);
 		return;
 	}
@@ -1047,7 +1054,7 @@ void ussd_serve(struct app *app, const struct ussd_adapter *ad, struct http_ctx 
 	}
 	if (phone_normalise(h->req.phone, app->cfg->ussd_country_code, h->phone, sizeof(h->phone)) < 0) {
 		log_msg(LOG_WARN, http_ctx_reqid(ctx), "ussd: %s: bad phone number", ad->name);
-		reply(h, true, text_for(h, "err_phone_number"));
+		reply(h, true, text_for(h, "err_phone_number"), OUT_BAD_PHONE);
 		hop_free(h);
 		return;
 	}
@@ -1077,4 +1084,13 @@ struct menu_set *ussd_menus_load(const struct config *cfg, char *err, size_t err
 	};
 
 	return menu_load_dir(cfg->ussd_menus_dir, &o, err, errlen);
+}
+
+void ussd_metrics(struct buf *out)
+{
+	buf_puts(out, "# HELP chamad_ussd_hops_total USSD hops answered, by outcome.\n"
+		      "# TYPE chamad_ussd_hops_total counter\n");
+	for (int i = 0; i < OUT_COUNT; i++)
+		buf_printf(out, "chamad_ussd_hops_total{outcome=\"%s\"} %llu\n", outcome_names[i],
+			   (unsigned long long)outcomes[i]);
 }

@@ -69,6 +69,8 @@ void ussd_serve(struct app *app, const struct ussd_adapter *ad, struct http_ctx 
  * and required screens.  Returns a new set, or NULL with err filled. */
 struct menu_set *ussd_menus_load(const struct config *cfg, char *err, size_t errlen);
 
+/* Appends the engine's counters in Prometheus text format. */
+void ussd_metrics(struct buf *out);
 /* Fills out with the aggregators' routes (at most max); returns how many. */
 struct http_route;
 size_t ussd_http_routes(struct http_route *out, size_t max);

@@ -218,6 +218,9 @@ def test_ussd_login_navigation_and_balance(env):
     assert end and "Thank you" in screen
     assert q(env, "SELECT last_login_at IS NOT NULL, failed_pin_attempts FROM users WHERE id = %s" % uid) == \
         [["t", "0"]]
+    m = c.get("/metrics").body
+    assert 'chamad_ussd_hops_total{outcome="screen"} 9' in m and 'chamad_ussd_hops_total{outcome="end"} 1' in m, m
+    assert "chamad_auth_jobs_total 1" in m and 'route="ussd_africastalking",code="200"} 10' in m
     c.stop()
 
 
