@@ -337,14 +337,21 @@ static void unlocked(const struct redis_result *r, void *arg)
 	hop_free(arg);
 }
 
-static void reply_and_unlock(struct ussd_hop *h, const char *key)
+/* Releases our lock (if still ours) without touching the session, then
+ * frees the hop. */
+static void unlock_and_free(struct ussd_hop *h)
 {
 	static const char LUA_UNLOCK[] =
 		"if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
 	const char *argv[5] = { "EVAL", LUA_UNLOCK, "1", h->lock, h->token };
 
-	reply(h, true, text_for(h, key), !strcmp(key, "expired") ? OUT_EXPIRED : OUT_BUSY);
 	redis_cmd(h->app->redis, unlocked, h, 5, argv, NULL);
+}
+
+static void reply_and_unlock(struct ussd_hop *h, const char *key)
+{
+	reply(h, true, text_for(h, key), !strcmp(key, "expired") ? OUT_EXPIRED : OUT_BUSY);
+	unlock_and_free(h);
 }
 
 /* The session is over: store the final reply so a resent last hop gets
@@ -703,6 +710,18 @@ static char *validate(struct ussd_hop *h, const struct menu_screen *sc, const ch
 	return NULL;
 }
 
+/* A choice or a value was accepted: run the screen's action, then go on to
+ * next; without an action, go on at once. */
+static void submit(struct ussd_hop *h, const struct menu_screen *sc, const char *next)
+{
+	if (sc->action) {
+		h->next_after = next;
+		run_action(h, sc->action, PH_SUBMIT);
+	} else {
+		enter_screen(h, next, true);
+	}
+}
+
 /* Applies one input to the screen the user is on. */
 static void step(struct ussd_hop *h, const char *in)
 {
@@ -756,12 +775,7 @@ static void step(struct ussd_hop *h, const char *in)
 			}
 			hop_set_var(h, op->set_var, op->set_val);
 		}
-		if (sc->action) {
-			h->next_after = op->next;
-			run_action(h, sc->action, PH_SUBMIT);
-		} else {
-			enter_screen(h, op->next, true);
-		}
+		submit(h, sc, op->next);
 		return;
 	}
 	case SCREEN_INPUT:
@@ -783,12 +797,7 @@ static void step(struct ussd_hop *h, const char *in)
 			hop_set_var(h, sc->var, value);
 			free(value);
 		}
-		if (sc->action) {
-			h->next_after = sc->next;
-			run_action(h, sc->action, PH_SUBMIT);
-		} else {
-			enter_screen(h, sc->next, true);
-		}
+		submit(h, sc, sc->next);
 		return;
 	case SCREEN_LIST: {
 		size_t first = (size_t)st_int(h->st, "first"), shown = (size_t)st_int(h->st, "shown");
@@ -799,12 +808,7 @@ static void step(struct ussd_hop *h, const char *in)
 		it = json_array_get(items, first + (size_t)n - 1);
 		hop_set_var(h, sc->var, json_string_value(json_array_get(it, 1)));
 		hop_set_var(h, "item_label", json_string_value(json_array_get(it, 0)));
-		if (sc->action) {
-			h->next_after = sc->next;
-			run_action(h, sc->action, PH_SUBMIT);
-		} else {
-			enter_screen(h, sc->next, true);
-		}
+		submit(h, sc, sc->next);
 		return;
 	}
 	case SCREEN_INFO:
@@ -1000,12 +1004,8 @@ static void loaded(const struct redis_result *r, void *arg)
 	auth_digest(h->app->auth, "hop", h->sid, h->req.hop_key ? h->req.hop_key : "", digest);
 	if (st_str(h->st, "hk") && !strcmp(st_str(h->st, "hk"), digest)) {
 		/* a resent hop: the same reply, nothing run again */
-		static const char LUA_UNLOCK[] =
-			"if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
-		const char *argv[5] = { "EVAL", LUA_UNLOCK, "1", h->lock, h->token };
-
 		reply(h, json_is_true(json_object_get(h->st, "end")), st_str(h->st, "reply"), OUT_REPLAY);
-		redis_cmd(h->app->redis, unlocked, h, 5, argv, NULL);
+		unlock_and_free(h);
 		return;
 	}
 	if (json_is_true(json_object_get(h->st, "end"))) {

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "phone.h"
 #include "redis.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -22,7 +23,8 @@
 
 #include <sodium.h>
 
-const struct ussd_adapter *const ussd_adapters[] = { &ussd_adapter_at, &ussd_adapter_hubtel };
+/* The aggregators: a new one is a file with its adapter and a line here. */
+static const struct ussd_adapter *const ussd_adapters[] = { &ussd_adapter_at, &ussd_adapter_hubtel };
 
 /* The value for `name` in "name:value name2:value2", copied into out. */
 static bool agg_entry(const char *list, const char *name, char *out, size_t outlen)
@@ -136,14 +138,15 @@ static void ev_field(const char *key, const char *val, void *arg)
 
 	for (int i = 0; i < 10; i++)
 		if (!strcmp(key, ev_names[i]) && !e->f[i])
-			e->f[i] = strdup(val);
+			e->f[i] = xstrdup(val);
 }
 
 static void ev_free(struct at_event *e)
 {
 	for (int i = 0; i < 10; i++)
 		free(e->f[i]);
-	http_ctx_release(e->ctx);
+	if (e->ctx)
+		http_ctx_release(e->ctx);
 	free(e);
 }
 
@@ -192,24 +195,22 @@ static void at_events(struct http_ctx *ctx)
 
 	if (!guard(ctx, app->cfg, ussd_adapter_at.name))
 		return;
-	e = calloc(1, sizeof(*e));
+	e = xcalloc(1, sizeof(*e));
 	if (form_parse(body, len, ev_field, e) < 0 || !e->f[0] || !ussd_session_id_ok(e->f[0]) || !e->f[1]) {
 		http_reply_error(ctx, 400, "need sessionId and status");
-		for (int i = 0; i < 10; i++)
-			free(e->f[i]);
-		free(e);
+		ev_free(e);
 		return;
 	}
 	status = e->f[1];
 	if (strcasecmp(status, "Success") && strcasecmp(status, "Incomplete") && strcasecmp(status, "Failed")) {
 		http_reply_error(ctx, 400, "status must be Success, Incomplete or Failed");
-		for (int i = 0; i < 10; i++)
-			free(e->f[i]);
-		free(e);
+		ev_free(e);
 		return;
 	}
-	for (size_t i = 0; i < sizeof(lowered) - 1 && status[i]; i++)
-		lowered[i] = (char)(status[i] | 0x20), lowered[i + 1] = '\0';
+	/* the three accepted words, lower-cased for the CHECK constraint */
+	snprintf(lowered, sizeof(lowered), "%s", status);
+	for (char *p = lowered; *p; p++)
+		*p = (char)(*p | 0x20);
 	e->ctx = ctx;
 	http_ctx_hold(ctx);
 	e->pending = 2;
