@@ -5,6 +5,8 @@
 #   make test            install what is missing, build, run every test
 #   make test SANITIZE=1 the same suite against the sanitizer build
 #   make run             the whole thing, running, with a demo chama
+#   make fuzz            build the libFuzzer targets (clang): bin/fuzz-*
+#   make fuzz-run        run each of them for 20 s (make test runs 10 s each)
 #
 PKGS    := libevent libpq hiredis libcurl jansson libsodium
 CC      ?= cc
@@ -97,3 +99,5 @@ bench:
 
 clean:
 	rm -rf build bin
+
+include tests/fuzz/fuzz.mk

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages chamad needs to build, run and test, if any
 # is missing.  Runs apt-get update first; uses sudo when not root.
+# (clang and libclang-rt-14-dev build the libFuzzer targets of make test.)
 set -euo pipefail
 
 PKGS=(
@@ -8,6 +9,7 @@ PKGS=(
   libevent-dev libpq-dev libhiredis-dev libcurl4-openssl-dev libjansson-dev libsodium-dev
   postgresql postgresql-client redis-server redis-tools
   python3 curl ca-certificates
+  clang libclang-rt-14-dev
 )
 
 missing=()

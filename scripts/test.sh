@@ -35,4 +35,6 @@ trap cleanup EXIT
 bash scripts/services.sh start test
 started=1
 
-python3 tests/run.py --bin "$BIN" --unit "$UNIT" --dbtests "$DBT" ${args[@]+"${args[@]}"}
+# each libFuzzer target runs FUZZ_SECONDS (0 skips them)
+python3 tests/run.py --bin "$BIN" --unit "$UNIT" --dbtests "$DBT" --fuzz "${FUZZ_SECONDS:-10}" \
+  ${args[@]+"${args[@]}"}

@@ -468,7 +468,8 @@ static size_t fit_septets(const char *s, int max)
 		char one[8];
 		int w;
 
-		while (j < n && ((unsigned char)s[j] & 0xc0) == 0x80)
+		/* one character: a lead byte and at most 3 continuation bytes */
+		while (j < n && j - i < 4 && ((unsigned char)s[j] & 0xc0) == 0x80)
 			j++;
 		memcpy(one, s + i, j - i);
 		one[j - i] = '\0';
@@ -548,9 +549,15 @@ size_t menu_render(const struct menu_set *m, const struct menu_screen *sc, const
 		else
 			buf_printf(&tail, "\n%zu. %s", i + 1, sc->options[i].label.s[v->lang]);
 	}
-	if ((v->back && back) || (v->home && home))
-		buf_printf(&tail, "\n%s%s%s", v->back && back ? back : "", v->back && back && v->home && home ? " " : "",
-			   v->home && home ? home : "");
+	if ((v->back && back) || (v->home && home)) {
+		buf_puts(&tail, "\n");
+		if (v->back && back)
+			put_text(&tail, back, v);
+		if (v->back && back && v->home && home)
+			buf_puts(&tail, " ");
+		if (v->home && home)
+			put_text(&tail, home, v);
+	}
 	budget = v->cap - septets(text.len ? text.data : "") - septets(tail.len ? tail.data : "");
 	/* list items: as many as fit, keeping room for "98" if more remain */
 	for (size_t i = v->first; i < v->nitems; i++) {
@@ -590,6 +597,14 @@ size_t menu_render(const struct menu_set *m, const struct menu_screen *sc, const
 		buf_puts(out, items.data);
 	if (tail.len)
 		buf_puts(out, tail.data);
+	if (out->len && septets(out->data) > v->cap) {
+		/* a screen the loader could not foresee (a cap lowered at run
+		 * time, a text too short to absorb a long item): never over */
+		size_t keep = fit_septets(out->data, v->cap);
+
+		out->len = keep;
+		out->data[keep] = '\0';
+	}
 	buf_free(&text);
 	buf_free(&tail);
 	buf_free(&items);
@@ -619,9 +634,14 @@ static int check_size(const struct menu_set *m, const struct menu_screen *sc, co
 		notice[reserve - 1] = '\0';
 	}
 	buf_init(&out, 8192);
+	/* a list is measured on a first page with "98" and room for one
+	 * short item, so a long item is cut, never the screen */
+	static const char *const two[] = { "xxxxxxxxxx", "xxxxxxxxxx" };
+	bool list = sc->type == SCREEN_LIST;
+
 	for (int lang = 0; lang < LANG_COUNT; lang++) {
 		struct menu_view v = { (enum menu_lang)lang, no_vars, NULL, ~0u, reserve > 0 ? notice : NULL,
-				       NULL, 0, 0, sc->back, sc->home, 1 << 20 };
+				       list ? two : NULL, list ? 2 : 0, 0, sc->back, sc->home, 1 << 20 };
 		int n;
 
 		menu_render(m, sc, &v, &out);

@@ -36,12 +36,31 @@ def run_unit(path, extra_env=None):
     return passed, failed
 
 
+def run_fuzz(seconds):
+    """Each libFuzzer target for `seconds` on a copy of its seed corpus: a
+    test that fails on any crash, leak or broken invariant."""
+    passed = failed = 0
+    for t in ("at", "hubtel", "menu", "text"):
+        p = subprocess.run(["bash", os.path.join(HERE, "fuzz", "run.sh"), str(seconds), t], capture_output=True,
+                           text=True, cwd=harness.ROOT)
+        m = re.search(r"^fuzz-%s: (\d+) runs, (\d+) crashes" % t, p.stdout, re.M)
+        if p.returncode == 0 and m and m.group(2) == "0":
+            passed += 1
+            print("ok   fuzz/%s (%s runs in %d s)" % (t, m.group(1), seconds))
+        else:
+            failed += 1
+            print("FAIL fuzz/%s\n%s%s" % (t, p.stdout, p.stderr))
+    return passed, failed
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--unit")
     ap.add_argument("--dbtests", help="C tests of the PostgreSQL pool (need the server)")
     ap.add_argument("-k", dest="pattern", default="")
+    ap.add_argument("--fuzz", type=int, default=0, metavar="SECONDS",
+                    help="also run each libFuzzer target this long (tests/fuzz/run.sh)")
     args = ap.parse_args()
 
     passed = failed = 0
@@ -53,6 +72,10 @@ def main():
     env = harness.Env(os.path.abspath(args.bin))
     if args.dbtests and not args.pattern:
         p, f = run_unit(args.dbtests, {"CHAMAD_DATABASE_URL": env.fresh_db("chamasmart_pooltest")})
+        passed += p
+        failed += f
+    if args.fuzz and not args.pattern:
+        p, f = run_fuzz(args.fuzz)
         passed += p
         failed += f
     idir = os.path.join(HERE, "integration")

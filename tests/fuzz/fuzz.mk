@@ -15,10 +15,10 @@ FUZZ_EXTRA_CFLAGS ?=
 FUZZ_DIR     := build/fuzz
 FUZZ_PKGS    := libevent libpq hiredis libcurl jansson libsodium
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_CFLAGS  := $(FUZZ_SAN) -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
+FUZZ_CFLAGS   = $(FUZZ_SAN) -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
                 -Wno-missing-field-initializers -Isrc $(shell pkg-config --cflags $(FUZZ_PKGS)) \
                 $(FUZZ_EXTRA_CFLAGS)
-FUZZ_LDLIBS  := $(shell pkg-config --libs $(FUZZ_PKGS)) -lpthread -lm
+FUZZ_LDLIBS   = $(shell pkg-config --libs $(FUZZ_PKGS)) -lpthread -lm
 
 # What the targets need from src/ (never main.c).
 FUZZ_LIB_SRCS := src/ussd_at.c src/ussd_hubtel.c src/ussd_form.c src/menu.c src/gsm7.c src/phone.c \

@@ -19,8 +19,9 @@
  *     found by menu_screen under that id and the screen count is the number
  *     of ids; texts, labels and empty texts are GSM-7 in both languages;
  *     options and "next" link to existing screens; menu screens have
- *     options; vmin <= vmax; strings exist in both languages, err_* and
- *     ok_* within error_reserve - 1 septets, the others within screen_max;
+ *     options; vmin <= vmax; strings exist in both languages and are
+ *     GSM-7; those without {vars} are within error_reserve - 1 septets
+ *     (err_*, ok_*) or screen_max (the others);
  *     an unknown id gives NULL;
  *   - menu_render of every screen, in both languages, for no role / a
  *     member / every role, with and without a notice of error_reserve - 1
@@ -136,8 +137,11 @@ static void check_string(const struct menu_set *set, const char *key)
 
 		FUZZ_CHECKF(s != NULL, "string %s has no %s text", key, menu_lang_code(l));
 		n = gsm7_septets(s, NULL);
-		FUZZ_CHECKF(n >= 0 && n <= max, "string %s (%s) is %d septets, limit %d", key, menu_lang_code(l), n,
-			    max);
+		FUZZ_CHECKF(n >= 0, "string %s (%s) is not GSM-7", key, menu_lang_code(l));
+		/* Measured without its {vars} by the loader (they are cut to fit
+		 * when shown): only strings without any are checked here. */
+		if (!strchr(s, '{'))
+			FUZZ_CHECKF(n <= max, "string %s (%s) is %d septets, limit %d", key, menu_lang_code(l), n, max);
 	}
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (make -f tests/fuzz/fuzz.mk, so it works
-# with or without the include in the Makefile) and runs each for SECONDS seconds on a copy
-# of its seed corpus (build/fuzz/corpus-<target>; tests/fuzz/corpus is not
+# with or without the include in the Makefile) and runs each for SECONDS
+# seconds on a copy of its seed corpus (build/fuzz/corpus-<target>; tests/fuzz/corpus is not
 # touched).  Prints one line per target and exits non-zero if any target
 # crashed, leaked, timed out or broke an invariant; the input is kept in
 # build/fuzz/artifacts-<target>/ and the report in build/fuzz/fuzz-<target>.log.
@@ -27,6 +27,11 @@ if ! make -s -f tests/fuzz/fuzz.mk fuzz >build/fuzz/build.log 2>&1; then
   exit 2
 fi
 
+# Symbolized stacks need llvm-symbolizer (package llvm, or llvm-14 off PATH).
+if ! command -v llvm-symbolizer >/dev/null && [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]; then
+  export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
+fi
+
 # Sanitizer reports end the run (libFuzzer saves the input); leaks count.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -48,7 +53,7 @@ for t in "${targets[@]}"; do
 
   # In a subshell so bash's "Aborted" notice lands in the log too.
   ("$bin" -max_len=65536 -timeout=5 -max_total_time="$dur" -print_final_stats=1 \
-    -artifact_prefix="$art/" ${dict[@]+"${dict[@]}"} "$work") >"$log" 2>&1
+    -artifact_prefix="$art/" ${dict[@]+"${dict[@]}"} "$work"; exit $?) >"$log" 2>&1
   rc=$?
 
   runs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -1)
