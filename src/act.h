@@ -55,6 +55,7 @@ void act_chama_info_load(struct ussd_hop *hop);
 void act_join_request(struct ussd_hop *hop);
 void act_create_chama(struct ussd_hop *hop);
 void act_invite_create(struct ussd_hop *hop);
+void act_invite_phone(struct ussd_hop *hop);
 void act_join_requests_load(struct ussd_hop *hop);
 void act_join_decide(struct ussd_hop *hop);
 

@@ -340,6 +340,13 @@ static void invite_made(struct ussd_hop *hop, const struct db_result *r)
 	hop_done(hop, NULL);
 }
 
+static void invite_made_phone(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	hop_done(hop, NULL);
+}
+
 static void invite_create_checked(struct ussd_hop *hop)
 {
 	char code[9];
@@ -358,6 +365,35 @@ static void invite_create_checked(struct ussd_hop *hop)
 void act_invite_create(struct ussd_hop *hop)
 {
 	act_require_official(hop, invite_create_checked);
+}
+
+/* An invite for one number (single use, 7 days) and its SMS, together. */
+static void invite_phone_checked(struct ussd_hop *hop)
+{
+	char code[9], *body;
+	const char *p[7];
+
+	util_random_code(code, 8);
+	hop_set_var(hop, "invite_code", code);
+	body = hop_text(hop, "sms_invite");
+	hop_audit_params(hop, p);
+	p[3] = hop_var(hop, "chama_id");
+	p[4] = code;
+	p[5] = hop_var(hop, "invitee_phone");
+	p[6] = body;
+	act_query(hop,
+		  HOP_AUDIT_CTE ", i AS (INSERT INTO invites (chama_id, created_by_user_id, code, invitee_phone, max_uses, "
+		  "expires_at) SELECT $4::bigint, $3::bigint, $5, $6, 1, now() + interval '7 days' FROM audit_ctx "
+		  "RETURNING id, code) "
+		  "INSERT INTO notifications (chama_id, channel, kind, recipient, body, priority, idempotency_key) "
+		  "SELECT $4::bigint, 'sms', 'invite', $6, $7, 5, 'invite:' || i.id FROM i RETURNING 1",
+		  7, p, invite_made_phone);
+	free(body);
+}
+
+void act_invite_phone(struct ussd_hop *hop)
+{
+	act_require_official(hop, invite_phone_checked);
 }
 
 static void join_requests_checked(struct ussd_hop *hop)

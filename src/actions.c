@@ -34,6 +34,7 @@ const struct ussd_action ussd_actions[] = {
 	{ "join_request", act_join_request },
 	{ "create_chama", act_create_chama },
 	{ "invite_create", act_invite_create },
+	{ "invite_phone", act_invite_phone },
 	{ "join_requests_load", act_join_requests_load },
 	{ "join_decide", act_join_decide },
 	{ NULL, NULL },

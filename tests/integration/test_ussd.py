@@ -171,6 +171,10 @@ def test_ussd_code_limits(env):
         s.send("2")
         end, screen = s.send("Baraka")
         assert screen.startswith("Nambari imetumwa kwa SMS."), screen  # Swahili chosen
+    # the code is kept (as a digest) for 5 minutes
+    ttl = int(redis_cli(env, "TTL", "otp:signup:" + phone))
+    assert 290 <= ttl <= 300, ttl
+    assert latest_code(env, phone) not in redis_cli(env, "GET", "otp:signup:" + phone)
     # three wrong codes void it
     for tries_left in ("2", "1"):
         end, screen = s.send("000000")
@@ -698,3 +702,71 @@ def test_ussd_menus_reload_and_refusal(env):
                        timeout=20)
     assert p.returncode == 1 and "start_new" in p.stderr and "dangling link" in p.stderr, p.stderr
     shutil.rmtree(d)
+
+
+def test_ussd_invite_by_phone(env):
+    c = env.chamad()
+    chair, invitee, stranger = new_phone(), new_phone(), new_phone()
+    cid, _ = seed_chama(env, members=[(chair, "Inviting Chair", "chairperson")])
+    s = AT(c, chair)
+    s.login()
+    s.send("10")
+    end, screen = s.send("3")
+    assert "Phone number to invite" in screen
+    end, screen = s.send("12")  # not a phone number: the same screen, with why
+    assert not end and screen.startswith("Invalid phone number.\nPhone number to invite"), screen
+    national = "0" + invitee[4:]  # written as members write it: 07...
+    end, screen = s.send(national)
+    assert end and ("sent by SMS to %s" % invitee) in screen, screen
+    code = re.search(r"with code ([A-Z0-9]+)", screen).group(1)
+    assert q(env, "SELECT invitee_phone, max_uses FROM invites WHERE code = '%s'" % code) == [[invitee, "1"]]
+    (body,), = q(env, "SELECT body FROM notifications WHERE recipient = '%s' AND kind = 'invite'" % invitee)
+    assert code in body and "Test Chama" in body
+    # the code works for that number only
+    seed_user(env, stranger, "Stranger")
+    s = AT(c, stranger)
+    s.login()
+    s.send("6")
+    end, screen = s.send(code)
+    assert not end and screen.startswith("Invalid or expired code."), screen
+    seed_user(env, invitee, "Invitee")
+    s = AT(c, invitee)
+    s.login()
+    s.send("6")
+    end, screen = s.send(code)
+    assert end and "request to join" in screen, screen
+    c.stop()
+
+
+def test_ussd_pepper_guards_pins(env):
+    """A PIN hash made under one pepper does not open the account under
+    another: the pepper is really mixed in."""
+    c = env.chamad({"CHAMAD_AUTH_PIN_PEPPER": "another-installation"})
+    phone = new_phone()
+    seed_chama(env, members=[(phone, "Peppered", "member")])  # hashed with the default (empty) pepper
+    s = AT(c, phone)
+    s.dial()
+    end, screen = s.send(PIN)
+    assert screen.startswith("Wrong PIN"), screen
+    c.stop()
+    peppered = pin_hash(env, PIN, {"CHAMAD_AUTH_PIN_PEPPER": "another-installation"})
+    assert peppered != pin_hash(env)
+    q(env, "UPDATE users SET pin_hash = '%s' WHERE phone = '%s'" % (peppered, phone))
+    c = env.chamad({"CHAMAD_AUTH_PIN_PEPPER": "another-installation"})
+    AT(c, phone).login()
+    c.stop()
+
+
+def test_ussd_simulator_script(env):
+    c = env.chamad()
+    phone = new_phone()
+    seed_chama(env, members=[(phone, "Sim User", "member")])
+    p = subprocess.run([os.path.join(ROOT, "scripts", "ussd-sim"), "--url", c.url + "/ussd/africastalking",
+                        "--phone", phone, "--script", PIN + ",1,0,9", "--json"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    hops = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    assert [h["end"] for h in hops] == [False, False, False, False, True], hops
+    assert "PIN" in hops[0]["screen"] and "Savings: KES" in hops[2]["screen"] and "Thank you" in hops[4]["screen"]
+    assert hops[2]["text"] == PIN + "*1"
+    c.stop()
