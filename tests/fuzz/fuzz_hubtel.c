@@ -24,31 +24,9 @@
 #include <jansson.h>
 #include <strings.h>
 
-#include "fuzz_common.h"
-#include "ussd.h"
-#include "util.h"
+#include "fuzz_adapter.h"
 
 static const struct ussd_adapter *const adapter = &ussd_adapter_hubtel;
-
-static void check_req(const struct ussd_req *r)
-{
-	size_t n;
-
-	FUZZ_CHECK(r->session_id != NULL);
-	FUZZ_CHECK(r->phone != NULL);
-	FUZZ_CHECK(r->text != NULL);
-	FUZZ_CHECK(r->hop_key != NULL);
-	FUZZ_CHECK(r->kind == USSD_BEGIN || r->kind == USSD_CONTINUE || r->kind == USSD_RELEASE);
-	FUZZ_CHECK(!r->cumulative);
-
-	n = strlen(r->session_id);
-	FUZZ_CHECKF(n >= 1 && n <= 64, "session_id of %zu bytes", n);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)r->session_id[i];
-
-		FUZZ_CHECKF(c > 0x20 && c < 0x7f, "session_id byte 0x%02x at %zu", c, i);
-	}
-}
 
 /* The request must agree with what jansson reads from the same body. */
 static void check_against_jansson(const struct ussd_req *r, const char *body, size_t len)
@@ -84,19 +62,6 @@ static void check_against_jansson(const struct ussd_req *r, const char *body, si
 	json_decref(doc);
 }
 
-static void check_same(const struct ussd_req *a, const struct ussd_req *b)
-{
-	FUZZ_CHECK(a->kind == b->kind);
-	FUZZ_CHECK(a->cumulative == b->cumulative);
-	FUZZ_CHECK(fuzz_streq(a->session_id, b->session_id));
-	FUZZ_CHECK(fuzz_streq(a->phone, b->phone));
-	FUZZ_CHECK(fuzz_streq(a->service_code, b->service_code));
-	FUZZ_CHECK(fuzz_streq(a->network, b->network));
-	FUZZ_CHECK(fuzz_streq(a->text, b->text));
-	FUZZ_CHECK(fuzz_streq(a->hop_key, b->hop_key));
-	FUZZ_CHECK(fuzz_streq(a->client_state, b->client_state));
-}
-
 static void check_render(const struct ussd_req *r, bool end, const char *text)
 {
 	struct ussd_reply rep = { .end = end, .text = text };
@@ -125,45 +90,13 @@ static void check_render(const struct ussd_req *r, bool end, const char *text)
 	buf_free(&out);
 }
 
+static void check_req(const struct ussd_req *r, const char *body, size_t size)
+{
+	FUZZ_CHECK(!r->cumulative);	/* Hubtel sends the newest input only */
+	check_against_jansson(r, body, size);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *body = fuzz_copy(data, size);
-	const size_t errlen = 96;
-	char *err = fuzz_errbuf(errlen);
-	struct ussd_req req, again;
-	int rc, rc2;
-
-	memset(&req, 0, sizeof req);
-	rc = adapter->parse(body, size, &req, err, errlen);
-	FUZZ_CHECKF(rc == 0 || rc == -1, "parse returned %d", rc);
-
-	if (rc == -1) {
-		fuzz_check_err(err, errlen);
-		ussd_req_clear(&req);
-		goto out;
-	}
-
-	check_req(&req);
-	check_against_jansson(&req, body, size);
-
-	memset(&again, 0, sizeof again);
-	rc2 = adapter->parse(body, size, &again, err, errlen);
-	FUZZ_CHECKF(rc2 == 0, "second parse of the same body returned %d", rc2);
-	check_same(&req, &again);
-	ussd_req_clear(&again);
-
-	{
-		char *t = fuzz_reply_text(data, size);
-
-		check_render(&req, false, "Welcome to ChamaSmart\n1. Balance\n2. Contribute");
-		check_render(&req, true, "Thank you.");
-		check_render(&req, false, "");
-		check_render(&req, size & 1, t);
-		free(t);
-	}
-	ussd_req_clear(&req);
-out:
-	free(err);
-	free(body);
-	return 0;
+	return fuzz_adapter_one(adapter, data, size, check_req, check_render);
 }
