@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "config.h"
 #include "log.h"
+#include "pin.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -315,8 +316,6 @@ void act_signup_finish(struct ussd_hop *hop)
 
 /* ---- log-in ----------------------------------------------------------- */
 
-static void login_user(struct ussd_hop *hop, const struct db_result *r);
-
 static const char USER_BY_PHONE[] =
 	"SELECT id, pin_hash, coalesce(locked_until > now(), false), "
 	"coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), ''), full_name "
@@ -362,102 +361,50 @@ void act_login_start(struct ussd_hop *hop)
 	lookup_user(hop, login_started);
 }
 
-struct login {
-	struct ussd_hop *hop;
-	char uid[24];
-};
-
-static void login_recorded(struct ussd_hop *hop, const struct db_result *r)
+static void pin_checked(const struct pin_result *r, void *arg)
 {
-	if (act_db_failed(hop, r))
-		return;
-	hop_login(hop, PQgetvalue(r->res, 0, 0));
-	hop_done(hop, NULL);
-}
+	struct ussd_hop *hop = arg;
 
-static void wrong_pin_recorded(struct ussd_hop *hop, const struct db_result *r)
-{
-	if (act_db_failed(hop, r))
-		return;
-	if (!strcmp(PQgetvalue(r->res, 0, 1), "t")) {
-		hop_set_var(hop, "until", PQgetvalue(r->res, 0, 2));
+	hop_set_var(hop, "until", r->until);
+	switch (r->outcome) {
+	case PIN_OK:
+		hop_login(hop, r->user_id);
+		hop_done(hop, NULL);
+		break;
+	case PIN_WRONG:
+		hop_set_varf(hop, "tries", "%d", r->tries_left);
+		hop_fail(hop, "err_pin_wrong");
+		break;
+	case PIN_LOCKED:
 		hop_end(hop, "end_locked");
-		return;
-	}
-	hop_set_var(hop, "tries", PQgetvalue(r->res, 0, 0));
-	hop_fail(hop, "err_pin_wrong");
-}
-
-static void pin_verified(void *arg, enum auth_status st, char *rehash)
-{
-	struct login *l = arg;
-	struct ussd_hop *hop = l->hop;
-	const char *p[8];
-	char max[16], mins[16];
-
-	hop_audit_params(hop, p);
-	p[3] = l->uid;
-	if (st == AUTH_OK) {
-		/* a hash made with older cost parameters is replaced now */
-		p[4] = rehash;
-		act_query(hop,
-			  HOP_AUDIT_CTE "UPDATE users SET failed_pin_attempts = 0, locked_until = NULL, "
-			  "last_login_at = now(), pin_hash = coalesce($5, pin_hash) FROM audit_ctx WHERE id = $4 "
-			  "RETURNING id",
-			  5, p, login_recorded);
-	} else if (st == AUTH_MISMATCH) {
-		char *body;
-
-		snprintf(max, sizeof(max), "%d", hop_app(hop)->cfg->auth_pin_max_attempts);
-		snprintf(mins, sizeof(mins), "%d", hop_app(hop)->cfg->auth_pin_lock_minutes);
-		hop_set_var(hop, "minutes", mins);
-		body = hop_text(hop, "sms_pin_locked");
-		p[4] = max;
-		p[5] = mins;
-		p[6] = body;
-		p[7] = hop_app(hop)->cfg->ussd_timezone;
-		/* count the miss; the one that reaches the limit locks the
-		 * account and queues an SMS alert, all in one statement */
-		act_query(hop,
-			  HOP_AUDIT_CTE ", x AS (SELECT CASE WHEN locked_until IS NOT NULL AND locked_until <= now() "
-			  "THEN 1 ELSE failed_pin_attempts + 1 END AS n FROM users WHERE id = $4), "
-			  "u AS (UPDATE users SET failed_pin_attempts = x.n, locked_until = CASE WHEN x.n >= $5::int "
-			  "THEN now() + make_interval(mins => $6::int) END FROM x, audit_ctx WHERE users.id = $4 "
-			  "RETURNING x.n, locked_until, phone, preferred_language), "
-			  "s AS (INSERT INTO notifications (user_id, channel, kind, recipient, body, language, priority, "
-			  "idempotency_key) SELECT $4::bigint, 'sms', 'pin_locked', phone, $7, preferred_language, 1, "
-			  "'pin_locked:' || $4 || ':' || extract(epoch FROM locked_until)::bigint FROM u "
-			  "WHERE locked_until IS NOT NULL) "
-			  "SELECT greatest($5::int - n, 0), locked_until IS NOT NULL, "
-			  "coalesce(to_char(locked_until AT TIME ZONE $8, 'HH24:MI'), '') FROM u",
-			  8, p, wrong_pin_recorded);
-		free(body);
-	} else {
-		hop_unavailable(hop, st == AUTH_BUSY ? "PIN workers busy" : "PIN check failed");
-	}
-	free(rehash);
-	free(l);
-}
-
-static void login_user(struct ussd_hop *hop, const struct db_result *r)
-{
-	struct login *l;
-
-	if (!user_usable(hop, r))
-		return;
-	if (PQgetisnull(r->res, 0, 1)) {
+		break;
+	case PIN_NO_PIN:
 		hop_goto(hop, "pin_setup", NULL);
-		return;
+		break;
+	case PIN_NO_USER:
+		hop_end(hop, "expired");
+		break;
+	case PIN_UNAVAILABLE:
+		hop_unavailable(hop, r->error ? r->error : "PIN check unavailable");
+		break;
 	}
-	l = xcalloc(1, sizeof(*l));
-	l->hop = hop;
-	snprintf(l->uid, sizeof(l->uid), "%s", PQgetvalue(r->res, 0, 0));
-	auth_pin_verify(hop_app(hop)->auth, hop_secret(hop), PQgetvalue(r->res, 0, 1), pin_verified, l);
 }
 
+/* The shared PIN path (pin.c): lock-out and its SMS alert included. */
 void act_login_check(struct ussd_hop *hop)
 {
-	lookup_user(hop, login_user);
+	char mins[16], *alert_en, *alert_sw;
+	struct pin_check_args a = { hop_phone(hop), hop_secret(hop), "ussd", hop_session_id(hop), { NULL, NULL } };
+
+	snprintf(mins, sizeof(mins), "%d", hop_app(hop)->cfg->auth_pin_lock_minutes);
+	hop_set_var(hop, "minutes", mins);
+	alert_en = hop_text_lang(hop, "sms_pin_locked", LANG_EN);
+	alert_sw = hop_text_lang(hop, "sms_pin_locked", LANG_SW);
+	a.alert[0] = alert_en;
+	a.alert[1] = alert_sw;
+	pin_check(hop_app(hop), &a, pin_checked, hop);
+	free(alert_en);
+	free(alert_sw);
 }
 
 /* ---- PIN reset ("Forgot PIN", and first PIN for members an official added) */

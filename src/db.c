@@ -74,6 +74,7 @@ struct db_conn {
 	bool attempted;
 	struct db_job *job;
 	struct db_tx *tx;
+	bool listening;		/* LISTEN sent on this connection */
 };
 
 struct db_pool {
@@ -90,6 +91,9 @@ struct db_pool {
 	struct defer_queue done;	/* failed jobs whose callbacks are due */
 	bool closing;
 	uint64_t reconnects, queries, timeouts;
+	char *listen_channel;	/* LISTENed on every connection, or NULL */
+	db_notify_cb notify_cb;
+	void *notify_arg;
 };
 
 static void conn_connect(struct db_conn *c);
@@ -253,6 +257,7 @@ static void conn_close(struct db_conn *c)
 		c->pg = NULL;
 	}
 	c->io_fd = -1;
+	c->listening = false;	/* a new connection LISTENs again */
 }
 
 /*
@@ -373,12 +378,18 @@ static void conn_send_setup(struct db_conn *c)
 	conn_arm(c, PQflush(c->pg) == 1 ? EV_READ | EV_WRITE : EV_READ);
 }
 
+/* Hands NOTIFYs to the pool's listener.  Every connection LISTENs, so
+ * whichever is idle first reports; the listener de-duplicates. */
 static void drain_notifies(struct db_conn *c)
 {
+	struct db_pool *p = c->pool;
 	PGnotify *n;
 
-	while ((n = PQnotifies(c->pg)) != NULL)
+	while ((n = PQnotifies(c->pg)) != NULL) {
+		if (p->notify_cb && !p->closing)
+			p->notify_cb(n->relname, n->extra, p->notify_arg);
 		PQfreemem(n);
+	}
 }
 
 /*
@@ -519,7 +530,17 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 		PGresult *res = NULL;
 
 		rc = conn_read_results(c, what, &res);
-		if (rc == 1 && result_status(res, &err) == DB_OK) {
+		if (rc == 1 && result_status(res, &err) == DB_OK && c->pool->listen_channel && !c->listening) {
+			/* one more setup step: LISTEN, then idle */
+			char *sql = xasprintf("LISTEN %s", c->pool->listen_channel);
+
+			c->listening = true;
+			if (!PQsendQuery(c->pg, sql))
+				conn_down(c, PQerrorMessage(c->pg));
+			else
+				conn_arm(c, PQflush(c->pg) == 1 ? EV_READ | EV_WRITE : EV_READ);
+			free(sql);
+		} else if (rc == 1 && result_status(res, &err) == DB_OK) {
 			evtimer_del(c->timer);
 			c->state = C_IDLE;
 			c->failures = 0;
@@ -537,10 +558,12 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 	case C_TX:
 		if (c->job) {
 			rc = conn_read_results(c, what, &c->job->res);
-			if (rc < 0)
+			if (rc < 0) {
 				conn_down(c, PQerrorMessage(c->pg));
-			else if (rc == 1)
+			} else if (rc == 1) {
+				drain_notifies(c);	/* they may arrive with results */
 				conn_job_done(c);
+			}
 			return;
 		}
 		/* a transaction with nothing running: same as idle */
@@ -781,6 +804,20 @@ struct db_pool *db_pool_new(struct event_base *base, const struct config *cfg, c
 	return p;
 }
 
+int db_pool_listen(struct db_pool *p, const char *channel, db_notify_cb cb, void *arg)
+{
+	size_t n = strlen(channel);
+
+	/* an identifier we can put in LISTEN as it is */
+	if (n < 1 || n > 63 || strspn(channel, "abcdefghijklmnopqrstuvwxyz_") != n)
+		return -1;
+	free(p->listen_channel);
+	p->listen_channel = xstrdup(channel);
+	p->notify_cb = cb;
+	p->notify_arg = arg;
+	return 0;
+}
+
 void db_pool_set_config(struct db_pool *p, const struct config *cfg)
 {
 	p->cfg = cfg;
@@ -842,6 +879,7 @@ void db_pool_free(struct db_pool *p)
 	free(p->kw);
 	free(p->vals);
 	free(p->hostaddr);
+	free(p->listen_channel);
 	PQconninfoFree(p->opts);
 	free(p);
 }

@@ -70,6 +70,15 @@ void db_pool_set_config(struct db_pool *p, const struct config *cfg);
 void db_pool_stats(const struct db_pool *p, struct db_stats *out);
 const char *db_status_name(enum db_status s);
 
+/*
+ * NOTIFYs: every connection LISTENs on channel (also after a reconnect) and
+ * cb(channel, payload, arg) runs on the loop for each notification, from
+ * inside the pool: it should only note the wake-up.  Call before the loop
+ * runs.  Returns -1 for a channel that is not [a-z_]{1,63}.
+ */
+typedef void (*db_notify_cb)(const char *channel, const char *payload, void *arg);
+int db_pool_listen(struct db_pool *p, const char *channel, db_notify_cb cb, void *arg);
+
 /* Runs one statement with text parameters (params[i] NULL means SQL NULL).
  * sql and params are copied. */
 void db_query(struct db_pool *p, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg);

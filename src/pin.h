@@ -1,0 +1,49 @@
+/*
+ * pin: checking a member's PIN, the one path for every channel (USSD log-in,
+ * SMS commands): look the user up, refuse while locked, check the hash on
+ * the auth workers, then record the outcome in one statement: a success
+ * clears the count (and stores a re-made hash when the cost parameters
+ * changed); a miss counts, and the miss that reaches [auth]
+ * pin_max_attempts locks the account for pin_lock_minutes and queues an SMS
+ * alert.  Every update carries the channel, MSISDN and request id into the
+ * audit trail.
+ */
+#ifndef CHAMAD_PIN_H
+#define CHAMAD_PIN_H
+
+struct app;
+
+enum pin_outcome {
+	PIN_OK,
+	PIN_WRONG,		/* tries_left > 0 */
+	PIN_LOCKED,		/* locked now or already; until is set */
+	PIN_NO_USER,		/* no live user with that phone */
+	PIN_NO_PIN,		/* the user has no PIN yet */
+	PIN_UNAVAILABLE,	/* PostgreSQL or the PIN workers could not serve */
+};
+
+struct pin_result {
+	enum pin_outcome outcome;
+	const char *user_id;	/* decimal; "" unless a user was found */
+	const char *full_name;
+	const char *lang;	/* the user's preferred language code */
+	int tries_left;
+	const char *until;	/* "HH:MM" in [ussd] timezone when locked */
+	const char *error;	/* PIN_UNAVAILABLE: why */
+};
+
+/* Strings are borrowed for the duration of the callback. */
+typedef void (*pin_cb)(const struct pin_result *r, void *arg);
+
+struct pin_check_args {
+	const char *phone;	/* E.164 */
+	const char *pin;
+	const char *channel;	/* audit channel: "ussd", "sms" */
+	const char *request_id;	/* audit request id */
+	const char *alert[2];	/* lock-out SMS body per language (en, sw) */
+};
+
+/* Everything in a is copied; cb runs exactly once, never inside the call. */
+void pin_check(struct app *app, const struct pin_check_args *a, pin_cb cb, void *arg);
+
+#endif
