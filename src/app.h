@@ -16,6 +16,7 @@ struct redis_client;
 struct httpd;
 struct menu_set;
 struct auth;
+struct sms_sender;
 
 struct app {
 	struct event_base *base;
@@ -27,6 +28,7 @@ struct app {
 	struct httpd *httpd;
 	struct menu_set *menus;		/* reference; replaced on SIGHUP if the new set validates */
 	struct auth *auth;		/* PIN workers */
+	struct sms_sender *sms;		/* outbox sender, or NULL for [sms] provider = none */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *drain_timer;
 	uint64_t drain_started_ms;

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "log.h"
 #include "redis.h"
+#include "sms.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -37,6 +38,7 @@ static int check_level(const char *v, char *err, size_t errlen);
 static int check_format(const char *v, char *err, size_t errlen);
 static int check_country(const char *v, char *err, size_t errlen);
 static int check_agg_list(const char *v, char *err, size_t errlen);
+static int check_sms_provider(const char *v, char *err, size_t errlen);
 
 #define STR(sec, key, def, reload, chk, help) \
 	{ #sec, #key, CF_STR, offsetof(struct config, sec##_##key), def, 0, 0, reload, chk, help }
@@ -94,6 +96,32 @@ static const struct cf_key cf_keys[] = {
 	INT(auth, otp_ttl_s, "300", 30, 3600, true, "a one-time code is valid this long"),
 	INT(auth, otp_max_tries, "3", 1, 10, true, "wrong entries that void a one-time code"),
 	INT(auth, otp_max_per_hour, "3", 1, 100, true, "one-time codes sent to one number per hour"),
+	STR(sms, provider, "none", false, check_sms_provider,
+	    "africastalking, kannel, or none (messages stay queued in the outbox)"),
+	INT(sms, rate_per_sec, "10", 1, 10000, true, "messages sent per second at most (the provider's limit)"),
+	INT(sms, batch, "50", 1, 1000, true, "rows claimed from the outbox at once"),
+	INT(sms, max_attempts, "8", 1, 100, true, "sends tried before a message is marked failed"),
+	INT(sms, retry_min_s, "30", 1, 86400, true, "first retry delay; doubles per attempt, with jitter"),
+	INT(sms, retry_max_s, "3600", 1, 604800, true, "longest retry delay"),
+	INT(sms, lease_s, "120", 5, 86400, true,
+	    "a claimed row not finished by then (its daemon died) is claimed again"),
+	INT(sms, poll_ms, "5000", 100, 600000, true, "look for due rows this often even without a NOTIFY"),
+	INT(sms, max_segments, "6", 1, 20, true, "longer messages are refused (marked failed)"),
+	INT(sms, timeout_ms, "10000", 100, 120000, true, "one send to the provider, connect included"),
+	STR(sms, sender_id, "", true, NULL, "sender ID or short code (\"from\"); empty = the provider's default"),
+	STR(sms, at_base_url, "https://api.sandbox.africastalking.com", true, NULL,
+	    "Africa's Talking API base (live: https://api.africastalking.com)"),
+	STR(sms, at_username, "sandbox", true, NULL, "Africa's Talking username"),
+	STR(sms, at_api_key, "", true, NULL, "Africa's Talking API key (sent as the apiKey header)"),
+	STR(sms, kannel_url, "http://127.0.0.1:13013/cgi-bin/sendsms", true, NULL, "Kannel smsbox sendsms URL"),
+	STR(sms, kannel_user, "chamad", true, NULL, "Kannel sendsms-user username"),
+	STR(sms, kannel_password, "", true, NULL, "Kannel sendsms-user password"),
+	STR(sms, public_url, "http://127.0.0.1:8080", true, NULL,
+	    "how Kannel reaches chamad, for the dlr-url of each message"),
+	INT(sms, inbound_per_hour, "20", 1, 10000, true, "SMS commands served per number per hour; more are dropped"),
+	STR(sms, secrets, "", true, check_agg_list,
+	    "shared secrets for the SMS callbacks, \"africastalking:S1 kannel:S2\" (as [ussd] secrets)"),
+	STR(sms, allow_ips, "", true, check_agg_list, "IP allow-lists for the SMS callbacks (as [ussd] allow_ips)"),
 };
 
 static void *slot(struct config *c, const struct cf_key *k)
@@ -381,6 +409,15 @@ static int check_agg_list(const char *v, char *err, size_t errlen)
 		}
 		p += n;
 		p += strspn(p, " \t");
+	}
+	return 0;
+}
+
+static int check_sms_provider(const char *v, char *err, size_t errlen)
+{
+	if (strcmp(v, "none") && !sms_provider_find(v)) {
+		snprintf(err, errlen, "must be africastalking, kannel or none, got \"%s\"", v);
+		return -1;
 	}
 	return 0;
 }

@@ -60,6 +60,28 @@ struct config {
 	int auth_otp_ttl_s;
 	int auth_otp_max_tries;
 	int auth_otp_max_per_hour;
+	/* [sms] */
+	char *sms_provider;
+	int sms_rate_per_sec;
+	int sms_batch;
+	int sms_max_attempts;
+	int sms_retry_min_s;
+	int sms_retry_max_s;
+	int sms_lease_s;
+	int sms_poll_ms;
+	int sms_max_segments;
+	int sms_timeout_ms;
+	char *sms_sender_id;
+	char *sms_at_base_url;
+	char *sms_at_username;
+	char *sms_at_api_key;
+	char *sms_kannel_url;
+	char *sms_kannel_user;
+	char *sms_kannel_password;
+	char *sms_public_url;
+	int sms_inbound_per_hour;
+	char *sms_secrets;
+	char *sms_allow_ips;
 };
 
 /* Returns a new config holding every default; free with config_free. */

@@ -5,9 +5,13 @@
 #include "config.h"
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -88,6 +92,14 @@ const char *http_ctx_peer(const struct http_ctx *ctx)
 const char *http_ctx_header(const struct http_ctx *ctx, const char *name)
 {
 	return ctx->req ? evhttp_find_header(evhttp_request_get_input_headers(ctx->req), name) : NULL;
+}
+
+const char *http_ctx_query_raw(const struct http_ctx *ctx)
+{
+	const struct evhttp_uri *uri = ctx->req ? evhttp_request_get_evhttp_uri(ctx->req) : NULL;
+	const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+
+	return q ? q : "";
 }
 
 int http_ctx_query(const struct http_ctx *ctx, const char *name, char *out, size_t outlen)
@@ -446,4 +458,79 @@ void httpd_metrics(const struct httpd *h, struct buf *out)
 	}
 	buf_printf(out, "# HELP chamad_http_inflight Requests being served.\n# TYPE chamad_http_inflight gauge\n"
 			"chamad_http_inflight %d\n", h->inflight);
+}
+
+/* ---- callers we know: shared secrets and IP allow-lists ---- */
+
+/* The value for `name` in "name:value name2:value2", copied into out. */
+static bool agg_entry(const char *list, const char *name, char *out, size_t outlen)
+{
+	size_t nl = strlen(name);
+	const char *p = list;
+
+	while (*p) {
+		size_t n = strcspn(p, " \t");
+
+		if (n > nl + 1 && !strncmp(p, name, nl) && p[nl] == ':') {
+			snprintf(out, outlen, "%.*s", (int)(n - nl - 1), p + nl + 1);
+			return true;
+		}
+		p += n;
+		p += strspn(p, " \t");
+	}
+	return false;
+}
+
+/* addr in "a.b.c.d/len" or equal to an entry of the comma list. */
+static bool ip_allowed(const char *list, const char *addr)
+{
+	char buf[1024], *save = NULL, *tok;
+	struct in_addr a;
+	bool v4 = inet_pton(AF_INET, addr, &a) == 1;
+
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *slash = strchr(tok, '/');
+		struct in_addr net;
+		long bits = 32;
+
+		if (!strcmp(tok, addr))
+			return true;
+		if (!v4)
+			continue;
+		if (slash) {
+			*slash = '\0';
+			bits = strtol(slash + 1, NULL, 10);
+		}
+		if (bits < 0 || bits > 32 || inet_pton(AF_INET, tok, &net) != 1)
+			continue;
+		if (bits == 0 || ((ntohl(a.s_addr) ^ ntohl(net.s_addr)) >> (32 - bits)) == 0)
+			return true;
+	}
+	return false;
+}
+
+bool http_guard(struct http_ctx *ctx, const char *secrets, const char *allow_ips, const char *name)
+{
+	char want[256], ips[1024], got[256] = "";
+	const char *hdr;
+
+	if (agg_entry(allow_ips, name, ips, sizeof(ips)) && !ip_allowed(ips, http_ctx_peer(ctx))) {
+		log_msg(LOG_WARN, http_ctx_reqid(ctx), "%s: refused %s: not in the allow-list", name, http_ctx_peer(ctx));
+		http_reply_error(ctx, 403, "forbidden");
+		return false;
+	}
+	if (agg_entry(secrets, name, want, sizeof(want))) {
+		if ((hdr = http_ctx_header(ctx, "X-Chamad-Secret")))
+			snprintf(got, sizeof(got), "%s", hdr);
+		else
+			http_ctx_query(ctx, "secret", got, sizeof(got));
+		if (strlen(got) != strlen(want) || sodium_memcmp(got, want, strlen(want)) != 0) {
+			log_msg(LOG_WARN, http_ctx_reqid(ctx), "%s: refused %s: wrong or missing secret", name,
+				http_ctx_peer(ctx));
+			http_reply_error(ctx, 403, "forbidden");
+			return false;
+		}
+	}
+	return true;
 }

@@ -65,6 +65,8 @@ const void *http_ctx_route_data(const struct http_ctx *ctx);
 const char *http_ctx_peer(const struct http_ctx *ctx);
 /* A request header or a query parameter of the live request, or NULL. */
 const char *http_ctx_header(const struct http_ctx *ctx, const char *name);
+/* The raw query string of the live request ("" if none). */
+const char *http_ctx_query_raw(const struct http_ctx *ctx);
 /* Copies query parameter `name` into out; returns 0 if present. */
 int http_ctx_query(const struct http_ctx *ctx, const char *name, char *out, size_t outlen);
 const char *http_ctx_reqid(const struct http_ctx *ctx);
@@ -75,6 +77,16 @@ const char *http_ctx_body(struct http_ctx *ctx, size_t *len);
 bool http_ctx_answered(const struct http_ctx *ctx);
 void http_ctx_hold(struct http_ctx *ctx);
 void http_ctx_release(struct http_ctx *ctx);
+
+/*
+ * For callers that are known parties (aggregators, SMS providers):
+ * secrets and allow_ips are "name:value name2:value2" lists ([ussd]
+ * secrets, [sms] allow_ips...).  If `name` has an allow-list the client's
+ * address must be in it (addresses or IPv4 CIDR, comma-separated); if it has
+ * a secret the request must carry it as X-Chamad-Secret or ?secret=.
+ * Otherwise answers 403, logs, and returns false.
+ */
+bool http_guard(struct http_ctx *ctx, const char *secrets, const char *allow_ips, const char *name);
 
 /* Answers once; later calls are ignored.  body is copied. */
 void http_reply(struct http_ctx *ctx, int code, const char *content_type, const char *body, size_t len);

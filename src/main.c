@@ -18,6 +18,8 @@
 #include "migrate.h"
 #include "redis.h"
 #include "menu.h"
+#include "sms.h"
+#include "sms_http.h"
 #include "status.h"
 #include "ussd.h"
 #include "util.h"
@@ -49,7 +51,8 @@ static size_t build_routes(void)
 	size_t n = ARRAY_LEN(base_routes);
 
 	memcpy(routes, base_routes, sizeof(base_routes));
-	return n + ussd_http_routes(routes + n, ARRAY_LEN(routes) - n);
+	n += ussd_http_routes(routes + n, ARRAY_LEN(routes) - n);
+	return n + sms_http_routes(routes + n, ARRAY_LEN(routes) - n);
 }
 
 static void usage(FILE *out)
@@ -101,6 +104,8 @@ static void app_stop(struct app *app)
 	/* Workers and pools first: their callbacks (cancelled) answer any
 	 * request still waiting while the HTTP server is alive to carry the
 	 * answer; PIN workers first, since their completions use both pools. */
+	sms_sender_free(app->sms);
+	app->sms = NULL;
 	auth_free(app->auth);
 	app->auth = NULL;
 	db_pool_free(app->db);
@@ -207,6 +212,9 @@ static int run_daemon(struct app *app)
 	app->auth = auth_new(app->base, app->cfg, err, sizeof(err));
 	if (!app->auth)
 		goto fail;
+	app->sms = sms_sender_new(app, err, sizeof(err));
+	if (!app->sms && strcmp(app->cfg->sms_provider, "none"))
+		goto fail;
 	if (!*app->cfg->auth_pin_pepper)
 		log_warn("[auth] pin_pepper is empty: set it in production (PIN hashes then need the configuration too)");
 	app->httpd = httpd_new(app->base, app->cfg, routes, build_routes(), app, err, sizeof(err));
@@ -237,6 +245,7 @@ static int run_daemon(struct app *app)
 	return 0;
 fail:
 	log_error("%s", err);
+	sms_sender_free(app->sms);
 	auth_free(app->auth);
 	menu_set_unref(app->menus);
 	redis_free(app->redis);
@@ -319,6 +328,8 @@ int main(int argc, char **argv)
 		if (!app.config_path)
 			app.config_path = DEFAULT_CONFIG;
 	}
+	/* before any thread starts (the PIN workers): curl's global state */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (sodium_init() < 0) {
 		fprintf(stderr, "chamad: libsodium failed to initialise\n");
 		return 1;
@@ -350,5 +361,6 @@ int main(int argc, char **argv)
 	else
 		rc = run_daemon(&app);
 	config_free(app.cfg);
+	curl_global_cleanup();
 	return rc;
 }

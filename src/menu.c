@@ -798,3 +798,18 @@ struct menu_set *menu_load_dir(const char *dir, const struct menu_opts *o, char 
 	}
 	return m;
 }
+
+char *menu_text_format(const struct menu_set *m, const char *key, enum menu_lang lang,
+		       const char *(*var)(const char *name, void *arg), void *arg)
+{
+	const char *t = menu_string(m, key, lang);
+	struct menu_view v = { .lang = lang, .var = var, .var_arg = arg };
+	struct buf b;
+	char *s;
+
+	buf_init(&b, 8192);
+	put_text(&b, t ? t : key, &v);
+	s = xstrdup(b.data ? b.data : "");
+	buf_free(&b);
+	return s;
+}

@@ -129,6 +129,12 @@ struct menu_view {
 size_t menu_render(const struct menu_set *m, const struct menu_screen *sc, const struct menu_view *v,
 		   struct buf *out);
 
+/* The shared string `key` in lang with its {vars} filled from var (values
+ * transliterated to GSM-7), not cut to any cap; the key itself if there is
+ * no such string.  Returns a new string (for SMS bodies). */
+char *menu_text_format(const struct menu_set *m, const char *key, enum menu_lang lang,
+		       const char *(*var)(const char *name, void *arg), void *arg);
+
 const char *menu_lang_code(enum menu_lang l);
 int menu_lang_parse(const char *code, enum menu_lang *out);
 

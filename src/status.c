@@ -13,6 +13,7 @@
 #include "redis.h"
 #include "auth.h"
 #include "ussd.h"
+#include "sms.h"
 #include "workpool.h"
 #include "util.h"
 
@@ -141,6 +142,7 @@ void status_metrics(struct http_ctx *ctx)
 		   rs.up ? 1 : 0, rs.pending, (unsigned long long)rs.reconnects, (unsigned long long)rs.commands,
 		   (unsigned long long)rs.timeouts, (unsigned long long)((util_now_ms() - app->started_ms) / 1000));
 	ussd_metrics(&b);
+	sms_metrics(app->sms, &b);
 	if (app->auth) {
 		struct workpool_stats ws;
 

@@ -539,17 +539,7 @@ char *hop_text(struct ussd_hop *h, const char *key)
 
 char *hop_text_lang(struct ussd_hop *h, const char *key, enum menu_lang lang)
 {
-	struct buf b;
-	const char *t = menu_string(h->menus, key, lang);
-	const struct menu_screen fake = { .type = SCREEN_END, .text = { { (char *)(t ? t : key), (char *)(t ? t : key) } } };
-	struct menu_view v = { .lang = lang, .var = var_lookup, .var_arg = h, .cap = 1000 };
-	char *s;
-
-	buf_init(&b, 4096);
-	menu_render(h->menus, &fake, &v, &b);
-	s = xstrdup(b.data ? b.data : "");
-	buf_free(&b);
-	return s;
+	return menu_text_format(h->menus, key, lang, var_lookup, h);
 }
 
 void hop_end(struct ussd_hop *h, const char *key)

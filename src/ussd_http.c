@@ -15,90 +15,14 @@
 #include "redis.h"
 #include "util.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <sodium.h>
 
 /* The aggregators: a new one is a file with its adapter and a line here. */
 static const struct ussd_adapter *const ussd_adapters[] = { &ussd_adapter_at, &ussd_adapter_hubtel };
-
-/* The value for `name` in "name:value name2:value2", copied into out. */
-static bool agg_entry(const char *list, const char *name, char *out, size_t outlen)
-{
-	size_t nl = strlen(name);
-	const char *p = list;
-
-	while (*p) {
-		size_t n = strcspn(p, " \t");
-
-		if (n > nl + 1 && !strncmp(p, name, nl) && p[nl] == ':') {
-			snprintf(out, outlen, "%.*s", (int)(n - nl - 1), p + nl + 1);
-			return true;
-		}
-		p += n;
-		p += strspn(p, " \t");
-	}
-	return false;
-}
-
-/* addr in "a.b.c.d/len" or equal to an entry of the comma list. */
-static bool ip_allowed(const char *list, const char *addr)
-{
-	char buf[1024], *save = NULL, *tok;
-	struct in_addr a;
-	bool v4 = inet_pton(AF_INET, addr, &a) == 1;
-
-	snprintf(buf, sizeof(buf), "%s", list);
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *slash = strchr(tok, '/');
-		struct in_addr net;
-		long bits = 32;
-
-		if (!strcmp(tok, addr))
-			return true;
-		if (!v4)
-			continue;
-		if (slash) {
-			*slash = '\0';
-			bits = strtol(slash + 1, NULL, 10);
-		}
-		if (bits < 0 || bits > 32 || inet_pton(AF_INET, tok, &net) != 1)
-			continue;
-		if (bits == 0 || ((ntohl(a.s_addr) ^ ntohl(net.s_addr)) >> (32 - bits)) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* Shared secret and allow-list of the aggregator `name`; answers 403. */
-static bool guard(struct http_ctx *ctx, const struct config *cfg, const char *name)
-{
-	char want[256], ips[1024], got[256] = "";
-	const char *hdr;
-
-	if (agg_entry(cfg->ussd_allow_ips, name, ips, sizeof(ips)) && !ip_allowed(ips, http_ctx_peer(ctx))) {
-		log_msg(LOG_WARN, http_ctx_reqid(ctx), "%s: refused %s: not in the allow-list", name, http_ctx_peer(ctx));
-		http_reply_error(ctx, 403, "forbidden");
-		return false;
-	}
-	if (agg_entry(cfg->ussd_secrets, name, want, sizeof(want))) {
-		if ((hdr = http_ctx_header(ctx, "X-Chamad-Secret")))
-			snprintf(got, sizeof(got), "%s", hdr);
-		else
-			http_ctx_query(ctx, "secret", got, sizeof(got));
-		if (strlen(got) != strlen(want) || sodium_memcmp(got, want, strlen(want)) != 0) {
-			log_msg(LOG_WARN, http_ctx_reqid(ctx), "%s: refused %s: wrong or missing secret", name,
-				http_ctx_peer(ctx));
-			http_reply_error(ctx, 403, "forbidden");
-			return false;
-		}
-	}
-	return true;
-}
 
 static void serve(struct http_ctx *ctx)
 {
@@ -109,7 +33,7 @@ static void serve(struct http_ctx *ctx)
 	const char *body = http_ctx_body(ctx, &len);
 	char err[128];
 
-	if (!guard(ctx, app->cfg, ad->name))
+	if (!http_guard(ctx, app->cfg->ussd_secrets, app->cfg->ussd_allow_ips, ad->name))
 		return;
 	if (ad->parse(body, len, &req, err, sizeof(err)) < 0) {
 		log_msg(LOG_INFO, http_ctx_reqid(ctx), "%s: bad request: %s", ad->name, err);
@@ -193,7 +117,7 @@ static void at_events(struct http_ctx *ctx)
 	char phone[20], key[128], lowered[16];
 	const char *params[11];
 
-	if (!guard(ctx, app->cfg, ussd_adapter_at.name))
+	if (!http_guard(ctx, app->cfg->ussd_secrets, app->cfg->ussd_allow_ips, ussd_adapter_at.name))
 		return;
 	e = xcalloc(1, sizeof(*e));
 	if (form_parse(body, len, ev_field, e) < 0 || !e->f[0] || !ussd_session_id_ok(e->f[0]) || !e->f[1]) {

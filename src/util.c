@@ -334,3 +334,21 @@ void util_random_code(char *out, size_t len)
 		out[i] = alphabet[randombytes_uniform(sizeof(alphabet) - 1)];
 	out[len] = '\0';
 }
+
+int buf_urlencode(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		char esc[3] = { '%', hex[c >> 4], hex[c & 15] };
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~", c)) {
+			if (buf_append(b, s, 1) < 0)
+				return -1;
+		} else if (buf_append(b, esc, 3) < 0) {
+			return -1;
+		}
+	}
+	return 0;
+}

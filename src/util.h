@@ -45,6 +45,9 @@ int buf_append(struct buf *b, const void *p, size_t n);
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+/* Appends s %-encoded for a URL query or a form body (RFC 3986 unreserved
+ * characters kept). */
+int buf_urlencode(struct buf *b, const char *s);
 /* Appends s as the inside of a JSON string (quotes not included). */
 int buf_json_escape(struct buf *b, const char *s);
 
