@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages chamad needs to build, run and test, if any
 # is missing.  Runs apt-get update first; uses sudo when not root.
-# (clang and libclang-rt-14-dev build the libFuzzer targets of make test.)
+# (clang and libclang-rt-14-dev build the libFuzzer targets of make test;
+# kannel and kannel-extras are the real SMS gateway the SMS tests run.)
 set -euo pipefail
 
 PKGS=(
@@ -10,6 +11,7 @@ PKGS=(
   postgresql postgresql-client redis-server redis-tools
   python3 curl ca-certificates
   clang libclang-rt-14-dev
+  kannel kannel-extras
 )
 
 missing=()

@@ -324,7 +324,8 @@ struct sms_sender *sms_sender_new(struct app *app, char *err, size_t errlen)
 	const struct config *cfg = app->cfg;
 	const struct sms_provider *prov;
 	struct sms_sender *s;
-	struct httpc_opts ho = { 2000, cfg->sms_timeout_ms, 256 * 1024, 0 };
+	/* a few keep-alive connections, reused; more sends wait in curl's queue */
+	struct httpc_opts ho = { 2000, cfg->sms_timeout_ms, 256 * 1024, 16 };
 	struct timeval poll = { cfg->sms_poll_ms / 1000, (cfg->sms_poll_ms % 1000) * 1000 };
 	char host[32] = "chamad", rnd[9];
 
@@ -375,8 +376,18 @@ void sms_sender_free(struct sms_sender *s)
 
 void sms_metrics(struct sms_sender *s, struct buf *out)
 {
+	struct httpc_stats hs = { 0 };
+
 	if (!s)
 		return;
+	if (s->http)
+		httpc_get_stats(s->http, &hs);
+	buf_printf(out,
+		   "# HELP chamad_sms_http_requests_total Requests to the SMS provider.\n"
+		   "# TYPE chamad_sms_http_requests_total counter\nchamad_sms_http_requests_total %llu\n"
+		   "# HELP chamad_sms_http_connects_total New connections to the provider (the rest reused one).\n"
+		   "# TYPE chamad_sms_http_connects_total counter\nchamad_sms_http_connects_total %llu\n",
+		   (unsigned long long)hs.requests, (unsigned long long)hs.connects);
 	buf_printf(out,
 		   "# HELP chamad_sms_claimed_total Outbox rows claimed for sending.\n"
 		   "# TYPE chamad_sms_claimed_total counter\nchamad_sms_claimed_total %llu\n"

@@ -53,7 +53,8 @@ class Chamad:
 
     def __init__(self, env, extra_env=None, args=None):
         self.env = env
-        self.port = free_port()
+        listen = (extra_env or {}).get("CHAMAD_HTTP_LISTEN")
+        self.port = int(listen.rsplit(":", 1)[1]) if listen else free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         os.makedirs(env.logdir, exist_ok=True)
         self.logpath = os.path.join(env.logdir, "chamad-%d.log" % self.port)

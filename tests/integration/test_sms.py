@@ -10,8 +10,8 @@ import subprocess
 import time
 import urllib.parse
 
-from harness import ROOT
-from sms_fixtures import ATEmulator
+from harness import ROOT, free_port
+from sms_fixtures import ATEmulator, Kannel
 
 PIN = "4827"
 
@@ -317,3 +317,39 @@ def test_sms_bad_callbacks(env):
     assert c.get("/healthz").status == 200
     c.stop()
     emu.stop()
+
+
+def test_sms_through_real_kannel(env):
+    """Debian's Kannel (bearerbox + smsbox) with fakesmsc as the SMSC: a
+    queued message reaches fakesmsc, Kannel's delivery reports update the
+    row, and a message typed into fakesmsc reaches chamad's inbound route
+    and its reply comes back through Kannel."""
+    url = env.fresh_db("chamasmart_sms_kannel")
+    env.migrate(url)
+    # chamad's address goes into Kannel's get-url, Kannel's into chamad's config
+    port = free_port()
+    base = "http://127.0.0.1:%d" % port
+    k = Kannel(env, inbound_url=base + "/sms/kannel/inbound?from=%p&to=%P&text=%a&id=%I")
+    c = env.chamad({"CHAMAD_DATABASE_URL": url, "CHAMAD_SMS_PROVIDER": "kannel",
+                    "CHAMAD_SMS_KANNEL_URL": k.sendsms_url, "CHAMAD_SMS_KANNEL_USER": k.user,
+                    "CHAMAD_SMS_KANNEL_PASSWORD": k.password, "CHAMAD_SMS_PUBLIC_URL": base,
+                    "CHAMAD_HTTP_LISTEN": "127.0.0.1:%d" % port})
+    phone = new_phone()
+    mid = queue(env, url, phone, "Umoja: meeting on Saturday at 14:00")
+    got = k.wait_received(1)
+    assert any(to == phone and text == "Umoja: meeting on Saturday at 14:00" for _, to, text in got), got
+    # Kannel reports 8 (at the SMSC) then 1 (delivered): the row ends delivered
+    assert wait_rows(env, url, "id = %s AND status = 'delivered'" % mid, 1) == 1
+    assert q(env, url, "SELECT provider, delivery_status FROM notifications WHERE id = %s" % mid) == \
+        [["kannel", "kannel:1"]]
+    # a member texts BAL with the PIN into fakesmsc; the reply comes back
+    member = new_phone()
+    seed_member(env, url, member)
+    k.clear()
+    k.inject(member, "40404", "BAL " + PIN)
+    got = k.wait_received(1, timeout=20)
+    assert any(to == member and "Tumaini Group: savings KES 2,500" in text for _, to, text in got), got
+    assert q(env, url, "SELECT text_masked, command FROM sms_inbound WHERE sender = '%s'" % member) == \
+        [["BAL ****", "bal"]]
+    c.stop()
+    k.stop(fast=True)
