@@ -96,6 +96,7 @@ run:
 bench:
 	bash bench/run.sh
 	bash bench/ussd.sh
+	bash bench/sms.sh
 
 clean:
 	rm -rf build bin

@@ -1,21 +1,43 @@
 #!/usr/bin/env bash
 # make run: installs what is missing, builds, starts a private PostgreSQL and
-# Redis (the "run" instance), migrates, seeds the demo chama and runs chamad
-# in the foreground.  Ctrl-C stops chamad (it drains first) and the services.
+# Redis (the "run" instance), migrates, seeds the demo chama, starts the
+# loopback Africa's Talking SMS emulator as the SMS sandbox (every SMS chamad
+# sends lands in .run/run/sms.log, one-time codes included) and runs chamad
+# in the foreground.  Ctrl-C stops chamad (it drains first) and the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/deps.sh
 make -s -j2 bin/chamad
 eval "$(bash scripts/services.sh env run)"
-trap 'bash scripts/services.sh stop run' EXIT
+emu=
+cleanup() {
+  [ -n "$emu" ] && kill "$emu" 2>/dev/null || true
+  bash scripts/services.sh stop run
+}
+trap cleanup EXIT
 bash scripts/services.sh start run
 export CHAMAD_HTTP_LISTEN=${CHAMAD_HTTP_LISTEN:-127.0.0.1:8080}
 bin/chamad -c etc/chamad.conf migrate
 psql -X -q -v ON_ERROR_STOP=1 -v pin_hash="$(echo 1234 | bin/chamad -c etc/chamad.conf hash-pin)" \
   "$CHAMAD_DATABASE_URL" -f scripts/demo_seed.sql
+
+# The SMS sandbox, unless the operator configured a provider of their own.
+if [ -z "${CHAMAD_SMS_PROVIDER:-}" ]; then
+  sms_port=18700
+  touch .run/run/sms.log
+  scripts/at-sms-emulator --port $sms_port --api-key run-sandbox-key --username sandbox \
+    --log .run/run/sms.log --dlr-url "http://$CHAMAD_HTTP_LISTEN/sms/africastalking/dlr" \
+    > .run/run/at-sms-emulator.out 2>&1 &
+  emu=$!
+  for _ in $(seq 1 50); do curl -sf "localhost:$sms_port/healthz" >/dev/null && break; sleep 0.1; done
+  export CHAMAD_SMS_PROVIDER=africastalking CHAMAD_SMS_AT_BASE_URL=http://127.0.0.1:$sms_port \
+    CHAMAD_SMS_AT_USERNAME=sandbox CHAMAD_SMS_AT_API_KEY=run-sandbox-key
+fi
+
 echo "run: demo chama seeded; chamad listens on http://$CHAMAD_HTTP_LISTEN"
 echo "run: try  curl http://$CHAMAD_HTTP_LISTEN/healthz   (Ctrl-C to stop)"
 echo "run: be a member: scripts/ussd-sim --url http://$CHAMAD_HTTP_LISTEN/ussd/africastalking --phone +254712000002  (PIN 1234)"
-echo "run: SMS queued (one-time codes): psql \"$CHAMAD_DATABASE_URL\" -c \"SELECT recipient, body FROM notifications ORDER BY id DESC LIMIT 5\""
+echo "run: every SMS sent (one-time codes too): tail -f .run/run/sms.log"
+echo "run: text a command: curl http://$CHAMAD_HTTP_LISTEN/sms/africastalking/inbound -d from=%2B254712000002 -d id=1 --data-urlencode 'text=BAL 1234'"
 bin/chamad -c etc/chamad.conf || true
