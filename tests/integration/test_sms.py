@@ -45,6 +45,13 @@ def queue(env, url, to, body, key=None, priority=5):
     return rows[0][0] if rows else None
 
 
+def queue_bulk(env, url, n, key, body, priority=9):
+    """One statement queues a message to n members (one NOTIFY)."""
+    q(env, url, "INSERT INTO notifications (channel, kind, recipient, body, priority, idempotency_key) "
+                "SELECT 'sms', 'reminder', '+2547' || lpad(g::text, 8, '0'), '%s', %d, '%s:' || g "
+                "FROM generate_series(1, %d) g" % (body, priority, key, n))
+
+
 def wait_rows(env, url, where, n, timeout=15):
     deadline = time.monotonic() + timeout
     while True:
@@ -148,10 +155,8 @@ def test_sms_permanent_failures_and_max_attempts(env):
 
 def test_sms_codes_overtake_bulk(env):
     url, emu, e = setup(env, "priority", {"CHAMAD_SMS_RATE_PER_SEC": "40", "CHAMAD_SMS_BATCH": "10"})
-    # a reminder to 300 members is queued first (one statement, one NOTIFY)
-    q(env, url, "INSERT INTO notifications (channel, kind, recipient, body, priority, idempotency_key) "
-                "SELECT 'sms', 'reminder', '+2547' || lpad(g::text, 8, '0'), 'Meeting on Saturday', 9, "
-                "'meeting:1:reminder:' || g FROM generate_series(1, 300) g")
+    # a reminder to 300 members is queued first
+    queue_bulk(env, url, 300, "meeting:1:reminder", "Meeting on Saturday")
     c = env.chamad(e)
     wait_rows(env, url, "status = 'sent'", 20)
     code = new_phone()
@@ -357,9 +362,7 @@ def test_sms_through_real_kannel(env):
 
 def test_sms_two_daemons_share_the_outbox(env):
     url, emu, e = setup(env, "shared", {"CHAMAD_SMS_BATCH": "7"})
-    q(env, url, "INSERT INTO notifications (channel, kind, recipient, body, priority, idempotency_key) "
-                "SELECT 'sms', 'reminder', '+2547' || lpad(g::text, 8, '0'), 'Reminder ' || g, 9, 'shared:' || g "
-                "FROM generate_series(1, 300) g")
+    queue_bulk(env, url, 300, "shared", "Reminder")
     a = env.chamad(e)
     b = env.chamad(e)
     assert wait_rows(env, url, "status = 'sent'", 300, timeout=30) == 300
@@ -374,9 +377,7 @@ def test_sms_two_daemons_share_the_outbox(env):
 
 def test_sms_rate_limit(env):
     url, emu, e = setup(env, "rate", {"CHAMAD_SMS_RATE_PER_SEC": "20"})
-    q(env, url, "INSERT INTO notifications (channel, kind, recipient, body, priority, idempotency_key) "
-                "SELECT 'sms', 'reminder', '+2547' || lpad(g::text, 8, '0'), 'Rate ' || g, 9, 'rate:' || g "
-                "FROM generate_series(1, 60) g")
+    queue_bulk(env, url, 60, "rate", "Rate")
     c = env.chamad(e)
     assert wait_rows(env, url, "status = 'sent'", 60, timeout=30) == 60
     times = sorted(m["time"] for m in emu.messages())
