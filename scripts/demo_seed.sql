@@ -29,7 +29,6 @@ DECLARE
     u record;
     m int;
     ref text;
-    contrib bigint;
 BEGIN
     -- one demo at a time, even if two `make run`s race
     PERFORM pg_advisory_xact_lock(727100003);
@@ -74,33 +73,18 @@ BEGIN
             '{"death_member": 5000000, "death_spouse": 3000000, "death_parent": 2000000,
               "hospitalization": 1000000}', 2, 30);
 
-    -- three months of KES 500 savings and KES 100 welfare from every member,
-    -- each with its financial audit row, as the money flows will write them
+    -- three months of KES 500 savings (M-Pesa) and KES 100 welfare (cash)
+    -- from every member, posted as the money flows post them: contribution,
+    -- journal entry, financial audit row
     FOR u IN SELECT ms.user_id, ms.member_number FROM memberships ms WHERE ms.chama_id = chama LOOP
         FOR m IN 1..3 LOOP
             ref := format('DEMO%s%s%s', chama, u.member_number, m);
-            INSERT INTO contributions (chama_id, user_id, amount_cents, purpose, method, external_reference,
-                                       status, contributed_at, confirmed_at, recorded_by_user_id)
-            VALUES (chama, u.user_id, 50000, 'savings', 'mpesa', ref || 'S', 'confirmed',
-                    now() - make_interval(days => 30 * (4 - m)), now() - make_interval(days => 30 * (4 - m)),
-                    treasurer)
-            RETURNING id INTO contrib;
-            INSERT INTO financial_audit_logs (chama_id, user_id, actor_user_id, action, entity_type, entity_id,
-                                              amount_cents, direction, method, external_reference,
-                                              idempotency_key, channel)
-            VALUES (chama, u.user_id, treasurer, 'contribution_received', 'contributions', contrib,
-                    50000, 'in', 'mpesa', ref || 'S', 'contribution:' || contrib || ':received', 'admin');
-
-            INSERT INTO contributions (chama_id, user_id, amount_cents, purpose, method, external_reference,
-                                       status, contributed_at, confirmed_at, recorded_by_user_id)
-            VALUES (chama, u.user_id, 10000, 'welfare', 'cash', NULL, 'confirmed',
-                    now() - make_interval(days => 30 * (4 - m)), now() - make_interval(days => 30 * (4 - m)),
-                    treasurer)
-            RETURNING id INTO contrib;
-            INSERT INTO financial_audit_logs (chama_id, user_id, actor_user_id, action, entity_type, entity_id,
-                                              amount_cents, direction, method, idempotency_key, channel)
-            VALUES (chama, u.user_id, treasurer, 'contribution_received', 'contributions', contrib,
-                    10000, 'in', 'cash', 'contribution:' || contrib || ':received', 'admin');
+            PERFORM post_contribution(chama, u.user_id, 50000, 'savings', 'mpesa', ref || 'S', 'demo:' || ref || 'S',
+                                      treasurer, 'admin', NULL, 'demo-seed', NULL,
+                                      now() - make_interval(days => 30 * (4 - m)));
+            PERFORM post_contribution(chama, u.user_id, 10000, 'welfare', 'cash', NULL, 'demo:' || ref || 'W',
+                                      treasurer, 'admin', NULL, 'demo-seed', NULL,
+                                      now() - make_interval(days => 30 * (4 - m)));
         END LOOP;
     END LOOP;
 

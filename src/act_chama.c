@@ -120,8 +120,9 @@ void act_balance_load(struct ussd_hop *hop)
 	p[0] = hop_user(hop);
 	p[1] = c;
 	act_query(hop,
-		  "SELECT savings_cents, welfare_contributed_cents, loan_outstanding_cents FROM user_membership_summary "
-		  "WHERE user_id = $1 AND chama_id = $2::bigint AND membership_status = 'active'",
+		  /* from the ledger, the books every other figure must agree with */
+		  "SELECT savings_cents, welfare_cents, loan_cents FROM member_balances "
+		  "WHERE user_id = $1 AND chama_id = $2::bigint",
 		  2, p, balance_loaded);
 }
 

@@ -23,6 +23,7 @@
 #include "status.h"
 #include "ussd.h"
 #include "util.h"
+#include "verify.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -65,6 +66,8 @@ static void usage(FILE *out)
 		"Commands:\n"
 		"  run             serve HTTP on [http] listen (the default)\n"
 		"  migrate         apply new migrations/NNN_name.sql to [database] url, then exit\n"
+		"  verify-ledger   check the books: entries balance, account balances equal their\n"
+		"                  lines, the audit hash chain holds, domain tables agree; exit 0/1\n"
 		"  hash-pin        read a PIN on stdin, print its hash as chamad stores it\n"
 		"                  (with [auth] pin_pepper and the cost parameters), then exit\n"
 		"\n"
@@ -318,7 +321,8 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		cmd = argv[optind++];
-	if (optind < argc || (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "hash-pin"))) {
+	if (optind < argc || (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "hash-pin") &&
+				strcmp(cmd, "verify-ledger"))) {
 		fprintf(stderr, "chamad: unknown command \"%s\" (try --help)\n", optind < argc ? argv[optind] : cmd);
 		return 2;
 	}
@@ -358,6 +362,8 @@ int main(int argc, char **argv)
 		rc = migrate_run(app.cfg, stdout, stderr);
 	else if (!strcmp(cmd, "hash-pin"))
 		rc = hash_pin(app.cfg);
+	else if (!strcmp(cmd, "verify-ledger"))
+		rc = verify_ledger(app.cfg, stdout, stderr);
 	else
 		rc = run_daemon(&app);
 	config_free(app.cfg);

@@ -200,9 +200,8 @@ static void run_money(struct cmd *c)
 {
 	static const char *const sql[] = {
 		/* BAL */
-		"SELECT chama_name, savings_cents, loan_outstanding_cents FROM user_membership_summary "
-		"WHERE user_id = $1 AND membership_status = 'active' AND $2::text IS NOT NULL "
-		"ORDER BY chama_name LIMIT 5",
+		"SELECT chama_name, savings_cents, loan_cents FROM member_balances "
+		"WHERE user_id = $1 AND $2::text IS NOT NULL ORDER BY chama_name LIMIT 5",
 		/* STMT: money in and out, newest first */
 		"SELECT to_char(t AT TIME ZONE $2, 'DD Mon'), what, amount_cents, chama FROM ("
 		" SELECT k.contributed_at AS t, 'in' AS what, k.amount_cents, c.name AS chama FROM contributions k"

@@ -97,9 +97,10 @@ def test_schema_tables_and_money_types(env):
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")}
     missing = TABLES - tables
     assert not missing, "missing tables: %s" % sorted(missing)
-    # beyond the 27: the runner's table, votes, the USSD session log, inbound SMS
-    assert tables - TABLES == {"schema_migrations", "proposal_votes", "ussd_session_events", "sms_inbound"}, \
-        sorted(tables - TABLES)
+    # beyond the 27: the runner's table, votes, the USSD session log, inbound
+    # SMS, and the ledger
+    assert tables - TABLES == {"schema_migrations", "proposal_votes", "ussd_session_events", "sms_inbound",
+                               "ledger_accounts", "journal_entries", "journal_lines"}, sorted(tables - TABLES)
 
     # no float, real, numeric or money column anywhere (tables, views and
     # the materialized view)

@@ -232,8 +232,8 @@ def seed_member(env, url, phone):
     (cid,), = q(env, url, "INSERT INTO chamas (name, type, contribution_amount_cents, contribution_frequency) "
                           "VALUES ('Tumaini Group', 'mixed', 50000, 'monthly') RETURNING id")
     q(env, url, "INSERT INTO memberships (user_id, chama_id) VALUES (%s, %s)" % (uid, cid))
-    q(env, url, "INSERT INTO contributions (chama_id, user_id, amount_cents, purpose, method, status) "
-                "VALUES (%s, %s, 250000, 'savings', 'mpesa', 'confirmed')" % (cid, uid))
+    q(env, url, "SELECT post_contribution(%s, %s, 250000, 'savings', 'mpesa', 'QKX1', 'test:sms:%s', NULL, "
+                "'mpesa', NULL, 'test', NULL)" % (cid, uid, uid))
     return uid
 
 
