@@ -58,5 +58,6 @@ void act_invite_create(struct ussd_hop *hop);
 void act_invite_phone(struct ussd_hop *hop);
 void act_join_requests_load(struct ussd_hop *hop);
 void act_join_decide(struct ussd_hop *hop);
+void act_mpesa_contribute(struct ussd_hop *hop);
 
 #endif

@@ -10,6 +10,7 @@
 #include "act.h"
 #include "app.h"
 #include "config.h"
+#include "mpesa.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -464,4 +465,63 @@ void act_join_decide(struct ussd_hop *hop)
 		  8, p, join_decided);
 	free(body_en);
 	free(body_sw);
+}
+
+/* ---- contributing by M-Pesa ---- */
+
+static void mpesa_requested(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	if (PQntuples(r->res) != 1) {
+		hop_fail(hop, "err_daily_limit");
+		return;
+	}
+	/* the prompt reaches the phone only once this session has ended */
+	mpesa_push_later(hop_app(hop)->mpesa, PQgetvalue(r->res, 0, 0));
+	hop_done(hop, NULL);
+}
+
+/*
+ * The END screen of a contribution: a payment request, pushed a moment
+ * after the session closes.  Limits from [mpesa]: per transaction here, per
+ * day in the statement (requests still open count).
+ */
+void act_mpesa_contribute(struct ussd_hop *hop)
+{
+	const struct config *cfg = hop_app(hop)->cfg;
+	const char *c = act_chama(hop), *amount = hop_var(hop, "amount");
+	char ref[16], key[128], daily[16];
+	const char *p[9];
+	long long kes;
+
+	if (!c)
+		return;
+	if (!hop_app(hop)->mpesa) {
+		hop_fail(hop, "err_mpesa_off");
+		return;
+	}
+	if (!amount || util_parse_ll(amount, cfg->mpesa_min_amount, cfg->mpesa_max_amount, &kes) < 0) {
+		hop_fail(hop, "err_amount_limit");
+		return;
+	}
+	snprintf(ref, sizeof(ref), "CHAMA%.7s", c);
+	snprintf(key, sizeof(key), "ussd:%s:contribute", hop_session_id(hop));
+	snprintf(daily, sizeof(daily), "%d", cfg->mpesa_daily_limit);
+	hop_audit_params(hop, p);
+	p[3] = c;
+	p[4] = amount;
+	p[5] = ref;
+	p[6] = key;
+	p[7] = daily;
+	p[8] = cfg->ussd_timezone;
+	act_query(hop,
+		  HOP_AUDIT_CTE "INSERT INTO mpesa_requests (chama_id, user_id, phone, amount_cents, account_ref, "
+		  "idempotency_key) SELECT $4::bigint, $3::bigint, $1, $5::bigint * 100, $6, $7 FROM audit_ctx "
+		  "WHERE (SELECT coalesce(sum(amount_cents), 0) FROM mpesa_requests WHERE user_id = $3::bigint "
+		  "AND status IN ('created', 'pushed', 'confirmed') "
+		  "AND created_at >= (date_trunc('day', now() AT TIME ZONE $9) AT TIME ZONE $9)) "
+		  "+ $5::bigint * 100 <= $8::bigint * 100 "
+		  "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+		  9, p, mpesa_requested);
 }

@@ -37,6 +37,7 @@ const struct ussd_action ussd_actions[] = {
 	{ "invite_phone", act_invite_phone },
 	{ "join_requests_load", act_join_requests_load },
 	{ "join_decide", act_join_decide },
+	{ "mpesa_contribute", act_mpesa_contribute },
 	{ NULL, NULL },
 };
 

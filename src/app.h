@@ -17,6 +17,7 @@ struct httpd;
 struct menu_set;
 struct auth;
 struct sms_sender;
+struct mpesa;
 
 struct app {
 	struct event_base *base;
@@ -29,6 +30,7 @@ struct app {
 	struct menu_set *menus;		/* reference; replaced on SIGHUP if the new set validates */
 	struct auth *auth;		/* PIN workers */
 	struct sms_sender *sms;		/* outbox sender, or NULL for [sms] provider = none */
+	struct mpesa *mpesa;		/* Daraja client, or NULL when M-Pesa is not configured */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *drain_timer;
 	uint64_t drain_started_ms;

@@ -82,6 +82,24 @@ struct config {
 	int sms_inbound_per_hour;
 	char *sms_secrets;
 	char *sms_allow_ips;
+	/* [mpesa] */
+	char *mpesa_base_url;
+	char *mpesa_consumer_key;
+	char *mpesa_consumer_secret;
+	char *mpesa_shortcode;
+	char *mpesa_passkey;
+	char *mpesa_transaction_type;
+	char *mpesa_public_url;
+	char *mpesa_callback_secret;
+	int mpesa_min_amount;
+	int mpesa_max_amount;
+	int mpesa_daily_limit;
+	int mpesa_push_delay_ms;
+	int mpesa_query_after_s;
+	int mpesa_query_every_s;
+	int mpesa_query_max_attempts;
+	int mpesa_timeout_ms;
+	char *mpesa_allow_ips;
 };
 
 /* Returns a new config holding every default; free with config_free. */

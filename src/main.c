@@ -18,6 +18,7 @@
 #include "migrate.h"
 #include "redis.h"
 #include "menu.h"
+#include "mpesa.h"
 #include "sms.h"
 #include "sms_http.h"
 #include "status.h"
@@ -47,12 +48,13 @@ static const struct http_route base_routes[] = {
 static struct http_route routes[32];
 
 /* The fixed routes and one per aggregator (ussd_http.c's table). */
-static size_t build_routes(void)
+static size_t build_routes(const struct config *cfg)
 {
 	size_t n = ARRAY_LEN(base_routes);
 
 	memcpy(routes, base_routes, sizeof(base_routes));
 	n += ussd_http_routes(routes + n, ARRAY_LEN(routes) - n);
+	n += mpesa_routes(cfg, routes + n, ARRAY_LEN(routes) - n);
 	return n + sms_http_routes(routes + n, ARRAY_LEN(routes) - n);
 }
 
@@ -107,6 +109,8 @@ static void app_stop(struct app *app)
 	/* Workers and pools first: their callbacks (cancelled) answer any
 	 * request still waiting while the HTTP server is alive to carry the
 	 * answer; PIN workers first, since their completions use both pools. */
+	mpesa_free(app->mpesa);
+	app->mpesa = NULL;
 	sms_sender_free(app->sms);
 	app->sms = NULL;
 	auth_free(app->auth);
@@ -215,12 +219,13 @@ static int run_daemon(struct app *app)
 	app->auth = auth_new(app->base, app->cfg, err, sizeof(err));
 	if (!app->auth)
 		goto fail;
+	app->mpesa = mpesa_new(app);
 	app->sms = sms_sender_new(app, err, sizeof(err));
 	if (!app->sms && strcmp(app->cfg->sms_provider, "none"))
 		goto fail;
 	if (!*app->cfg->auth_pin_pepper)
 		log_warn("[auth] pin_pepper is empty: set it in production (PIN hashes then need the configuration too)");
-	app->httpd = httpd_new(app->base, app->cfg, routes, build_routes(), app, err, sizeof(err));
+	app->httpd = httpd_new(app->base, app->cfg, routes, build_routes(app->cfg), app, err, sizeof(err));
 	if (!app->httpd)
 		goto fail;
 	app->sig_term = evsignal_new(app->base, SIGTERM, on_term, app);
@@ -248,6 +253,7 @@ static int run_daemon(struct app *app)
 	return 0;
 fail:
 	log_error("%s", err);
+	mpesa_free(app->mpesa);
 	sms_sender_free(app->sms);
 	auth_free(app->auth);
 	menu_set_unref(app->menus);

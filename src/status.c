@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "ussd.h"
 #include "sms.h"
+#include "mpesa.h"
 #include "workpool.h"
 #include "util.h"
 
@@ -143,6 +144,7 @@ void status_metrics(struct http_ctx *ctx)
 		   (unsigned long long)rs.timeouts, (unsigned long long)((util_now_ms() - app->started_ms) / 1000));
 	ussd_metrics(&b);
 	sms_metrics(app->sms, &b);
+	mpesa_metrics(app->mpesa, &b);
 	if (app->auth) {
 		struct workpool_stats ws;
 
