@@ -12,7 +12,7 @@ make -s -j2 bin/chamad
 eval "$(bash scripts/services.sh env run)"
 emu=
 cleanup() {
-  [ -n "$emu" ] && kill "$emu" 2>/dev/null || true
+  [ -n "$emu" ] && kill $emu 2>/dev/null || true
   bash scripts/services.sh stop run
 }
 trap cleanup EXIT
@@ -35,9 +35,23 @@ if [ -z "${CHAMAD_SMS_PROVIDER:-}" ]; then
     CHAMAD_SMS_AT_USERNAME=sandbox CHAMAD_SMS_AT_API_KEY=run-sandbox-key
 fi
 
+# The M-Pesa sandbox: a loopback Daraja emulator (pushes and callbacks in .run/run/mpesa.log).
+if [ -z "${CHAMAD_MPESA_CONSUMER_KEY:-}" ]; then
+  mpesa_port=18701
+  scripts/daraja-emulator --port $mpesa_port --consumer-key run-key --consumer-secret run-secret \
+    --log .run/run/mpesa.log > .run/run/daraja-emulator.out 2>&1 &
+  emu="$emu $!"
+  for _ in $(seq 1 50); do curl -sf "localhost:$mpesa_port/healthz" >/dev/null && break; sleep 0.1; done
+  export CHAMAD_MPESA_BASE_URL=http://127.0.0.1:$mpesa_port CHAMAD_MPESA_CONSUMER_KEY=run-key \
+    CHAMAD_MPESA_CONSUMER_SECRET=run-secret \
+    CHAMAD_MPESA_PASSKEY=bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919 \
+    CHAMAD_MPESA_PUBLIC_URL=http://$CHAMAD_HTTP_LISTEN
+fi
+
 echo "run: demo chama seeded; chamad listens on http://$CHAMAD_HTTP_LISTEN"
 echo "run: try  curl http://$CHAMAD_HTTP_LISTEN/healthz   (Ctrl-C to stop)"
 echo "run: be a member: scripts/ussd-sim --url http://$CHAMAD_HTTP_LISTEN/ussd/africastalking --phone +254712000002  (PIN 1234)"
 echo "run: every SMS sent (one-time codes too): tail -f .run/run/sms.log"
+echo "run: contribute on USSD (2 on the main menu); the M-Pesa sandbox logs to .run/run/mpesa.log"
 echo "run: text a command: curl http://$CHAMAD_HTTP_LISTEN/sms/africastalking/inbound -d from=%2B254712000002 -d id=1 --data-urlencode 'text=BAL 1234'"
 bin/chamad -c etc/chamad.conf || true

@@ -1,0 +1,195 @@
+"""Money in by M-Pesa, end to end over HTTP: a member contributes on USSD,
+chamad pushes an STK request to a loopback Daraja emulator
+(scripts/daraja-emulator), the callback (or the status query) settles it
+once, the ledger and the receipt SMS follow.  Each test has its own
+database, and ends with `chamad verify-ledger`."""
+import os
+import random
+import subprocess
+import time
+import urllib.parse
+
+from harness import ROOT
+from mpesa_fixtures import DarajaEmulator
+
+PIN = "4827"
+
+
+def setup(env, name, extra=None):
+    url = env.fresh_db("chamasmart_mpesa_" + name)
+    env.migrate(url)
+    daraja = DarajaEmulator(env, consumer_key="ck-" + name, consumer_secret="cs-" + name)
+    e = {"CHAMAD_DATABASE_URL": url, "CHAMAD_MPESA_BASE_URL": daraja.url, "CHAMAD_MPESA_CONSUMER_KEY": "ck-" + name,
+         "CHAMAD_MPESA_CONSUMER_SECRET": "cs-" + name, "CHAMAD_MPESA_PASSKEY": daraja.passkey,
+         "CHAMAD_MPESA_SHORTCODE": daraja.shortcode, "CHAMAD_MPESA_PUSH_DELAY_MS": "100",
+         "CHAMAD_MPESA_QUERY_AFTER_S": "1", "CHAMAD_MPESA_QUERY_EVERY_S": "1", "CHAMAD_MPESA_CALLBACK_SECRET": "cb-s3cret"}
+    e.update(extra or {})
+    return url, daraja, e
+
+
+def start(env, e):
+    # the callback URL must name the daemon's own port
+    from harness import free_port
+    port = free_port()
+    e = dict(e, CHAMAD_HTTP_LISTEN="127.0.0.1:%d" % port, CHAMAD_MPESA_PUBLIC_URL="http://127.0.0.1:%d" % port)
+    return env.chamad(e)
+
+
+def seed(env, url):
+    h = subprocess.run([env.bin, "hash-pin"], input=PIN + "\n", capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    phone = "+2547%08d" % random.randrange(10 ** 8)
+    (uid,), = env.psql("INSERT INTO users (phone, full_name, pin_hash) VALUES ('%s', 'Payer', '%s') RETURNING id"
+                       % (phone, h), url)
+    (cid,), = env.psql("INSERT INTO chamas (name, type, contribution_amount_cents, contribution_frequency) "
+                       "VALUES ('Pesa Group', 'mixed', 50000, 'monthly') RETURNING id", url)
+    env.psql("INSERT INTO memberships (user_id, chama_id) VALUES (%s, %s)" % (uid, cid), url)
+    return phone, uid, cid
+
+
+def contribute(c, phone, amount):
+    sid = "ATUid_%032x" % random.getrandbits(128)
+    inputs = []
+    screen = ""
+    for inp in (None, PIN, "2", str(amount), "1"):
+        if inp is not None:
+            inputs.append(inp)
+        body = urllib.parse.urlencode({"sessionId": sid, "serviceCode": "*384*1#", "phoneNumber": phone,
+                                       "networkCode": "63902", "text": "*".join(inputs)}).encode()
+        r = c.post("/ussd/africastalking", body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status == 200, r.body
+        screen = r.body
+    return screen
+
+
+def wait_status(env, url, want, timeout=15):
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = env.psql("SELECT status FROM mpesa_requests ORDER BY id", url)
+        if [r[0] for r in rows] == want or time.monotonic() > deadline:
+            return [r[0] for r in rows]
+        time.sleep(0.05)
+
+
+def verify(env, url):
+    p = subprocess.run([env.bin, "verify-ledger"], capture_output=True, text=True,
+                       env=dict(os.environ, CHAMAD_DATABASE_URL=url), cwd=ROOT)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def balance(env, url, uid):
+    rows = env.psql("SELECT savings_cents FROM member_balances WHERE user_id = %s" % uid, url)
+    return int(rows[0][0])
+
+
+def test_mpesa_contribute_by_ussd_to_receipt(env):
+    url, daraja, e = setup(env, "ok")
+    c = start(env, e)
+    phone, uid, cid = seed(env, url)
+    screen = contribute(c, phone, 500)
+    assert screen.startswith("END Check your phone for the M-Pesa prompt") and "KES 500" in screen, screen
+    assert wait_status(env, url, ["confirmed"]) == ["confirmed"]
+    push = [r for r in daraja.requests() if r.get("path", "").endswith("/stkpush/v1/processrequest")][0]
+    body = push.get("body") or push.get("json")
+    assert body["Amount"] == 500 and str(body["PhoneNumber"]) == phone[1:] and \
+        body["CallBackURL"].endswith("/mpesa/stk/callback/cb-s3cret") and len(body["AccountReference"]) <= 12, push
+    (receipt, settled, k), = env.psql("SELECT mpesa_receipt, settled_by, contribution_id FROM mpesa_requests", url)
+    assert settled == "callback" and env.psql("SELECT amount_cents, method, external_reference, status FROM "
+                                              "contributions WHERE id = %s" % k, url) == \
+        [["50000", "mpesa", receipt, "confirmed"]]
+    (body,), = env.psql("SELECT body FROM notifications WHERE kind = 'receipt'", url)[0:1]
+    assert body == "ChamaSmart: received KES 500 for Pesa Group. M-Pesa ref %s. Thank you." % receipt
+    assert balance(env, url, uid) == 50000
+    assert env.psql("SELECT count(*) FROM financial_audit_logs WHERE action = 'contribution_received'", url) == [["1"]]
+    verify(env, url)
+    c.stop()
+
+
+def test_mpesa_failure_codes(env):
+    url, daraja, e = setup(env, "fail")
+    c = start(env, e)
+    phone, uid, cid = seed(env, url)
+    want = []
+    for code, words in ((1032, "you cancelled"), (1037, "could not reach your phone"), (2001, "wrong M-Pesa PIN"),
+                        (1, "balance was not enough"), (1019, "did not go through")):
+        daraja.control(result_code=code, result_count=1)
+        contribute(c, phone, 100)
+        want.append("failed")
+        assert wait_status(env, url, want) == want, code
+        (body,), = env.psql("SELECT body FROM notifications WHERE kind = 'mpesa_failed' ORDER BY id DESC LIMIT 1",
+                            url)
+        assert words in body, (code, body)
+    assert env.psql("SELECT count(*) FROM contributions", url) == [["0"]] and balance(env, url, uid) == 0
+    assert [r[0] for r in env.psql("SELECT result_code FROM mpesa_requests ORDER BY id", url)] == \
+        ["1032", "1037", "2001", "1", "1019"]
+    verify(env, url)
+    c.stop()
+
+
+def test_mpesa_duplicate_late_missing_and_wrong_callbacks(env):
+    url, daraja, e = setup(env, "odd")
+    c = start(env, e)
+    phone, uid, cid = seed(env, url)
+    # delivered twice: one contribution
+    daraja.control(callback="twice", callback_count=1)
+    contribute(c, phone, 200)
+    assert wait_status(env, url, ["confirmed"]) == ["confirmed"]
+    daraja.wait_callbacks(2, kind="stk")
+    time.sleep(0.3)
+    assert env.psql("SELECT count(*) FROM contributions", url) == [["1"]]
+    # never delivered: the status query settles it
+    daraja.control(callback="never", callback_count=1)
+    contribute(c, phone, 300)
+    assert wait_status(env, url, ["confirmed", "confirmed"]) == ["confirmed", "confirmed"]
+    assert env.psql("SELECT settled_by FROM mpesa_requests ORDER BY id DESC LIMIT 1", url) == [["query"]]
+    # late: the query settles first, the callback then changes nothing
+    daraja.control(callback="late", callback_count=1, late_ms=3500)
+    contribute(c, phone, 400)
+    assert wait_status(env, url, ["confirmed"] * 3) == ["confirmed"] * 3
+    daraja.wait_callbacks(3, kind="stk", timeout=15)  # twice: 2, never: 0, late: 1
+    time.sleep(0.3)
+    assert env.psql("SELECT count(*), sum(amount_cents) FROM contributions", url) == [["3", "90000"]]
+    # a wrong amount: not the member's contribution; the money goes to suspense
+    daraja.control(callback="wrong_amount", callback_count=1)
+    contribute(c, phone, 500)
+    assert wait_status(env, url, ["confirmed"] * 3 + ["mismatch"]) == ["confirmed"] * 3 + ["mismatch"]
+    assert env.psql("SELECT balance_cents FROM ledger_accounts WHERE kind = 'suspense'", url) == [["50100"]]
+    assert balance(env, url, uid) == 90000
+    verify(env, url)
+    c.stop()
+
+
+def test_mpesa_push_refused_and_token_renewed(env):
+    url, daraja, e = setup(env, "push")
+    c = start(env, e)
+    phone, uid, cid = seed(env, url)
+    daraja.control(push_error=1)
+    contribute(c, phone, 100)
+    assert wait_status(env, url, ["push_failed"]) == ["push_failed"]
+    assert "could not start the M-Pesa payment" in env.psql(
+        "SELECT body FROM notifications WHERE kind = 'mpesa_failed'", url)[0][0]
+    # an expired token is fetched again, transparently
+    daraja.expire_tokens()
+    contribute(c, phone, 100)
+    assert wait_status(env, url, ["push_failed", "confirmed"]) == ["push_failed", "confirmed"]
+    verify(env, url)
+    c.stop()
+
+
+def test_mpesa_limits_and_bad_callbacks(env):
+    url, daraja, e = setup(env, "limits", {"CHAMAD_MPESA_DAILY_LIMIT": "700", "CHAMAD_MPESA_MAX_AMOUNT": "600"})
+    c = start(env, e)
+    phone, uid, cid = seed(env, url)
+    assert "Amount outside the limits." in contribute(c, phone, 601)
+    contribute(c, phone, 600)
+    assert "Daily M-Pesa limit reached." in contribute(c, phone, 200)
+    assert wait_status(env, url, ["confirmed"]) == ["confirmed"]
+    # callbacks: a wrong secret is no route; garbage is refused; an unknown id is acknowledged and ignored
+    assert c.post("/mpesa/stk/callback/wrong", b"{}").status == 404
+    assert c.post("/mpesa/stk/callback/cb-s3cret", b"not json").status == 400
+    r = c.post("/mpesa/stk/callback/cb-s3cret",
+               b'{"Body":{"stkCallback":{"MerchantRequestID":"1","CheckoutRequestID":"ws_CO_nope","ResultCode":0,'
+               b'"ResultDesc":"ok","CallbackMetadata":{"Item":[{"Name":"Amount","Value":1.00}]}}}}')
+    assert r.status == 200 and r.json()["ResultCode"] == 0
+    assert env.psql("SELECT count(*) FROM contributions", url) == [["1"]]
+    verify(env, url)
+    c.stop()
