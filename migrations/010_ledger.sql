@@ -190,13 +190,14 @@ $$;
 
 -- Records money a member paid in, once per idempotency key (and once per
 -- external reference, e.g. an M-Pesa receipt): the contribution (confirmed),
--- its journal entry (debit M-Pesa float / cash / bank, credit the member's
--- savings or welfare account), its financial audit row and its SMS receipt.
+-- its journal entry (debit M-Pesa float / cash / bank, or p_from_account
+-- such as suspense; credit the member's savings or welfare account), its
+-- financial audit row and its SMS receipt.
 -- Returns the contribution and whether this call created it.
 CREATE FUNCTION post_contribution(
     p_chama bigint, p_user bigint, p_amount_cents bigint, p_purpose text, p_method text, p_external_ref text,
     p_idempotency_key text, p_actor bigint, p_channel text, p_msisdn text, p_request_id text,
-    p_receipt_body text, p_at timestamptz DEFAULT now())
+    p_receipt_body text, p_at timestamptz DEFAULT now(), p_from_account text DEFAULT NULL)
 RETURNS TABLE (contribution_id bigint, created boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -228,8 +229,11 @@ BEGIN
     member_acct := ledger_account(p_chama, CASE p_purpose WHEN 'welfare' THEN 'member_welfare'
                                                           WHEN 'shares' THEN 'member_shares'
                                                           ELSE 'member_savings' END, p_user);
-    cash_acct := ledger_account(p_chama, CASE p_method WHEN 'mpesa' THEN 'mpesa_float' WHEN 'cash' THEN 'cash_on_hand'
-                                                       ELSE 'bank' END, NULL);
+    -- the money came in through M-Pesa, cash or the bank; or it was already
+    -- on the books (suspense) and is only now known to be this member's
+    cash_acct := ledger_account(p_chama, coalesce(p_from_account,
+                                                  CASE p_method WHEN 'mpesa' THEN 'mpesa_float'
+                                                                WHEN 'cash' THEN 'cash_on_hand' ELSE 'bank' END), NULL);
     INSERT INTO journal_entries (chama_id, kind, ref_table, ref_id, idempotency_key, actor_user_id, channel)
     VALUES (p_chama, 'contribution', 'contributions', k, p_idempotency_key, p_actor, p_channel)
     RETURNING id INTO e;

@@ -511,6 +511,106 @@ static void callback(struct http_ctx *ctx)
 	settle(s);
 }
 
+/* ---- paybill (C2B): validation and confirmation ---- */
+
+/* "500" or "500.00" -> 50000; -1 unless whole shillings. */
+static long long kes_to_cents(const char *s)
+{
+	long long kes = 0;
+	int digits = 0;
+
+	if (!s)
+		return -1;
+	for (; *s >= '0' && *s <= '9' && digits < 10; s++, digits++)
+		kes = kes * 10 + (*s - '0');
+	if (*s == '.')
+		for (s++; *s == '0'; s++)
+			;
+	return digits && !*s && kes > 0 ? kes * 100 : -1;
+}
+
+struct c2b {
+	struct http_ctx *ctx;
+};
+
+static void c2b_done(const struct db_result *r, void *arg)
+{
+	struct c2b *c = arg;
+	static const char ok[] = "{\"ResultCode\":0,\"ResultDesc\":\"Success\"}";
+
+	if (r->status != DB_OK) {
+		log_msg(LOG_WARN, http_ctx_reqid(c->ctx), "mpesa c2b not recorded: %s", r->error);
+		http_reply_error(c->ctx, 503, "try again");
+	} else {
+		log_msg(LOG_INFO, http_ctx_reqid(c->ctx), "mpesa c2b: %s%s", PQgetvalue(r->res, 0, 0),
+			PQgetvalue(r->res, 0, 1)[0] == 't' ? "" : " (seen before)");
+		http_reply(c->ctx, 200, "application/json", ok, sizeof(ok) - 1);
+	}
+	http_ctx_release(c->ctx);
+	free(c);
+}
+
+static void c2b_route(struct http_ctx *ctx, bool confirm)
+{
+	struct app *app = http_ctx_app(ctx);
+	size_t len;
+	const char *body = http_ctx_body(ctx, &len);
+	json_t *doc;
+	const char *trans, *ref;
+	long long cents;
+	struct c2b *c;
+	char amount[40], centss[24], *receipt;
+	const char *vars[] = { "amount", amount, "chama", "", "receipt", "", NULL };
+
+	if (!http_guard(ctx, "", app->cfg->mpesa_allow_ips, "safaricom"))
+		return;
+	doc = json_loadb(body, len, 0, NULL);
+	trans = json_string_value(json_object_get(doc, "TransID"));
+	ref = json_string_value(json_object_get(doc, "BillRefNumber"));
+	cents = kes_to_cents(json_string_value(json_object_get(doc, "TransAmount")));
+	if (!confirm) {
+		/* a paybill payment must be whole shillings to a number we can
+		 * read; whose it is, the confirmation works out */
+		static const char yes[] = "{\"ResultCode\":\"0\",\"ResultDesc\":\"Accepted\"}";
+		static const char no[] = "{\"ResultCode\":\"C2B00013\",\"ResultDesc\":\"Rejected\"}";
+
+		http_reply(ctx, 200, "application/json", cents > 0 && ref ? yes : no, cents > 0 && ref ? sizeof(yes) - 1
+													: sizeof(no) - 1);
+		json_decref(doc);
+		return;
+	}
+	if (!trans || !ref || cents <= 0) {
+		json_decref(doc);
+		http_reply_error(ctx, 400, "not a C2B confirmation");
+		return;
+	}
+	util_format_cents(cents, amount, sizeof(amount));
+	vars[5] = trans;
+	receipt = menu_text_format(app->menus, "sms_mpesa_receipt", LANG_EN, settle_var, (void *)vars);
+	snprintf(centss, sizeof(centss), "%lld", cents);
+	c = xcalloc(1, sizeof(*c));
+	c->ctx = ctx;
+	http_ctx_hold(ctx);
+	{
+		const char *p[6] = { trans, centss, ref, json_string_value(json_object_get(doc, "FirstName")),
+				     json_string_value(json_object_get(doc, "MSISDN")), receipt };
+
+		db_query(app->db, "SELECT * FROM c2b_confirm($1, $2::bigint, $3, $4, $5, $6)", 6, p, c2b_done, c);
+	}
+	free(receipt);
+	json_decref(doc);
+}
+
+static void c2b_validation(struct http_ctx *ctx)
+{
+	c2b_route(ctx, false);
+}
+
+static void c2b_confirmation(struct http_ctx *ctx)
+{
+	c2b_route(ctx, true);
+}
+
 /* ---- the status query job ---- */
 
 static void queried(struct call *c, const struct httpc_response *r)
@@ -628,14 +728,22 @@ void mpesa_query_now(struct mpesa *m)
 
 size_t mpesa_routes(const struct config *cfg, struct http_route *out, size_t max)
 {
-	static char path[160];
+	/* C2B URLs may not contain "mpesa" (Daraja refuses to register them) */
+	static char paths[3][200];
+	const char *sep = *cfg->mpesa_callback_secret ? "/" : "";
+	const struct http_route routes[3] = {
+		{ paths[0], HTTP_POST, callback, "mpesa_stk_callback", NULL },
+		{ paths[1], HTTP_POST, c2b_validation, "c2b_validation", NULL },
+		{ paths[2], HTTP_POST, c2b_confirmation, "c2b_confirmation", NULL },
+	};
+	size_t n = 0;
 
-	if (!max)
-		return 0;
-	snprintf(path, sizeof(path), "/mpesa/stk/callback%s%s", *cfg->mpesa_callback_secret ? "/" : "",
-		 cfg->mpesa_callback_secret);
-	out[0] = (struct http_route){ path, HTTP_POST, callback, "mpesa_stk_callback", NULL };
-	return 1;
+	snprintf(paths[0], sizeof(paths[0]), "/mpesa/stk/callback%s%s", sep, cfg->mpesa_callback_secret);
+	snprintf(paths[1], sizeof(paths[1]), "/payments/c2b/validation%s%s", sep, cfg->mpesa_callback_secret);
+	snprintf(paths[2], sizeof(paths[2]), "/payments/c2b/confirmation%s%s", sep, cfg->mpesa_callback_secret);
+	for (; n < 3 && n < max; n++)
+		out[n] = routes[n];
+	return n;
 }
 
 void mpesa_metrics(struct mpesa *m, struct buf *out)

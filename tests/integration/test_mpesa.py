@@ -193,3 +193,92 @@ def test_mpesa_limits_and_bad_callbacks(env):
     assert env.psql("SELECT count(*) FROM contributions", url) == [["1"]]
     verify(env, url)
     c.stop()
+
+
+def ussd(c, phone, inputs):
+    """One USSD session: dial, then each input; returns the last screen."""
+    sid = "ATUid_%032x" % random.getrandbits(128)
+    done, screen = [], ""
+    for inp in [None] + list(inputs):
+        if inp is not None:
+            done.append(inp)
+        body = urllib.parse.urlencode({"sessionId": sid, "serviceCode": "*384*1#", "phoneNumber": phone,
+                                       "networkCode": "63902", "text": "*".join(done)}).encode()
+        r = c.post("/ussd/africastalking", body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status == 200, r.body
+        screen = r.body
+    return screen
+
+
+def add_member(env, url, cid, role="member"):
+    h = subprocess.run([env.bin, "hash-pin"], input=PIN + "\n", capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    phone = "+2547%08d" % random.randrange(10 ** 8)
+    (uid,), = env.psql("INSERT INTO users (phone, full_name, pin_hash) VALUES ('%s', 'Member %s', '%s') RETURNING id"
+                       % (phone, role, h), url)
+    (num,), = env.psql("INSERT INTO memberships (user_id, chama_id, role) VALUES (%s, %s, '%s') RETURNING member_number"
+                       % (uid, cid, role), url)
+    return phone, uid, num
+
+
+def test_mpesa_paybill_matched_unmatched_and_allocated(env):
+    url, daraja, e = setup(env, "c2b")
+    c = start(env, e)
+    phone, uid, cid = seed(env, url)
+    (num,), = env.psql("SELECT member_number FROM memberships WHERE user_id = %s" % uid, url)
+    tphone, tid, _ = add_member(env, url, cid, "treasurer")
+    base = c.url + "/payments/c2b/%s/cb-s3cret"
+    r = daraja.register_c2b(confirmation_url=base % "confirmation", validation_url=base % "validation")
+    # matched: "<chama>-<member number>", delivered twice, recorded once
+    daraja.c2b(amount=700, bill_ref="%s-%s" % (cid, num), twice=True)
+    # unmatched member: into the chama's suspense
+    daraja.c2b(amount=1200, bill_ref="%s-999" % cid)
+    # no such chama at all: kept for an operator
+    daraja.c2b(amount=300, bill_ref="HELLO")
+    assert env.psql("SELECT outcome, count(*) FROM mpesa_c2b GROUP BY outcome ORDER BY outcome", url) == \
+        [["contribution", "1"], ["suspense", "1"], ["unassigned", "1"]]
+    assert balance(env, url, uid) == 70000
+    assert env.psql("SELECT balance_cents FROM ledger_accounts WHERE kind = 'suspense'", url) == [["120000"]]
+    # the treasurer allocates the suspense money to the member from USSD
+    screen = ussd(c, tphone, [PIN, "10", "4", "2"])
+    assert "Money to allocate:" in screen and "KES 1200" in screen, screen
+    screen = ussd(c, tphone, [PIN, "10", "4", "2", "1", str(num)])
+    assert screen.startswith("END Allocated to member %s" % num), screen
+    assert balance(env, url, uid) == 190000
+    assert env.psql("SELECT balance_cents FROM ledger_accounts WHERE kind = 'suspense'", url) == [["0"]]
+    # a plain member cannot, even by typing the path: the handler checks the role
+    screen = ussd(c, phone, [PIN, "10"])
+    assert screen.startswith("CON Invalid choice."), screen
+    verify(env, url)
+    c.stop()
+
+
+def test_mpesa_cash_entry_and_reversal(env):
+    url, daraja, e = setup(env, "cash")
+    c = start(env, e)
+    phone, uid, cid = seed(env, url)
+    (num,), = env.psql("SELECT member_number FROM memberships WHERE user_id = %s" % uid, url)
+    tphone, tid, _ = add_member(env, url, cid, "treasurer")
+    sphone, sid_, _ = add_member(env, url, cid, "secretary")
+    screen = ussd(c, tphone, [PIN, "10", "4", "1", str(num), "1500", "1"])
+    assert screen.startswith("END Recorded KES 1500 from Payer."), screen
+    assert balance(env, url, uid) == 150000
+    (k, method, by), = env.psql("SELECT id, method, recorded_by_user_id FROM contributions", url)
+    assert method == "cash" and by == tid
+    assert "recorded KES 1,500 cash from you" in env.psql(
+        "SELECT body FROM notifications WHERE kind = 'receipt' AND user_id = %s" % uid, url)[0][0]
+    # a secretary is an official but not a money official: refused in the handler
+    screen = ussd(c, sphone, [PIN, "10", "4", "1", str(num), "900", "1"])
+    assert screen == "END Only officials can do this.", screen
+    assert balance(env, url, uid) == 150000
+    # the treasurer reverses it with a reason: nothing deleted, a reversal posted
+    screen = ussd(c, tphone, [PIN, "10", "4", "3", "1", "counted twice", "1"])
+    assert screen == "END Reversed. The member is told by SMS.", screen
+    assert env.psql("SELECT status, reversal_reason FROM contributions WHERE id = %s" % k, url) == \
+        [["reversed", "counted twice"]]
+    assert balance(env, url, uid) == 0
+    assert env.psql("SELECT kind FROM journal_entries ORDER BY id", url) == [["contribution"],
+                                                                           ["contribution_reversal"]]
+    assert "reversed a payment recorded for you: counted twice" in env.psql(
+        "SELECT body FROM notifications WHERE kind = 'reversal'", url)[0][0]
+    verify(env, url)
+    c.stop()
