@@ -59,6 +59,7 @@ void act_invite_phone(struct ussd_hop *hop);
 void act_join_requests_load(struct ussd_hop *hop);
 void act_join_decide(struct ussd_hop *hop);
 void act_mpesa_contribute(struct ussd_hop *hop);
+void act_statement_load(struct ussd_hop *hop);
 void act_cash_record(struct ussd_hop *hop);
 void act_suspense_load(struct ussd_hop *hop);
 void act_suspense_allocate(struct ussd_hop *hop);

@@ -11,6 +11,7 @@
 #include "app.h"
 #include "config.h"
 #include "mpesa.h"
+#include "jobs.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -108,23 +109,28 @@ static void balance_loaded(struct ussd_hop *hop, const struct db_result *r)
 	set_money_var(hop, "savings", PQgetvalue(r->res, 0, 0));
 	set_money_var(hop, "welfare", PQgetvalue(r->res, 0, 1));
 	set_money_var(hop, "loan", PQgetvalue(r->res, 0, 2));
+	set_money_var(hop, "arrears", PQgetvalue(r->res, 0, 3));
 	hop_done(hop, NULL);
 }
 
 void act_balance_load(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
-	const char *p[2];
+	const char *p[4];
 
 	if (!c)
 		return;
 	p[0] = hop_user(hop);
 	p[1] = c;
+	p[2] = jobs_now(hop_app(hop));
+	p[3] = hop_app(hop)->cfg->ussd_timezone;
 	act_query(hop,
-		  /* from the ledger, the books every other figure must agree with */
-		  "SELECT savings_cents, welfare_cents, loan_cents FROM member_balances "
-		  "WHERE user_id = $1 AND chama_id = $2::bigint",
-		  2, p, balance_loaded);
+		  /* from the ledger, the books every other figure must agree with;
+		   * arrears against the chama's schedule */
+		  "SELECT b.savings_cents, b.welfare_cents, b.loan_cents, coalesce(a.arrears_cents, 0) "
+		  "FROM member_balances b LEFT JOIN LATERAL member_arrears(b.user_id, b.chama_id, "
+		  "coalesce($3::timestamptz, now()), $4) a ON true WHERE b.user_id = $1 AND b.chama_id = $2::bigint",
+		  4, p, balance_loaded);
 }
 
 static void items_loaded(struct ussd_hop *hop, const struct db_result *r)
@@ -524,4 +530,17 @@ void act_mpesa_contribute(struct ussd_hop *hop)
 		  "+ $5::bigint * 100 <= $8::bigint * 100 "
 		  "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
 		  9, p, mpesa_requested);
+}
+
+/* The member's last movements in this chama, newest first, from the
+ * ledger: date, in or out, amount and reference. */
+void act_statement_load(struct ussd_hop *hop)
+{
+	load_list(hop, "SELECT l.id, to_char(e.created_at AT TIME ZONE $3, 'DD Mon') || ' ' || "
+		       "CASE WHEN l.side = 'credit' THEN '+' ELSE '-' END || format_kes(l.amount_cents) || ' ' || "
+		       "coalesce(k.external_reference, CASE WHEN e.kind = 'contribution_reversal' THEN 'reversal' "
+		       "ELSE k.method END, e.kind) FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id "
+		       "JOIN ledger_accounts a ON a.id = l.account_id LEFT JOIN contributions k ON e.ref_table = "
+		       "'contributions' AND k.id = e.ref_id WHERE a.user_id = $1 AND a.chama_id = $2::bigint "
+		       "ORDER BY l.id DESC LIMIT 50");
 }

@@ -38,6 +38,7 @@ const struct ussd_action ussd_actions[] = {
 	{ "join_requests_load", act_join_requests_load },
 	{ "join_decide", act_join_decide },
 	{ "mpesa_contribute", act_mpesa_contribute },
+	{ "statement_load", act_statement_load },
 	{ "cash_record", act_cash_record },
 	{ "suspense_load", act_suspense_load },
 	{ "suspense_allocate", act_suspense_allocate },

@@ -18,6 +18,7 @@ struct menu_set;
 struct auth;
 struct sms_sender;
 struct mpesa;
+struct jobs;
 
 struct app {
 	struct event_base *base;
@@ -31,6 +32,7 @@ struct app {
 	struct auth *auth;		/* PIN workers */
 	struct sms_sender *sms;		/* outbox sender, or NULL for [sms] provider = none */
 	struct mpesa *mpesa;		/* Daraja client, or NULL when M-Pesa is not configured */
+	struct jobs *jobs;		/* scheduled reminders */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *drain_timer;
 	uint64_t drain_started_ms;

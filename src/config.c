@@ -142,6 +142,10 @@ static const struct cf_key cf_keys[] = {
 	INT(mpesa, query_every_s, "30", 1, 3600, true, "how often the status query job runs"),
 	INT(mpesa, query_max_attempts, "10", 1, 1000, true, "status queries before a push is given up as expired"),
 	INT(mpesa, timeout_ms, "10000", 100, 60000, true, "one call to Daraja, connect included"),
+	INT(jobs, every_s, "3600", 1, 86400, true, "how often the scheduled jobs (reminders) run"),
+	INT(jobs, reminder_lead_days, "1", 0, 30, true, "a due-date reminder goes out this many days before"),
+	STR(jobs, now, "", true, NULL,
+	    "a fixed \"now\" (timestamp) for jobs, arrears and statements; empty = the clock (for tests and drills)"),
 	STR(mpesa, allow_ips, "", true, check_agg_list, "IP allow-list for the callbacks, \"safaricom:196.201.214.0/24\""),
 };
 

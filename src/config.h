@@ -100,6 +100,10 @@ struct config {
 	int mpesa_query_max_attempts;
 	int mpesa_timeout_ms;
 	char *mpesa_allow_ips;
+	/* [jobs] */
+	int jobs_every_s;
+	int jobs_reminder_lead_days;
+	char *jobs_now;
 };
 
 /* Returns a new config holding every default; free with config_free. */

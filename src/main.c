@@ -18,6 +18,7 @@
 #include "migrate.h"
 #include "redis.h"
 #include "menu.h"
+#include "jobs.h"
 #include "mpesa.h"
 #include "sms.h"
 #include "sms_http.h"
@@ -109,6 +110,8 @@ static void app_stop(struct app *app)
 	/* Workers and pools first: their callbacks (cancelled) answer any
 	 * request still waiting while the HTTP server is alive to carry the
 	 * answer; PIN workers first, since their completions use both pools. */
+	jobs_free(app->jobs);
+	app->jobs = NULL;
 	mpesa_free(app->mpesa);
 	app->mpesa = NULL;
 	sms_sender_free(app->sms);
@@ -220,6 +223,7 @@ static int run_daemon(struct app *app)
 	if (!app->auth)
 		goto fail;
 	app->mpesa = mpesa_new(app);
+	app->jobs = jobs_new(app);
 	app->sms = sms_sender_new(app, err, sizeof(err));
 	if (!app->sms && strcmp(app->cfg->sms_provider, "none"))
 		goto fail;
@@ -253,6 +257,7 @@ static int run_daemon(struct app *app)
 	return 0;
 fail:
 	log_error("%s", err);
+	jobs_free(app->jobs);
 	mpesa_free(app->mpesa);
 	sms_sender_free(app->sms);
 	auth_free(app->auth);

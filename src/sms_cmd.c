@@ -23,6 +23,7 @@
 #include "menu.h"
 #include "phone.h"
 #include "pin.h"
+#include "jobs.h"
 #include "redis.h"
 #include "util.h"
 
@@ -148,10 +149,10 @@ static void money_lines(const struct db_result *r, void *arg)
 	static const char *const line_keys[] = { "sms_bal_line", "sms_stmt_line", "sms_loan_line" };
 	static const char *const empty_keys[] = { "sms_no_chama", "sms_no_transactions", "sms_no_loans" };
 	static const char *const head_keys[] = { "sms_bal", "sms_stmt", "sms_loan" };
-	static const char *const cols[][4] = {
-		{ "chama", "savings", "loan", NULL },
-		{ "date", "what", "amount", "chama" },
-		{ "chama", "outstanding", "next", "date" },
+	static const char *const cols[][5] = {
+		{ "chama", "savings", "loan", "arrears", NULL },
+		{ "date", "what", "amount", "chama", "ref" },
+		{ "chama", "outstanding", "next", "date", NULL },
 	};
 	struct buf lines;
 	char money[40];
@@ -166,13 +167,13 @@ static void money_lines(const struct db_result *r, void *arg)
 	for (int i = 0; i < PQntuples(r->res); i++) {
 		char *line;
 
-		for (int f = 0; f < 4 && cols[k][f]; f++) {
+		for (int f = 0; f < 5 && cols[k][f]; f++) {
 			const char *v = PQgetvalue(r->res, i, f);
 
 			/* money columns come as cents */
 			if (!strcmp(cols[k][f], "savings") || !strcmp(cols[k][f], "loan") ||
 			    !strcmp(cols[k][f], "amount") || !strcmp(cols[k][f], "outstanding") ||
-			    !strcmp(cols[k][f], "next")) {
+			    !strcmp(cols[k][f], "next") || !strcmp(cols[k][f], "arrears")) {
 				util_format_cents(atoll(v), money, sizeof(money));
 				v = money;
 			} else if (!strcmp(cols[k][f], "what")) {
@@ -200,17 +201,20 @@ static void run_money(struct cmd *c)
 {
 	static const char *const sql[] = {
 		/* BAL */
-		"SELECT chama_name, savings_cents, loan_cents FROM member_balances "
-		"WHERE user_id = $1 AND $2::text IS NOT NULL ORDER BY chama_name LIMIT 5",
+		"SELECT b.chama_name, b.savings_cents, b.loan_cents, coalesce(a.arrears_cents, 0) FROM member_balances b "
+		"LEFT JOIN LATERAL member_arrears(b.user_id, b.chama_id, coalesce($3::timestamptz, now()), $2) a ON true "
+		"WHERE b.user_id = $1 ORDER BY b.chama_name LIMIT 5",
 		/* STMT: money in and out, newest first */
-		"SELECT to_char(t AT TIME ZONE $2, 'DD Mon'), what, amount_cents, chama FROM ("
-		" SELECT k.contributed_at AS t, 'in' AS what, k.amount_cents, c.name AS chama FROM contributions k"
+		"SELECT to_char(t AT TIME ZONE $2, 'DD Mon'), what, amount_cents, chama, ref FROM ("
+		" SELECT k.contributed_at AS t, 'in' AS what, k.amount_cents, c.name AS chama,"
+		" coalesce(k.external_reference, k.method) AS ref FROM contributions k"
 		" JOIN chamas c ON c.id = k.chama_id WHERE k.user_id = $1 AND k.status = 'confirmed'"
-		" AND k.deleted_at IS NULL"
-		" UNION ALL SELECT r.paid_at, 'repaid', r.amount_cents, c.name FROM loan_repayments r"
-		" JOIN loans l ON l.id = r.loan_id JOIN chamas c ON c.id = l.chama_id"
+		" AND k.deleted_at IS NULL AND ($3::text IS NULL OR true)"
+		" UNION ALL SELECT r.paid_at, 'repaid', r.amount_cents, c.name, coalesce(r.external_reference, r.method)"
+		" FROM loan_repayments r JOIN loans l ON l.id = r.loan_id JOIN chamas c ON c.id = l.chama_id"
 		" WHERE r.user_id = $1 AND r.status = 'confirmed'"
-		" UNION ALL SELECT coalesce(p.completed_at, p.requested_at), 'out', p.amount_cents, c.name"
+		" UNION ALL SELECT coalesce(p.completed_at, p.requested_at), 'out', p.amount_cents, c.name,"
+		" coalesce(p.external_reference, p.method)"
 		" FROM payouts p JOIN chamas c ON c.id = p.chama_id WHERE p.user_id = $1 AND p.status = 'completed'"
 		") x ORDER BY t DESC LIMIT 5",
 		/* LOAN: open loans and their next instalment */
@@ -221,11 +225,11 @@ static void run_money(struct cmd *c)
 		"WHERE loan_id = l.id AND status IN ('pending', 'partially_paid', 'overdue') "
 		"ORDER BY installment_no LIMIT 1) s ON true "
 		"WHERE l.user_id = $1 AND l.status IN ('disbursed', 'active', 'defaulted') AND $2::text IS NOT NULL "
-		"ORDER BY l.applied_at LIMIT 5",
+		"AND ($3::text IS NULL OR true) ORDER BY l.applied_at LIMIT 5",
 	};
-	const char *p[2] = { c->user_id, c->app->cfg->ussd_timezone };
+	const char *p[3] = { c->user_id, c->app->cfg->ussd_timezone, jobs_now(c->app) };
 
-	db_query(c->app->db, sql[c->kind], 2, p, money_lines, c);
+	db_query(c->app->db, sql[c->kind], 3, p, money_lines, c);
 }
 
 static void pin_checked(const struct pin_result *r, void *arg)

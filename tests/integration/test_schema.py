@@ -100,7 +100,8 @@ def test_schema_tables_and_money_types(env):
     # beyond the 27: the runner's table, votes, the USSD session log, inbound
     # SMS, and the ledger
     assert tables - TABLES == {"schema_migrations", "proposal_votes", "ussd_session_events", "sms_inbound",
-                               "ledger_accounts", "journal_entries", "journal_lines"}, sorted(tables - TABLES)
+                               "ledger_accounts", "journal_entries", "journal_lines", "mpesa_requests",
+                               "mpesa_c2b"}, sorted(tables - TABLES)
 
     # no float, real, numeric or money column anywhere (tables, views and
     # the materialized view)
@@ -354,7 +355,8 @@ def test_schema_audit_trail(env):
     audited = {r[0] for r in env.psql("SELECT g.tgrelid::regclass::text FROM pg_trigger g "
                                       "JOIN pg_proc p ON p.oid = g.tgfoid WHERE p.proname = 'audit_row_change'")}
     assert audited == {"users", "chamas", "memberships", "contributions", "loans", "loan_repayments",
-                       "payouts", "welfare_claims", "signup_sessions", "join_requests", "invites"}, audited
+                       "payouts", "welfare_claims", "signup_sessions", "join_requests", "invites",
+                       "mpesa_requests"}, audited
     # the audit trail is append-only
     refused(env, "", "UPDATE audit_logs SET action = 'forged';", r"rows are immutable")
     refused(env, "", "DELETE FROM audit_logs;", r"rows are immutable")
