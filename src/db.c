@@ -442,6 +442,14 @@ static enum db_status result_status(const PGresult *r, const char **err)
 	*err = PQresultErrorMessage(r);
 	if (!*err || !**err)
 		*err = PQresStatus(st);
+	/* the server's statement_timeout (the same limit as our client-side
+	 * timer, so either may fire first) is a timeout, not an SQL error */
+	{
+		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+		if (state && !strcmp(state, "57014") && strstr(*err, "statement timeout"))
+			return DB_TIMEOUT;
+	}
 	return DB_ERROR;
 }
 
@@ -455,6 +463,8 @@ static void conn_job_done(struct db_conn *c)
 	enum db_status st = result_status(j->res, &err);
 	char *errcopy = err ? xstrdup(err) : NULL;
 
+	if (st == DB_TIMEOUT)	/* the server's statement_timeout beat our timer */
+		c->pool->timeouts++;
 	c->job = NULL;
 	j->conn = NULL;
 	switch (j->kind) {

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Benchmarks money in; figures go into the issue notes, never into tests.
+#
+#   callbacks: N pending STK requests (one member each of 1,000 members),
+#              then N success callbacks at POST /mpesa/stk/callback/<secret>
+#              from 16 keep-alive clients: each settles its request and
+#              posts a contribution (domain row, journal entry + 2 lines,
+#              hash-chained audit row, receipt SMS in the outbox) in one
+#              statement.  Reports callbacks/s and confirmed contributions.
+#   verify:    `chamad verify-ledger` over those books, then over 1,000,000
+#              journal lines bulk-loaded (500,000 balanced entries; the audit
+#              chain is the callbacks' only), and its wall time.
+#
+#   bench/money.sh [N]        (default 5000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-5000}
+
+bash scripts/deps.sh
+make -s bin/chamad
+eval "$(bash scripts/services.sh env bench)"
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  bash scripts/services.sh stop bench || true
+}
+trap cleanup EXIT
+bash scripts/services.sh start bench >/dev/null
+psql -X -q "$CHAMAD_DATABASE_URL" -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public" 2>/dev/null
+bin/chamad migrate >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 "$CHAMAD_DATABASE_URL" <<SQL
+INSERT INTO chamas (name, type, contribution_amount_cents, contribution_frequency) VALUES ('Bench Group', 'mixed', 50000, 'monthly');
+INSERT INTO users (phone, full_name) SELECT '+254713' || lpad(g::text, 6, '0'), 'Bench ' || g FROM generate_series(0, 999) g;
+INSERT INTO memberships (user_id, chama_id) SELECT id, 1 FROM users ORDER BY id;
+INSERT INTO mpesa_requests (chama_id, user_id, phone, amount_cents, account_ref, idempotency_key, status,
+                            checkout_request_id, pushed_at, next_query_at)
+SELECT 1, u.id, u.phone, 50000, 'CHAMA1', 'bench:' || g, 'pushed', 'ws_BENCH_' || g, now(), now() + interval '1 day'
+  FROM generate_series(0, $n - 1) g JOIN users u ON u.phone = '+254713' || lpad((g % 1000)::text, 6, '0');
+SQL
+
+port=18093
+CHAMAD_HTTP_LISTEN=127.0.0.1:$port CHAMAD_LOG_LEVEL=warn CHAMAD_MPESA_CONSUMER_KEY=bench \
+  CHAMAD_MPESA_CALLBACK_SECRET=bench CHAMAD_MPESA_QUERY_EVERY_S=3600 CHAMAD_DATABASE_POOL_SIZE=8 \
+  bin/chamad >/tmp/chamad-money-bench.log 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.05; done
+echo "chamad $(bin/chamad -V | cut -d' ' -f2), $(nproc) cores, pool_size 8; $n callbacks"
+python3 bench/money.py --port $port --n "$n"
+psql -X -tA "$CHAMAD_DATABASE_URL" -c "SELECT 'confirmed contributions: ' || count(*) FROM contributions WHERE status = 'confirmed'"
+echo "chamad peak RSS: $(grep VmHWM /proc/$pid/status | awk '{print $2" "$3}')"
+kill $pid; wait $pid 2>/dev/null || true; pid=
+
+t0=$(date +%s%N); bin/chamad verify-ledger | tail -1; t1=$(date +%s%N)
+echo "verify-ledger over the callbacks' books: $(( (t1 - t0) / 1000000 )) ms"
+
+psql -X -q -v ON_ERROR_STOP=1 "$CHAMAD_DATABASE_URL" <<'SQL'
+-- 500,000 balanced entries (1,000,000 lines) loaded in bulk, balances set from them
+SET session_replication_role = replica;
+INSERT INTO journal_entries (chama_id, kind, idempotency_key, channel)
+SELECT 1, 'adjustment', 'bulk:' || g, 'system' FROM generate_series(1, 500000) g;
+INSERT INTO journal_lines (entry_id, account_id, side, amount_cents)
+SELECT e.id, s.account, s.side, 100 FROM journal_entries e,
+       (VALUES ((SELECT id FROM ledger_accounts WHERE kind = 'mpesa_float'), 'debit'),
+               ((SELECT id FROM ledger_accounts WHERE kind = 'cash_on_hand' UNION ALL SELECT NULL LIMIT 1), 'x')) s(account, side)
+ WHERE false;
+SQL
+psql -X -q -v ON_ERROR_STOP=1 "$CHAMAD_DATABASE_URL" <<'SQL'
+SET session_replication_role = replica;
+INSERT INTO ledger_accounts (chama_id, kind, normal_side) VALUES (1, 'expenses', 'debit'), (1, 'bank', 'debit')
+ON CONFLICT DO NOTHING;
+INSERT INTO journal_lines (entry_id, account_id, side, amount_cents)
+SELECT e.id, a.id, a.side, 100 FROM journal_entries e
+  CROSS JOIN (SELECT id, 'debit' AS side FROM ledger_accounts WHERE kind = 'expenses'
+              UNION ALL SELECT id, 'credit' FROM ledger_accounts WHERE kind = 'mpesa_float') a
+ WHERE e.kind = 'adjustment';
+UPDATE ledger_accounts a SET balance_cents = s.b FROM (
+  SELECT l.account_id, sum(CASE WHEN l.side = a2.normal_side THEN l.amount_cents ELSE -l.amount_cents END) b
+    FROM journal_lines l JOIN ledger_accounts a2 ON a2.id = l.account_id GROUP BY l.account_id) s
+ WHERE a.id = s.account_id;
+ANALYZE;
+SQL
+echo "lines now: $(psql -X -tA "$CHAMAD_DATABASE_URL" -c 'SELECT count(*) FROM journal_lines')"
+t0=$(date +%s%N); bin/chamad verify-ledger | tail -1; t1=$(date +%s%N)
+echo "verify-ledger over 1M+ lines: $(( (t1 - t0) / 1000000 )) ms"
