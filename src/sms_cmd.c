@@ -35,7 +35,7 @@
 
 #include <sodium.h>
 
-enum cmd_kind { CMD_BAL, CMD_STMT, CMD_LOAN, CMD_HELP, CMD_UNKNOWN };
+enum cmd_kind { CMD_BAL, CMD_STMT, CMD_LOAN, CMD_HELP, CMD_DISPUTE, CMD_UNKNOWN };
 
 static const struct {
 	const char *word;
@@ -47,6 +47,7 @@ static const struct {
 	{ "STMT", CMD_STMT, LANG_EN, "stmt" },	   { "TAARIFA", CMD_STMT, LANG_SW, "stmt" },
 	{ "LOAN", CMD_LOAN, LANG_EN, "loan" },	   { "MKOPO", CMD_LOAN, LANG_SW, "loan" },
 	{ "HELP", CMD_HELP, LANG_EN, "help" },	   { "MSAADA", CMD_HELP, LANG_SW, "help" },
+	{ "DISPUTE", CMD_DISPUTE, LANG_EN, "dispute" }, { "PINGA", CMD_DISPUTE, LANG_SW, "dispute" },
 };
 
 #define MAX_VARS 8
@@ -150,7 +151,7 @@ static void money_lines(const struct db_result *r, void *arg)
 	static const char *const empty_keys[] = { "sms_no_chama", "sms_no_transactions", "sms_no_loans" };
 	static const char *const head_keys[] = { "sms_bal", "sms_stmt", "sms_loan" };
 	static const char *const cols[][5] = {
-		{ "chama", "savings", "loan", "arrears", NULL },
+		{ "chama", "savings", "loan", "arrears", "welfare" },
 		{ "date", "what", "amount", "chama", "ref" },
 		{ "chama", "outstanding", "next", "date", NULL },
 	};
@@ -173,7 +174,8 @@ static void money_lines(const struct db_result *r, void *arg)
 			/* money columns come as cents */
 			if (!strcmp(cols[k][f], "savings") || !strcmp(cols[k][f], "loan") ||
 			    !strcmp(cols[k][f], "amount") || !strcmp(cols[k][f], "outstanding") ||
-			    !strcmp(cols[k][f], "next") || !strcmp(cols[k][f], "arrears")) {
+			    !strcmp(cols[k][f], "next") || !strcmp(cols[k][f], "arrears") ||
+			    !strcmp(cols[k][f], "welfare")) {
 				util_format_cents(atoll(v), money, sizeof(money));
 				v = money;
 			} else if (!strcmp(cols[k][f], "what")) {
@@ -201,7 +203,8 @@ static void run_money(struct cmd *c)
 {
 	static const char *const sql[] = {
 		/* BAL */
-		"SELECT b.chama_name, b.savings_cents, b.loan_cents, coalesce(a.arrears_cents, 0) FROM member_balances b "
+		"SELECT b.chama_name, b.savings_cents, b.loan_cents, coalesce(a.arrears_cents, 0), b.welfare_cents "
+		"FROM member_balances b "
 		"LEFT JOIN LATERAL member_arrears(b.user_id, b.chama_id, coalesce($3::timestamptz, now()), $2) a ON true "
 		"WHERE b.user_id = $1 ORDER BY b.chama_name LIMIT 5",
 		/* STMT: money in and out, newest first */
@@ -264,6 +267,61 @@ static void pin_checked(const struct pin_result *r, void *arg)
 	}
 }
 
+/* ---- disputing a cash entry ---- */
+
+static void disputed(const struct db_result *r, void *arg)
+{
+	struct cmd *c = arg;
+
+	if (r->status != DB_OK) {
+		log_msg(LOG_WARN, http_ctx_reqid(c->ctx), "sms dispute not recorded: %s", r->error);
+		reply(c, "sms_busy");
+		return;
+	}
+	reply(c, PQntuples(r->res) ? "sms_dispute_sent" : "sms_dispute_none");
+}
+
+/*
+ * DISPUTE (PINGA): the member says the last cash entry recorded for them
+ * (within 14 days) is wrong.  The chama's treasurer and chairperson are told
+ * by SMS and the dispute is in the audit trail; the entry itself stands
+ * until an official reverses it.
+ */
+static void dispute(struct cmd *c)
+{
+	char key[200], *note_en, *note_sw;
+	const char *p[6];
+
+	snprintf(key, sizeof(key), "sms_in:%s:%s", c->provider, c->msg_id);
+	note_en = menu_text_format(c->menus, "sms_dispute_officials", LANG_EN, get_var, c);
+	note_sw = menu_text_format(c->menus, "sms_dispute_officials", LANG_SW, get_var, c);
+	p[0] = c->user_id;
+	p[1] = c->phone;
+	p[2] = key;
+	p[3] = note_en;
+	p[4] = note_sw;
+	p[5] = c->masked;
+	db_query(c->app->db,
+		 "WITH k AS (SELECT k.id, k.chama_id, k.amount_cents, k.contributed_at, u.full_name FROM contributions k "
+		 "JOIN users u ON u.id = k.user_id WHERE k.user_id = $1::bigint AND k.method = 'cash' "
+		 "AND k.status = 'confirmed' AND k.contributed_at > now() - interval '14 days' "
+		 "ORDER BY k.contributed_at DESC, k.id DESC LIMIT 1), "
+		 "a AS (INSERT INTO audit_logs (actor_user_id, chama_id, action, entity_type, entity_id, after, channel, "
+		 "msisdn, request_id) SELECT $1::bigint, k.chama_id, 'contribution.disputed', 'contributions', k.id, "
+		 "jsonb_build_object('message', $6::text), 'sms', $2, left($3, 64) FROM k RETURNING id), "
+		 "n AS (INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority, "
+		 "idempotency_key) SELECT o.user_id, k.chama_id, 'sms', 'dispute', u.phone, "
+		 "replace(replace(replace(CASE WHEN u.preferred_language = 'sw' THEN $5 ELSE $4 END, '[member]', "
+		 "k.full_name), '[amount]', format_kes(k.amount_cents)), '[date]', to_char(k.contributed_at, 'DD Mon')), "
+		 "u.preferred_language, 3, $3 || ':official:' || o.user_id FROM k JOIN memberships o ON o.chama_id = "
+		 "k.chama_id AND o.status = 'active' AND o.role IN ('treasurer', 'chairperson') "
+		 "JOIN users u ON u.id = o.user_id ON CONFLICT (idempotency_key) DO NOTHING) "
+		 "SELECT id FROM k",
+		 6, p, disputed, c);
+	free(note_en);
+	free(note_sw);
+}
+
 /* ---- the message, recorded once ---- */
 
 static void recorded(const struct db_result *r, void *arg)
@@ -300,6 +358,10 @@ static void recorded(const struct db_result *r, void *arg)
 		reply(c, "sms_unknown");
 		return;
 	}
+	if (c->kind == CMD_DISPUTE) {
+		dispute(c);
+		return;
+	}
 	if (!*c->pin) {
 		reply(c, "sms_need_pin");
 		return;
@@ -317,7 +379,7 @@ static void recorded(const struct db_result *r, void *arg)
 
 static void record(struct cmd *c)
 {
-	static const char *const names[] = { "bal", "stmt", "loan", "help", "unknown" };
+	static const char *const names[] = { "bal", "stmt", "loan", "help", "dispute", "unknown" };
 	const char *p[5] = { c->provider, c->msg_id, c->phone, c->masked, names[c->kind] };
 
 	db_query(c->app->db,

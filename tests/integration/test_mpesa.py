@@ -270,6 +270,17 @@ def test_mpesa_cash_entry_and_reversal(env):
     screen = ussd(c, sphone, [PIN, "10", "4", "1", str(num), "900", "1"])
     assert screen == "END Only officials can do this.", screen
     assert balance(env, url, uid) == 150000
+    # the member replies DISPUTE to the receipt: the treasurer is told, the entry stands
+    r = c.post("/sms/africastalking/inbound", urllib.parse.urlencode(
+        {"from": phone, "to": "40404", "text": "dispute", "id": "d1", "date": "2026-11-25"}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 200
+    assert env.psql("SELECT recipient, body FROM notifications WHERE kind = 'dispute'", url) == \
+        [[tphone, "ChamaSmart: Payer disputes the cash entry of KES 1,500 on %s. Check it and reverse it if wrong."
+          % env.psql("SELECT to_char(contributed_at, 'DD Mon') FROM contributions", url)[0][0]]]
+    assert env.psql("SELECT body FROM notifications WHERE kind = 'sms_reply' AND recipient = '%s'" % phone, url) == \
+        [["Your dispute was sent to your chama's treasurer and chairperson."]]
+    assert env.psql("SELECT count(*) FROM audit_logs WHERE action = 'contribution.disputed'", url) == [["1"]]
     # the treasurer reverses it with a reason: nothing deleted, a reversal posted
     screen = ussd(c, tphone, [PIN, "10", "4", "3", "1", "counted twice", "1"])
     assert screen == "END Reversed. The member is told by SMS.", screen
@@ -280,5 +291,10 @@ def test_mpesa_cash_entry_and_reversal(env):
                                                                            ["contribution_reversal"]]
     assert "reversed a payment recorded for you: counted twice" in env.psql(
         "SELECT body FROM notifications WHERE kind = 'reversal'", url)[0][0]
+    # the member's statement on USSD (Balance, 1) shows both movements, newest first
+    screen = ussd(c, phone, [PIN, "1", "1"])
+    assert "Statement:" in screen and "1. " in screen and "-1,500 reversal" in screen and "+1,500 cash" in screen, \
+        screen
+    assert screen.index("-1,500 reversal") < screen.index("+1,500 cash")
     verify(env, url)
     c.stop()

@@ -264,7 +264,7 @@ def test_sms_commands(env):
     inbound(c, phone, "LOAN " + PIN, "m5")
     inbound(c, phone, "stmt " + PIN, "m6")
     got = replies(env, url, phone)
-    assert got[0] == "ChamaSmart balance:\nTumaini Group: savings KES 2,500, loan KES 0, arrears KES 0", got
+    assert got[0] == "ChamaSmart balance:\nTumaini Group: savings KES 2,500, welfare KES 0, loan KES 0, arrears KES 0", got
     assert got[1].startswith("Add your PIN after the command")  # the member reads English
     assert got[2].startswith("ChamaSmart SMS: BAL <PIN>") and got[3].startswith("ChamaSmart did not understand")
     assert got[4] == "You have no open loans." and got[5].startswith("Last transactions:\n") and \
