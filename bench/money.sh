@@ -53,20 +53,16 @@ kill $pid; wait $pid 2>/dev/null || true; pid=
 t0=$(date +%s%N); bin/chamad verify-ledger | tail -1; t1=$(date +%s%N)
 echo "verify-ledger over the callbacks' books: $(( (t1 - t0) / 1000000 )) ms"
 
+# 500,000 balanced entries (1,000,000 lines) loaded in bulk (triggers off),
+# balances then set from the lines so the books hold
 psql -X -q -v ON_ERROR_STOP=1 "$CHAMAD_DATABASE_URL" <<'SQL'
--- 500,000 balanced entries (1,000,000 lines) loaded in bulk, balances set from them
 SET session_replication_role = replica;
 INSERT INTO journal_entries (chama_id, kind, idempotency_key, channel)
 SELECT 1, 'adjustment', 'bulk:' || g, 'system' FROM generate_series(1, 500000) g;
-INSERT INTO journal_lines (entry_id, account_id, side, amount_cents)
-SELECT e.id, s.account, s.side, 100 FROM journal_entries e,
-       (VALUES ((SELECT id FROM ledger_accounts WHERE kind = 'mpesa_float'), 'debit'),
-               ((SELECT id FROM ledger_accounts WHERE kind = 'cash_on_hand' UNION ALL SELECT NULL LIMIT 1), 'x')) s(account, side)
- WHERE false;
 SQL
 psql -X -q -v ON_ERROR_STOP=1 "$CHAMAD_DATABASE_URL" <<'SQL'
 SET session_replication_role = replica;
-INSERT INTO ledger_accounts (chama_id, kind, normal_side) VALUES (1, 'expenses', 'debit'), (1, 'bank', 'debit')
+INSERT INTO ledger_accounts (chama_id, kind, normal_side) VALUES (1, 'expenses', 'debit')
 ON CONFLICT DO NOTHING;
 INSERT INTO journal_lines (entry_id, account_id, side, amount_cents)
 SELECT e.id, a.id, a.side, 100 FROM journal_entries e
