@@ -23,6 +23,10 @@ void act_redis(struct ussd_hop *hop, int argc, const char **argv, act_redis_fn f
 /* Ends the hop as unavailable when r is a server error; returns true then. */
 bool act_db_failed(struct ussd_hop *hop, const struct db_result *r);
 
+/* True when r holds exactly one row; otherwise ends the hop (unavailable,
+ * or hop_fail(missing) when there is no such row). */
+bool act_one_row(struct ussd_hop *hop, const struct db_result *r, const char *missing);
+
 /* The chama the user picked, or NULL after hop_fail("err_no_chama"). */
 const char *act_chama(struct ussd_hop *hop);
 

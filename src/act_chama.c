@@ -40,6 +40,11 @@ static void pick(struct ussd_hop *hop, const PGresult *res, int row)
 
 /* ---- choosing the chama ---- */
 
+/* The user's ($1) active memberships in live chamas: id, name, role. */
+#define MY_CHAMAS \
+	"SELECT m.chama_id, c.name, m.role FROM memberships m JOIN chamas c ON c.id = m.chama_id " \
+	"AND c.deleted_at IS NULL WHERE m.user_id = $1 AND m.status = 'active' "
+
 static void chamas_loaded(struct ussd_hop *hop, const struct db_result *r)
 {
 	int n;
@@ -68,20 +73,14 @@ void act_chamas_load(struct ussd_hop *hop)
 	const char *p[1] = { hop_user(hop) };
 
 	act_query(hop,
-		  "SELECT m.chama_id, c.name, m.role FROM memberships m JOIN chamas c ON c.id = m.chama_id "
-		  "AND c.deleted_at IS NULL WHERE m.user_id = $1 AND m.status = 'active' ORDER BY lower(c.name), c.id "
-		  "LIMIT 200",
+		  MY_CHAMAS "ORDER BY lower(c.name), c.id LIMIT 200",
 		  1, p, chamas_loaded);
 }
 
 static void chama_selected(struct ussd_hop *hop, const struct db_result *r)
 {
-	if (act_db_failed(hop, r))
+	if (!act_one_row(hop, r, "err_not_member"))
 		return;
-	if (PQntuples(r->res) != 1) {
-		hop_fail(hop, "err_not_member");
-		return;
-	}
 	pick(hop, r->res, 0);
 	hop_done(hop, NULL);
 }
@@ -91,8 +90,7 @@ void act_chama_select(struct ussd_hop *hop)
 	const char *p[2] = { hop_user(hop), hop_var(hop, "pick_id") };
 
 	act_query(hop,
-		  "SELECT m.chama_id, c.name, m.role FROM memberships m JOIN chamas c ON c.id = m.chama_id "
-		  "AND c.deleted_at IS NULL WHERE m.user_id = $1 AND m.chama_id = $2::bigint AND m.status = 'active'",
+		  MY_CHAMAS "AND m.chama_id = $2::bigint",
 		  2, p, chama_selected);
 }
 
@@ -100,12 +98,8 @@ void act_chama_select(struct ussd_hop *hop)
 
 static void balance_loaded(struct ussd_hop *hop, const struct db_result *r)
 {
-	if (act_db_failed(hop, r))
+	if (!act_one_row(hop, r, "err_not_member"))
 		return;
-	if (PQntuples(r->res) != 1) {
-		hop_fail(hop, "err_not_member");
-		return;
-	}
 	set_money_var(hop, "savings", PQgetvalue(r->res, 0, 0));
 	set_money_var(hop, "welfare", PQgetvalue(r->res, 0, 1));
 	set_money_var(hop, "loan", PQgetvalue(r->res, 0, 2));
@@ -176,12 +170,8 @@ void act_members_load(struct ussd_hop *hop)
 /* One row of named columns into session variables. */
 static void row_to_vars(struct ussd_hop *hop, const struct db_result *r)
 {
-	if (act_db_failed(hop, r))
+	if (!act_one_row(hop, r, "err_not_found"))
 		return;
-	if (PQntuples(r->res) != 1) {
-		hop_fail(hop, "err_not_found");
-		return;
-	}
 	for (int i = 0; i < PQnfields(r->res); i++) {
 		const char *name = PQfname(r->res, i);
 
@@ -264,12 +254,8 @@ static void invite_found(struct ussd_hop *hop, const struct db_result *r)
 {
 	const char *p[5];
 
-	if (act_db_failed(hop, r))
+	if (!act_one_row(hop, r, "err_code"))
 		return;
-	if (PQntuples(r->res) != 1) {
-		hop_fail(hop, "err_code");
-		return;
-	}
 	hop_set_var(hop, "join_chama", PQgetvalue(r->res, 0, 1));
 	if (!strcmp(PQgetvalue(r->res, 0, 2), "t")) {
 		hop_end(hop, "end_already_member");
@@ -477,12 +463,8 @@ void act_join_decide(struct ussd_hop *hop)
 
 static void mpesa_requested(struct ussd_hop *hop, const struct db_result *r)
 {
-	if (act_db_failed(hop, r))
+	if (!act_one_row(hop, r, "err_daily_limit"))
 		return;
-	if (PQntuples(r->res) != 1) {
-		hop_fail(hop, "err_daily_limit");
-		return;
-	}
 	/* the prompt reaches the phone only once this session has ended */
 	mpesa_push_later(hop_app(hop)->mpesa, PQgetvalue(r->res, 0, 0));
 	hop_done(hop, NULL);

@@ -102,6 +102,17 @@ bool act_db_failed(struct ussd_hop *hop, const struct db_result *r)
 	return true;
 }
 
+bool act_one_row(struct ussd_hop *hop, const struct db_result *r, const char *missing)
+{
+	if (act_db_failed(hop, r))
+		return false;
+	if (PQntuples(r->res) != 1) {
+		hop_fail(hop, missing);
+		return false;
+	}
+	return true;
+}
+
 const char *act_chama(struct ussd_hop *hop)
 {
 	const char *c = hop_var(hop, "chama_id");

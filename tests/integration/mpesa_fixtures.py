@@ -18,58 +18,18 @@ anything left is stopped at interpreter exit.
 
 The emulator's header (scripts/daraja-emulator) documents every control key.
 """
-import atexit
 import base64
 import json
 import os
-import re
-import select
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-EMULATOR = os.path.join(ROOT, "scripts", "daraja-emulator")
+from emulator_proc import EmulatorProcess, request as _request
+
 SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
 
-_live = []
 
-
-@atexit.register
-def _stop_leftovers():
-    for obj in list(_live):
-        try:
-            obj.stop(fast=True)
-        except Exception:
-            pass
-
-
-def _logdir():
-    d = os.path.join(ROOT, ".run", os.environ.get("CHAMASMART_INSTANCE", "test"), "logs")
-    os.makedirs(d, exist_ok=True)
-    return d
-
-
-def _tail(path, n=4000):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()[-n:]
-    except OSError:
-        return ""
-
-
-def _request(method, url, body=None, headers=None, timeout=30):
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode("utf-8", "replace")
-
-
-class DarajaEmulator:
+class DarajaEmulator(EmulatorProcess):
     """scripts/daraja-emulator as a subprocess on a free loopback port.
 
     url            http://127.0.0.1:PORT  (chamad's Daraja base URL)
@@ -78,48 +38,19 @@ class DarajaEmulator:
     logpath        its --log file (one line per event); stderr in logpath + ".err"
     """
 
-    _n = 0
-
     def __init__(self, env=None, consumer_key="test-consumer-key",
                  consumer_secret="test-consumer-secret", shortcode="174379",
                  passkey=SANDBOX_PASSKEY, callback_delay_ms=None, token_ttl=None,
                  args=(), timeout=10):
-        DarajaEmulator._n += 1
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
         self.shortcode = str(shortcode)
         self.passkey = passkey
-        self.logpath = os.path.join(_logdir(), "daraja-emulator-%d-%d.log" % (
-            os.getpid(), DarajaEmulator._n))
-        cmd = [sys.executable, EMULATOR, "--port", "0", "--consumer-key", consumer_key,
-               "--consumer-secret", consumer_secret, "--shortcode", self.shortcode,
-               "--passkey", passkey, "--log", self.logpath]
-        if callback_delay_ms is not None:
-            cmd += ["--callback-delay-ms", str(callback_delay_ms)]
-        if token_ttl is not None:
-            cmd += ["--token-ttl", str(token_ttl)]
-        cmd += list(args)
-        self._err = open(self.logpath + ".err", "w")
-        # stdout: only the first line is ever written, so the pipe cannot fill
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, cwd=ROOT)
-        _live.append(self)
-        line = b""
-        deadline = time.monotonic() + timeout
-        while not line.endswith(b"\n") and time.monotonic() < deadline:
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.1)
-            if r:
-                ch = os.read(self.proc.stdout.fileno(), 256)
-                if not ch:
-                    break
-                line += ch
-        m = re.match(rb"daraja-emulator listening on (http://\S+:(\d+))", line)
-        if not m:
-            self.stop(fast=True)
-            raise AssertionError("daraja-emulator did not start: %r\n%s" % (
-                line, _tail(self.logpath + ".err")))
-        self.url = m.group(1).decode()
-        self.port = int(m.group(2))
+        args = ["--consumer-key", consumer_key, "--consumer-secret", consumer_secret, "--shortcode", self.shortcode,
+                "--passkey", passkey] + \
+            (["--callback-delay-ms", str(callback_delay_ms)] if callback_delay_ms is not None else []) + \
+            (["--token-ttl", str(token_ttl)] if token_ttl is not None else []) + list(args)
+        self.spawn(None, "daraja-emulator", "daraja-emulator", args, timeout)
         self.oauth_url = self.url + "/oauth/v1/generate?grant_type=client_credentials"
         self.stkpush_url = self.url + "/mpesa/stkpush/v1/processrequest"
         self.query_url = self.url + "/mpesa/stkpushquery/v1/query"
@@ -128,11 +59,6 @@ class DarajaEmulator:
             env._procs.append(self)
 
     # -- the control API --
-    def _get(self, path):
-        st, body = _request("GET", self.url + path)
-        assert st == 200, "%s -> %s %s" % (path, st, body)
-        return json.loads(body)
-
     def _post_json(self, path, obj):
         return _request("POST", self.url + path, json.dumps(obj).encode(),
                         {"Content-Type": "application/json"})
@@ -258,27 +184,3 @@ class DarajaEmulator:
             "ShortCode": shortcode or self.shortcode, "ResponseType": response_type,
             "ConfirmationURL": confirmation_url, "ValidationURL": validation_url or ""}, token)
 
-    def log(self):
-        return _tail(self.logpath) + _tail(self.logpath + ".err")
-
-    def stop(self, expect_rc=None, fast=False):
-        if self in _live:
-            _live.remove(self)
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        if not self._err.closed:
-            self._err.close()
-        return self.log()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()

@@ -19,7 +19,6 @@ added to env's process list so env.cleanup() stops them after the test, pass
 or fail, and prints their log tail on failure.  Without env, call stop() (or
 use them as context managers); anything left is stopped at interpreter exit.
 """
-import atexit
 import json
 import os
 import re
@@ -32,50 +31,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from emulator_proc import EmulatorProcess, ROOT, _live, instance as _instance, logdir as _logdir, tail as _tail, request as _request
+
 EMULATOR = os.path.join(ROOT, "scripts", "at-sms-emulator")
 KANNEL_SH = os.path.join(ROOT, "scripts", "kannel.sh")
 
-_live = []
 
 
-@atexit.register
-def _stop_leftovers():
-    for obj in list(_live):
-        try:
-            obj.stop(fast=True)
-        except Exception:
-            pass
-
-
-def _instance():
-    return os.environ.get("CHAMASMART_INSTANCE", "test")
-
-
-def _logdir():
-    d = os.path.join(ROOT, ".run", _instance(), "logs")
-    os.makedirs(d, exist_ok=True)
-    return d
-
-
-def _tail(path, n=4000):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()[-n:]
-    except OSError:
-        return ""
-
-
-def _request(method, url, body=None, headers=None, timeout=10):
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode("utf-8", "replace")
-
-
-class ATEmulator:
+class ATEmulator(EmulatorProcess):
     """scripts/at-sms-emulator as a subprocess on a free loopback port.
 
     url          http://127.0.0.1:PORT
@@ -84,54 +47,20 @@ class ATEmulator:
     logpath      its --log file (one line per message); stderr goes to logpath + ".err"
     """
 
-    _n = 0
-
     def __init__(self, env=None, api_key="test-api-key", username="sandbox", dlr_url=None,
                  dlr_delay_ms=None, dlr_status=None, args=(), timeout=10):
-        ATEmulator._n += 1
         self.api_key = api_key
         self.username = username
-        self.logpath = os.path.join(_logdir(), "at-sms-emulator-%d-%d.log" % (os.getpid(), ATEmulator._n))
-        cmd = [sys.executable, EMULATOR, "--port", "0", "--api-key", api_key,
-               "--username", username, "--log", self.logpath]
-        if dlr_url:
-            cmd += ["--dlr-url", dlr_url]
-        if dlr_delay_ms is not None:
-            cmd += ["--dlr-delay-ms", str(dlr_delay_ms)]
-        if dlr_status:
-            cmd += ["--dlr-status", dlr_status]
-        cmd += list(args)
-        self._err = open(self.logpath + ".err", "w")
-        # stdout: only the first line is ever written, so the pipe cannot fill
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, cwd=ROOT)
-        _live.append(self)
-        line = b""
-        deadline = time.monotonic() + timeout
-        while not line.endswith(b"\n") and time.monotonic() < deadline:
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.1)
-            if r:
-                ch = os.read(self.proc.stdout.fileno(), 256)
-                if not ch:
-                    break
-                line += ch
-        m = re.match(rb"at-sms-emulator listening on (http://\S+:(\d+))", line)
-        if not m:
-            self.stop(fast=True)
-            raise AssertionError("at-sms-emulator did not start: %r\n%s" % (
-                line, _tail(self.logpath + ".err")))
-        self.url = m.group(1).decode()
-        self.port = int(m.group(2))
+        extra = ["--api-key", api_key, "--username", username] + \
+            (["--dlr-url", dlr_url] if dlr_url else []) + \
+            (["--dlr-delay-ms", str(dlr_delay_ms)] if dlr_delay_ms is not None else []) + \
+            (["--dlr-status", dlr_status] if dlr_status else []) + list(args)
+        self.spawn(None, "at-sms-emulator", "at-sms-emulator", extra, timeout)
         self.send_url = self.url + "/version1/messaging"
         if env is not None:
             env._procs.append(self)
 
     # -- the control API --
-    def _get(self, path):
-        st, body = _request("GET", self.url + path)
-        assert st == 200, "%s -> %s %s" % (path, st, body)
-        return json.loads(body)
-
     def control(self, **kw):
         """POST /_control; returns the new state.  Keys: fail_http, drop,
         drop_after_accept, slow_ms, status_code, status_count, number_status,
@@ -183,30 +112,6 @@ class ATEmulator:
             h["Accept"] = "application/json"
         return _request("POST", self.send_url, urllib.parse.urlencode(f).encode(), h)
 
-    def log(self):
-        return _tail(self.logpath) + _tail(self.logpath + ".err")
-
-    def stop(self, expect_rc=None, fast=False):
-        if self in _live:
-            _live.remove(self)
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        if not self._err.closed:
-            self._err.close()
-        return self.log()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 class _KannelProc:

@@ -36,13 +36,10 @@ def start(env, e):
 
 
 def seed(env, url):
-    h = subprocess.run([env.bin, "hash-pin"], input=PIN + "\n", capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    phone = "+2547%08d" % random.randrange(10 ** 8)
-    (uid,), = env.psql("INSERT INTO users (phone, full_name, pin_hash) VALUES ('%s', 'Payer', '%s') RETURNING id"
-                       % (phone, h), url)
+    """A chama and one paying member; returns (phone, user id, chama id)."""
     (cid,), = env.psql("INSERT INTO chamas (name, type, contribution_amount_cents, contribution_frequency) "
                        "VALUES ('Pesa Group', 'mixed', 50000, 'monthly') RETURNING id", url)
-    env.psql("INSERT INTO memberships (user_id, chama_id) VALUES (%s, %s)" % (uid, cid), url)
+    phone, uid, _ = add_member(env, url, cid, name="Payer")
     return phone, uid, cid
 
 
@@ -210,11 +207,11 @@ def ussd(c, phone, inputs):
     return screen
 
 
-def add_member(env, url, cid, role="member"):
+def add_member(env, url, cid, role="member", name=None):
     h = subprocess.run([env.bin, "hash-pin"], input=PIN + "\n", capture_output=True, text=True, cwd=ROOT).stdout.strip()
     phone = "+2547%08d" % random.randrange(10 ** 8)
-    (uid,), = env.psql("INSERT INTO users (phone, full_name, pin_hash) VALUES ('%s', 'Member %s', '%s') RETURNING id"
-                       % (phone, role, h), url)
+    (uid,), = env.psql("INSERT INTO users (phone, full_name, pin_hash) VALUES ('%s', '%s', '%s') RETURNING id"
+                       % (phone, name or "Member " + role, h), url)
     (num,), = env.psql("INSERT INTO memberships (user_id, chama_id, role) VALUES (%s, %s, '%s') RETURNING member_number"
                        % (uid, cid, role), url)
     return phone, uid, num
