@@ -232,6 +232,16 @@ static struct call *call_new(struct mpesa *m, const char *path, json_t *body,
 
 /* ---- the push ---- */
 
+/* After "WITH r AS (UPDATE mpesa_requests ... RETURNING *)": the member's
+ * notice that the payment never started (no prompt, no money moved). */
+#define PUSH_FAILED_NOTICE                                                                                      \
+	"INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority, "      \
+	"idempotency_key) SELECT r.user_id, r.chama_id, 'sms', 'mpesa_failed', r.phone, "                       \
+	"CASE WHEN u.preferred_language = 'sw' THEN 'ChamaSmart: hatukuweza kuanzisha malipo ya M-Pesa. "        \
+	"Tafadhali jaribu tena baadaye.' ELSE 'ChamaSmart: we could not start the M-Pesa payment. "             \
+	"Please try again later.' END, u.preferred_language, 3, 'mpesa:request:' || r.id || ':push_failed' "   \
+	"FROM r JOIN users u ON u.id = r.user_id"
+
 static void db_logged(const struct db_result *r, void *arg)
 {
 	if (r->status != DB_OK)
@@ -268,12 +278,7 @@ static void pushed(struct call *c, const struct httpc_response *r)
 		db_query(m->app->db,
 			 "WITH r AS (UPDATE mpesa_requests SET status = 'push_failed', result_desc = left($2, 300), "
 			 "completed_at = now() WHERE id = $1::bigint AND status = 'created' RETURNING *) "
-			 "INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority, "
-			 "idempotency_key) SELECT r.user_id, r.chama_id, 'sms', 'mpesa_failed', r.phone, "
-			 "CASE WHEN u.preferred_language = 'sw' THEN 'ChamaSmart: hatukuweza kuanzisha malipo ya M-Pesa. "
-			 "Tafadhali jaribu tena baadaye.' ELSE 'ChamaSmart: we could not start the M-Pesa payment. "
-			 "Please try again later.' END, u.preferred_language, 3, 'mpesa:request:' || r.id || ':push_failed' "
-			 "FROM r JOIN users u ON u.id = r.user_id",
+			 PUSH_FAILED_NOTICE,
 			 2, p, db_logged, "recording a failed push");
 	}
 	m->pushes++;
@@ -675,6 +680,14 @@ static void query_tick(evutil_socket_t fd, short what, void *arg)
 	if (m->querying)
 		return;
 	m->querying = true;
+	/* a request whose daemon died before pushing it: no prompt was ever
+	 * sent and no money moved; close it and tell the member to retry */
+	db_query(m->app->db,
+		 "WITH r AS (UPDATE mpesa_requests SET status = 'push_failed', completed_at = now(), "
+		 "result_desc = 'never pushed (the daemon stopped)' WHERE status = 'created' "
+		 "AND created_at < now() - interval '5 minutes' RETURNING *) "
+		 PUSH_FAILED_NOTICE " ON CONFLICT (idempotency_key) DO NOTHING",
+		 0, NULL, db_logged, "closing requests never pushed");
 	snprintf(every, sizeof(every), "%d", cfg->mpesa_query_every_s);
 	snprintf(max, sizeof(max), "%d", cfg->mpesa_query_max_attempts);
 	/* SKIP LOCKED: several daemons share the job without asking twice */

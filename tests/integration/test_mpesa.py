@@ -164,10 +164,18 @@ def test_mpesa_push_refused_and_token_renewed(env):
     assert wait_status(env, url, ["push_failed"]) == ["push_failed"]
     assert "could not start the M-Pesa payment" in env.psql(
         "SELECT body FROM notifications WHERE kind = 'mpesa_failed'", url)[0][0]
+    # a request its daemon never pushed (it stopped first) is closed by the
+    # job after five minutes, and the member is told: nothing was charged
+    env.psql("INSERT INTO mpesa_requests (chama_id, user_id, phone, amount_cents, account_ref, idempotency_key, "
+             "created_at) VALUES (%s, %s, '%s', 10000, 'CHAMA1', 'stale:1', now() - interval '10 minutes')"
+             % (cid, uid, phone), url)
+    assert wait_status(env, url, ["push_failed", "push_failed"]) == ["push_failed", "push_failed"]
+    assert env.psql("SELECT count(*) FROM notifications WHERE kind = 'mpesa_failed'", url) == [["2"]]
     # an expired token is fetched again, transparently
     daraja.expire_tokens()
     contribute(c, phone, 100)
-    assert wait_status(env, url, ["push_failed", "confirmed"]) == ["push_failed", "confirmed"]
+    assert wait_status(env, url, ["push_failed", "push_failed", "confirmed"]) == \
+        ["push_failed", "push_failed", "confirmed"]
     verify(env, url)
     c.stop()
 
