@@ -105,11 +105,13 @@ static void apply_logging(const struct config *cfg)
 	log_setup(stderr, lvl, fmt);
 }
 
-static void app_stop(struct app *app)
+/* Frees what sits between the HTTP front and the loop, users before what
+ * they use: jobs, M-Pesa and the SMS sender (they use both pools and the
+ * PIN workers), the PIN workers (their completions use both pools), then
+ * the pools.  Their callbacks (cancelled) still answer any request that
+ * was waiting.  Safe on a half-built app. */
+static void app_free_services(struct app *app)
 {
-	/* Workers and pools first: their callbacks (cancelled) answer any
-	 * request still waiting while the HTTP server is alive to carry the
-	 * answer; PIN workers first, since their completions use both pools. */
 	jobs_free(app->jobs);
 	app->jobs = NULL;
 	mpesa_free(app->mpesa);
@@ -122,6 +124,12 @@ static void app_stop(struct app *app)
 	app->db = NULL;
 	redis_free(app->redis);
 	app->redis = NULL;
+}
+
+static void app_stop(struct app *app)
+{
+	/* services first, while the HTTP server is alive to carry answers */
+	app_free_services(app);
 	httpd_free(app->httpd);
 	app->httpd = NULL;
 	event_base_loopbreak(app->base);
@@ -257,13 +265,8 @@ static int run_daemon(struct app *app)
 	return 0;
 fail:
 	log_error("%s", err);
-	jobs_free(app->jobs);
-	mpesa_free(app->mpesa);
-	sms_sender_free(app->sms);
-	auth_free(app->auth);
+	app_free_services(app);
 	menu_set_unref(app->menus);
-	redis_free(app->redis);
-	db_pool_free(app->db);
 	event_base_free(app->base);
 	return 1;
 }

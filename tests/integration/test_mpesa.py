@@ -44,18 +44,8 @@ def seed(env, url):
 
 
 def contribute(c, phone, amount):
-    sid = "ATUid_%032x" % random.getrandbits(128)
-    inputs = []
-    screen = ""
-    for inp in (None, PIN, "2", str(amount), "1"):
-        if inp is not None:
-            inputs.append(inp)
-        body = urllib.parse.urlencode({"sessionId": sid, "serviceCode": "*384*1#", "phoneNumber": phone,
-                                       "networkCode": "63902", "text": "*".join(inputs)}).encode()
-        r = c.post("/ussd/africastalking", body, headers={"Content-Type": "application/x-www-form-urlencoded"})
-        assert r.status == 200, r.body
-        screen = r.body
-    return screen
+    """Log in, Contribute (2), the amount, Pay (1); returns the last screen."""
+    return ussd(c, phone, [PIN, "2", str(amount), "1"])
 
 
 def wait_status(env, url, want, timeout=15):
