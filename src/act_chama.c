@@ -479,8 +479,8 @@ void act_mpesa_contribute(struct ussd_hop *hop)
 {
 	const struct config *cfg = hop_app(hop)->cfg;
 	const char *c = act_chama(hop), *amount = hop_var(hop, "amount");
-	char ref[16], key[128], daily[16];
-	const char *p[9];
+	char ref[16], key[128], daily[16], delay[16];
+	const char *p[10];
 	long long kes;
 
 	if (!c)
@@ -503,15 +503,19 @@ void act_mpesa_contribute(struct ussd_hop *hop)
 	p[6] = key;
 	p[7] = daily;
 	p[8] = cfg->ussd_timezone;
+	snprintf(delay, sizeof(delay), "%d", cfg->mpesa_push_delay_ms);
+	p[9] = delay;
+	/* the row is the push: due push_delay_ms from now, for any daemon */
 	act_query(hop,
 		  HOP_AUDIT_CTE "INSERT INTO mpesa_requests (chama_id, user_id, phone, amount_cents, account_ref, "
-		  "idempotency_key) SELECT $4::bigint, $3::bigint, $1, $5::bigint * 100, $6, $7 FROM audit_ctx "
+		  "idempotency_key, push_at) SELECT $4::bigint, $3::bigint, $1, $5::bigint * 100, $6, $7, "
+		  "now() + make_interval(secs => $10::int / 1000.0) FROM audit_ctx "
 		  "WHERE (SELECT coalesce(sum(amount_cents), 0) FROM mpesa_requests WHERE user_id = $3::bigint "
-		  "AND status IN ('created', 'pushed', 'confirmed') "
+		  "AND status IN ('created', 'pushed', 'confirmed', 'unknown') "
 		  "AND created_at >= (date_trunc('day', now() AT TIME ZONE $9) AT TIME ZONE $9)) "
 		  "+ $5::bigint * 100 <= $8::bigint * 100 "
 		  "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-		  9, p, mpesa_requested);
+		  10, p, mpesa_requested);
 }
 
 /* The member's last movements in this chama, newest first, from the

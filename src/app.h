@@ -25,7 +25,8 @@ struct app {
 	struct config *cfg;		/* owned; reloadable keys change in place */
 	const char *config_path;	/* NULL when running on defaults */
 	bool config_required;
-	struct db_pool *db;
+	struct db_pool *db;		/* interactive: USSD hops, SMS commands */
+	struct db_pool *dbbg;		/* background: sender, M-Pesa, callbacks, jobs */
 	struct redis_client *redis;
 	struct httpd *httpd;
 	struct menu_set *menus;		/* reference; replaced on SIGHUP if the new set validates */

@@ -22,6 +22,8 @@ struct config {
 	char *database_url;
 	int database_pool_size;
 	int database_queue_max;
+	int database_background_pool_size;
+	int database_background_queue_max;
 	int database_connect_timeout_ms;
 	int database_query_timeout_ms;
 	int database_reconnect_min_ms;
@@ -99,6 +101,7 @@ struct config {
 	int mpesa_query_every_s;
 	int mpesa_query_max_attempts;
 	int mpesa_timeout_ms;
+	int mpesa_unknown_close_s;
 	char *mpesa_allow_ips;
 	/* [jobs] */
 	int jobs_every_s;

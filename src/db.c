@@ -49,8 +49,13 @@ struct db_job {
 	enum db_status status;	/* for deferred delivery */
 	char *error;
 	struct defer_node dnode;
-	struct db_job *next, *prev;	/* wait queue links */
+	struct db_job *next, *prev;	/* wait queue or retry list links */
 	bool queued;
+	/* db_query_durable: transient failures are retried, not delivered */
+	bool durable, waiting_retry;
+	int attempts;
+	uint64_t deadline_ms;		/* 0: no limit */
+	struct event *retry_ev;
 };
 
 struct db_tx {
@@ -84,10 +89,15 @@ struct db_pool {
 	const char **kw;
 	const char **vals;
 	char *hostaddr;		/* resolved before the loop; owned */
+	char name[16];		/* "db" or "dbbg": in log lines */
 	int nconn;
+	int queue_max;
 	struct db_conn *conns;
 	struct db_job *qhead, *qtail;
 	int qlen;
+	struct db_job *rhead;		/* durable jobs waiting to be sent again */
+	int rlen;
+	uint64_t retries;
 	struct defer_queue done;	/* failed jobs whose callbacks are due */
 	bool closing;
 	uint64_t reconnects, queries, timeouts;
@@ -141,6 +151,8 @@ static void job_free(struct db_job *j)
 	if (j->res)
 		PQclear(j->res);
 	event_free(j->timer);
+	if (j->retry_ev)
+		event_free(j->retry_ev);
 	free(j);
 }
 
@@ -164,12 +176,16 @@ static void queue_remove(struct db_pool *p, struct db_job *j)
  * (COMMIT, ROLLBACK, or a failed BEGIN) is freed before the callback, so
  * the caller's handle is dead by the time it hears the outcome.
  */
+static bool job_retry_later(struct db_job *j, enum db_status st, const char *error);
+
 static void job_deliver(struct db_job *j, enum db_status st, const char *error)
 {
 	struct db_result r = { st, NULL, error, NULL };
 	struct db_tx *tx = j->tx;
 
 	evtimer_del(j->timer);
+	if (j->durable && job_retry_later(j, st, error))
+		return;
 	if (j->res) {
 		r.res = j->res;
 		r.sqlstate = PQresultErrorField(j->res, PG_DIAG_SQLSTATE);
@@ -291,7 +307,7 @@ static void conn_down(struct db_conn *c, const char *why)
 	if (!p->closing) {
 		struct timeval tv = { delay / 1000, (delay % 1000) * 1000 };
 
-		log_msg(was_up ? LOG_WARN : LOG_INFO, NULL, "db[%d]: %s: %s; retrying in %d ms", c->idx,
+		log_msg(was_up ? LOG_WARN : LOG_INFO, NULL, "%s[%d]: %s: %s; retrying in %d ms", p->name, c->idx,
 			was_up ? "connection lost" : "cannot connect", reason, delay);
 		evtimer_add(c->timer, &tv);
 	}
@@ -314,7 +330,7 @@ static void notice_cb(void *arg, const char *msg)
 	char line[512];
 
 	snprintf(line, sizeof(line), "%s", msg);
-	log_debug("db[%d]: notice: %s", c->idx, util_trim(line));
+	log_debug("%s[%d]: notice: %s", c->pool->name, c->idx, util_trim(line));
 }
 
 static void conn_connect(struct db_conn *c)
@@ -363,14 +379,17 @@ static void conn_dispatch(struct db_conn *c)
 
 static void conn_send_setup(struct db_conn *c)
 {
-	char ms[32];
-	const char *params[1] = { ms };
+	char ms[32], app[32];
+	const char *params[2] = { ms, app };
 
 	snprintf(ms, sizeof(ms), "%d", c->pool->cfg->database_query_timeout_ms);
+	/* "chamad" for the interactive pool, "chamad-dbbg" for the background one */
+	snprintf(app, sizeof(app), "chamad%s%s", strcmp(c->pool->name, "db") ? "-" : "",
+		 strcmp(c->pool->name, "db") ? c->pool->name : "");
 	if (PQsetnonblocking(c->pg, 1) != 0 ||
 	    !PQsendQueryParams(c->pg, "SELECT set_config('statement_timeout', $1, false),"
-				      " set_config('application_name', 'chamad', false)",
-			       1, NULL, params, NULL, NULL, 0)) {
+				      " set_config('application_name', $2, false)",
+			       2, NULL, params, NULL, NULL, 0)) {
 		conn_down(c, PQerrorMessage(c->pg));
 		return;
 	}
@@ -554,7 +573,7 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 			evtimer_del(c->timer);
 			c->state = C_IDLE;
 			c->failures = 0;
-			log_info("db[%d]: connected (server %d)", c->idx, PQserverVersion(c->pg));
+			log_info("%s[%d]: connected (server %d)", c->pool->name, c->idx, PQserverVersion(c->pg));
 			conn_arm(c, EV_READ);
 			conn_dispatch(c);
 		} else if (rc != 0) {
@@ -660,7 +679,7 @@ static void submit(struct db_pool *p, struct db_job *j)
 		job_fail_later(j, DB_UNAVAILABLE, "no connection to PostgreSQL");
 		return;
 	}
-	if (p->qlen >= p->cfg->database_queue_max) {
+	if (p->qlen >= p->queue_max) {
 		job_fail_later(j, DB_BUSY, "database queue full");
 		return;
 	}
@@ -674,7 +693,98 @@ static void submit(struct db_pool *p, struct db_job *j)
 	p->qlen++;
 }
 
+/* ---- durable statements ---- */
+
+/* Failures that say nothing about the statement itself: no room, no
+ * connection, no time, or a conflict PostgreSQL asks us to retry. */
+static bool transient(enum db_status st, const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	if (st == DB_BUSY || st == DB_UNAVAILABLE || st == DB_TIMEOUT)
+		return true;
+	if (st != DB_ERROR || !state)
+		return false;
+	return !strcmp(state, "40001") || !strcmp(state, "40P01") || !strncmp(state, "08", 2) ||
+	       !strcmp(state, "57P01") || !strcmp(state, "55P03");
+}
+
+static void retry_unlink(struct db_pool *p, struct db_job *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		p->rhead = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	j->next = j->prev = NULL;
+	j->waiting_retry = false;
+	p->rlen--;
+}
+
+static void submit(struct db_pool *p, struct db_job *j);
+
+static void job_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_job *j = arg;
+
+	retry_unlink(j->pool, j);
+	submit(j->pool, j);
+}
+
+/*
+ * A durable job that failed for a transient reason goes on the retry list
+ * and is sent again after a backoff, unless the pool is closing or its
+ * deadline would pass first.  Returns false when it must be delivered.
+ */
+static bool job_retry_later(struct db_job *j, enum db_status st, const char *error)
+{
+	struct db_pool *p = j->pool;
+	int delay;
+	struct timeval tv;
+
+	if (p->closing || !transient(st, j->res))
+		return false;
+	delay = util_backoff_ms(20, 2000, j->attempts);
+	if (j->deadline_ms && util_now_ms() + (uint64_t)delay >= j->deadline_ms)
+		return false;
+	j->attempts++;
+	p->retries++;
+	if (j->attempts == 1 || j->attempts % 20 == 0)
+		log_msg(j->attempts == 1 ? LOG_DEBUG : LOG_WARN, NULL, "%s: %s; retrying a durable statement (%d)",
+			p->name, error ? error : db_status_name(st), j->attempts);
+	if (j->res) {
+		PQclear(j->res);
+		j->res = NULL;
+	}
+	if (!j->retry_ev)
+		j->retry_ev = evtimer_new(p->base, job_retry_cb, j);
+	j->waiting_retry = true;
+	j->prev = NULL;
+	j->next = p->rhead;
+	if (p->rhead)
+		p->rhead->prev = j;
+	p->rhead = j;
+	p->rlen++;
+	tv.tv_sec = delay / 1000;
+	tv.tv_usec = (delay % 1000) * 1000;
+	evtimer_add(j->retry_ev, &tv);
+	return true;
+}
+
 /* ---- public API ---- */
+
+void db_query_durable(struct db_pool *p, const char *sql, int nparams, const char *const *params,
+		      uint64_t deadline_ms, db_cb cb, void *arg)
+{
+	struct db_job *j = job_new(p, J_QUERY, sql, nparams, params);
+
+	j->cb = cb;
+	j->arg = arg;
+	j->durable = true;
+	j->deadline_ms = deadline_ms;
+	submit(p, j);
+}
 
 void db_query(struct db_pool *p, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg)
 {
@@ -750,6 +860,12 @@ void db_tx_rollback(struct db_tx *tx, db_cb cb, void *arg)
 
 struct db_pool *db_pool_new(struct event_base *base, const struct config *cfg, char *err, size_t errlen)
 {
+	return db_pool_new_sized(base, cfg, "db", cfg->database_pool_size, cfg->database_queue_max, err, errlen);
+}
+
+struct db_pool *db_pool_new_sized(struct event_base *base, const struct config *cfg, const char *name, int size,
+				  int queue_max, char *err, size_t errlen)
+{
 	struct db_pool *p = xcalloc(1, sizeof(*p));
 	char *perr = NULL;
 	const char *host = NULL;
@@ -799,7 +915,9 @@ struct db_pool *db_pool_new(struct event_base *base, const struct config *cfg, c
 		p->vals[n] = p->hostaddr;
 	}
 	defer_init(&p->done, base);
-	p->nconn = cfg->database_pool_size;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->queue_max = queue_max;
+	p->nconn = size;
 	p->conns = xcalloc((size_t)p->nconn, sizeof(*p->conns));
 	for (int i = 0; i < p->nconn; i++) {
 		struct db_conn *c = &p->conns[i];
@@ -846,6 +964,8 @@ void db_pool_stats(const struct db_pool *p, struct db_stats *out)
 			out->busy++;
 	}
 	out->queued = p->qlen;
+	out->retrying = p->rlen;
+	out->retries = p->retries;
 	out->reconnects = p->reconnects;
 	out->queries = p->queries;
 	out->timeouts = p->timeouts;
@@ -880,6 +1000,13 @@ void db_pool_free(struct db_pool *p)
 	}
 	while (p->qhead)
 		job_fail_later(p->qhead, DB_CANCELLED, "shutting down");
+	while (p->rhead) {
+		struct db_job *j = p->rhead;
+
+		retry_unlink(p, j);
+		evtimer_del(j->retry_ev);
+		job_fail_later(j, DB_CANCELLED, "shutting down");
+	}
 	defer_free(&p->done);
 	for (int i = 0; i < p->nconn; i++) {
 		conn_close(&p->conns[i]);

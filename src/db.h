@@ -57,11 +57,17 @@ struct db_stats {
 	uint64_t reconnects;	/* connection attempts after the first one per slot */
 	uint64_t queries;	/* queries completed, any status */
 	uint64_t timeouts;
+	int retrying;		/* durable statements waiting to be sent again */
+	uint64_t retries;	/* durable statements sent again */
 };
 
 /* Creates the pool and starts connecting.  Returns NULL with err filled if
  * the conninfo is unusable or its host cannot be resolved. */
 struct db_pool *db_pool_new(struct event_base *base, const struct config *cfg, char *err, size_t errlen);
+/* The same with its own name (log lines), connection count and queue bound:
+ * the background pool ([database] background_pool_size) is one of these. */
+struct db_pool *db_pool_new_sized(struct event_base *base, const struct config *cfg, const char *name, int size,
+				  int queue_max, char *err, size_t errlen);
 /* Fails every pending and queued query with DB_CANCELLED, closes the
  * connections and frees the pool.  Must not be called from a db callback. */
 void db_pool_free(struct db_pool *p);
@@ -82,6 +88,19 @@ int db_pool_listen(struct db_pool *p, const char *channel, db_notify_cb cb, void
 /* Runs one statement with text parameters (params[i] NULL means SQL NULL).
  * sql and params are copied. */
 void db_query(struct db_pool *p, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg);
+
+/*
+ * The same for a statement whose outcome must be recorded (an SMS sent, a
+ * push accepted): a failure that says nothing about the statement (DB_BUSY,
+ * DB_UNAVAILABLE, DB_TIMEOUT, serialization failure, deadlock, a lost
+ * connection) is not delivered but retried with backoff (20 ms doubling to
+ * 2 s, jittered), through reconnects, until PostgreSQL answers it, until
+ * deadline_ms (util_now_ms() clock; 0 = no limit) would pass, or until the
+ * pool closes (DB_CANCELLED).  The statement must be harmless when repeated:
+ * one that timed out may have been applied.
+ */
+void db_query_durable(struct db_pool *p, const char *sql, int nparams, const char *const *params,
+		      uint64_t deadline_ms, db_cb cb, void *arg);
 
 /*
  * Transactions pin one connection from BEGIN to COMMIT/ROLLBACK.  cb gets the

@@ -55,7 +55,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	j->running = true;
 	snprintf(lead, sizeof(lead), "%d", app->cfg->jobs_reminder_lead_days);
-	db_query(app->db,
+	db_query(app->dbbg,
 		 "SELECT send_reminders(coalesce($1::timestamptz, now()), $2, $3::int, $4, $5, $6, $7)", 7, p, ran, j);
 }
 

@@ -122,6 +122,8 @@ static void app_free_services(struct app *app)
 	app->auth = NULL;
 	db_pool_free(app->db);
 	app->db = NULL;
+	db_pool_free(app->dbbg);
+	app->dbbg = NULL;
 	redis_free(app->redis);
 	app->redis = NULL;
 }
@@ -138,13 +140,15 @@ static void app_stop(struct app *app)
 static void drain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct app *app = arg;
-	int left = httpd_inflight(app->httpd);
+	/* requests in flight, and outcomes (SMS sent, pushes answered) that
+	 * PostgreSQL does not have yet */
+	int left = httpd_inflight(app->httpd) + sms_sender_unrecorded(app->sms) + mpesa_unrecorded(app->mpesa);
 	uint64_t waited = util_now_ms() - app->drain_started_ms;
 
 	if (left > 0 && waited < (uint64_t)app->cfg->daemon_shutdown_timeout_ms)
 		return;
 	if (left > 0)
-		log_warn("shutdown: %d request(s) still in flight after %llu ms; cancelling them", left,
+		log_warn("shutdown: %d request(s) or outcome(s) still in flight after %llu ms; cancelling them", left,
 			 (unsigned long long)waited);
 	else
 		log_info("shutdown: drained in %llu ms", (unsigned long long)waited);
@@ -168,6 +172,8 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 	log_info("shutdown: signal %d, no longer accepting; %d request(s) in flight", (int)sig,
 		 httpd_inflight(app->httpd));
 	httpd_stop_accepting(app->httpd);
+	sms_sender_quiesce(app->sms);
+	mpesa_quiesce(app->mpesa);
 	app->drain_timer = event_new(app->base, -1, EV_PERSIST, drain_cb, app);
 	event_add(app->drain_timer, &tick);
 	drain_cb(-1, 0, app);
@@ -220,6 +226,12 @@ static int run_daemon(struct app *app)
 	}
 	app->db = db_pool_new(app->base, app->cfg, err, sizeof(err));
 	if (!app->db)
+		goto fail;
+	/* background work has connections of its own: interactive hops cannot
+	 * fill its queue, and a burst of it cannot starve the hops */
+	app->dbbg = db_pool_new_sized(app->base, app->cfg, "dbbg", app->cfg->database_background_pool_size,
+				      app->cfg->database_background_queue_max, err, sizeof(err));
+	if (!app->dbbg)
 		goto fail;
 	app->redis = redis_new(app->base, app->cfg, err, sizeof(err));
 	if (!app->redis)

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -43,6 +44,12 @@ struct waiter {
 	void *arg;
 };
 
+#define PUSH_BATCH 50
+#define PUSH_BATCH_S "50"
+#define CB_BATCH 100
+#define CB_BATCH_S "100"
+#define CB_MAX_TRIES 10		/* ~5 minutes of waiting for a push's answer */
+
 struct mpesa {
 	struct app *app;
 	struct httpc *http;
@@ -50,10 +57,22 @@ struct mpesa {
 	uint64_t token_expires_ms;
 	bool fetching;
 	struct waiter *waiting;
-	struct event *query_ev;
-	bool querying;
-	uint64_t pushes, callbacks, queries;
+	struct event *query_ev, *push_ev, *cb_ev;
+	uint64_t push_at_ms;	/* when push_ev fires */
+	bool querying, claiming, repush, cb_claiming, cb_again, quiescing;
+	int unrecorded;		/* work whose outcome is not in PostgreSQL yet */
+	char me[64];		/* claimed_by: host:pid:random */
+	uint64_t pushes, callbacks, queries, unmatched;
 };
+
+static void pushes_soon(struct mpesa *m, int ms);
+static void callbacks_soon(struct mpesa *m, int ms);
+
+static void db_logged(const struct db_result *r, void *arg)
+{
+	if (r->status != DB_OK)
+		log_warn("mpesa: %s: %s", (const char *)arg, r->error);
+}
 
 /* ---- small helpers ---- */
 
@@ -164,6 +183,7 @@ struct call {
 	void (*done)(struct call *c, const struct httpc_response *r);
 	char id[24];		/* the mpesa_requests row */
 	char checkout[72];
+	bool never_sent;	/* no OAuth token: Daraja never saw it */
 };
 
 static void call_send(struct mpesa *m, const char *token, void *arg);
@@ -199,6 +219,7 @@ static void call_send(struct mpesa *m, const char *token, void *arg)
 	struct httpc_response fail = { HTTPC_ERROR, 0, "", 0, NULL, "no OAuth token", 0 };
 
 	if (!token) {
+		c->never_sent = true;
 		c->done(c, &fail);
 		call_free(c);
 		return;
@@ -230,7 +251,7 @@ static struct call *call_new(struct mpesa *m, const char *path, json_t *body,
 	return c;
 }
 
-/* ---- the push ---- */
+/* ---- the push: a claimed row ---- */
 
 /* After "WITH r AS (UPDATE mpesa_requests ... RETURNING *)": the member's
  * notice that the payment never started (no prompt, no money moved). */
@@ -242,138 +263,187 @@ static struct call *call_new(struct mpesa *m, const char *path, json_t *body,
 	"Please try again later.' END, u.preferred_language, 3, 'mpesa:request:' || r.id || ':push_failed' "   \
 	"FROM r JOIN users u ON u.id = r.user_id"
 
-static void db_logged(const struct db_result *r, void *arg)
+/* One piece of work whose outcome is still to be recorded: counted so a
+ * draining daemon waits for it (mpesa_unrecorded). */
+static void work_begin(struct mpesa *m)
 {
-	if (r->status != DB_OK)
-		log_warn("mpesa: %s: %s", (const char *)arg, r->error);
+	m->unrecorded++;
 }
 
+static void work_end(struct mpesa *m)
+{
+	m->unrecorded--;
+}
+
+static void outcome_recorded(const struct db_result *r, void *arg)
+{
+	struct call *c = arg;
+
+	if (r->status != DB_OK)	/* only a real refusal or shutdown gets here: the lease resolves it */
+		log_warn("mpesa: request %s: outcome not recorded: %s", c->id, r->error);
+	else if (c->checkout[0])
+		callbacks_soon(c->m, 0);	/* a callback may have overtaken this answer */
+	work_end(c->m);
+	free(c);
+}
+
+/* The push's answer, recorded until PostgreSQL has it.  No answer at all
+ * (timeout, reset) may still mean Daraja prompted the member: 'unknown',
+ * never pushed again; its callback is matched by phone and amount. */
 static void pushed(struct call *c, const struct httpc_response *r)
 {
 	struct mpesa *m = c->m;
 	json_t *doc = r->status == HTTPC_OK ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
 	const char *code = json_string_value(json_object_get(doc, "ResponseCode"));
 	const char *checkout = json_string_value(json_object_get(doc, "CheckoutRequestID"));
-	char after[16];
+	const char *emsg = json_string_value(json_object_get(doc, "errorMessage"));
+	struct call *rec = xcalloc(1, sizeof(*rec));
+	char after[16], why[300];
 
+	rec->m = m;
+	snprintf(rec->id, sizeof(rec->id), "%s", c->id);
+	m->pushes++;
 	snprintf(after, sizeof(after), "%d", m->app->cfg->mpesa_query_after_s);
 	if (r->status == HTTPC_OK && r->code == 200 && code && !strcmp(code, "0") && checkout) {
 		const char *p[4] = { c->id, checkout, json_string_value(json_object_get(doc, "MerchantRequestID")), after };
 
-		db_query(m->app->db,
-			 "UPDATE mpesa_requests SET status = 'pushed', checkout_request_id = $2, merchant_request_id = $3, "
-			 "pushed_at = now(), next_query_at = now() + make_interval(secs => $4::int) "
-			 "WHERE id = $1::bigint AND status = 'created'",
-			 4, p, db_logged, "recording a push");
-	} else {
-		char why[300];
+		snprintf(rec->checkout, sizeof(rec->checkout), "%s", checkout);
+		db_query_durable(m->app->dbbg,
+				 "UPDATE mpesa_requests SET status = 'pushed', checkout_request_id = $2, "
+				 "merchant_request_id = $3, pushed_at = now(), lease_until = NULL, "
+				 "next_query_at = now() + make_interval(secs => $4::int) "
+				 "WHERE id = $1::bigint AND status = 'created'",
+				 4, p, 0, outcome_recorded, rec);
+	} else if (c->never_sent) {
+		const char *p[1] = { c->id };
+
+		/* no token, so nothing reached Daraja: due again in a moment */
+		db_query_durable(m->app->dbbg,
+				 "UPDATE mpesa_requests SET push_attempts = 0, claimed_by = NULL, lease_until = NULL, "
+				 "push_at = now() + interval '5 seconds' WHERE id = $1::bigint AND status = 'created'",
+				 1, p, 0, outcome_recorded, rec);
+	} else if (r->status == HTTPC_OK) {
 		const char *p[2] = { c->id, why };
 
-		snprintf(why, sizeof(why), "push refused: %s %ld %s", r->error ? r->error : "", r->code,
-			 json_string_value(json_object_get(doc, "errorMessage")) ? json_string_value(json_object_get(
-											     doc, "errorMessage"))
-										     : "");
+		snprintf(why, sizeof(why), "push refused: HTTP %ld %s", r->code, emsg ? emsg : "");
 		log_warn("mpesa: request %s: %s", c->id, why);
 		/* the member learns it by SMS: the USSD session is over */
-		db_query(m->app->db,
-			 "WITH r AS (UPDATE mpesa_requests SET status = 'push_failed', result_desc = left($2, 300), "
-			 "completed_at = now() WHERE id = $1::bigint AND status = 'created' RETURNING *) "
-			 PUSH_FAILED_NOTICE,
-			 2, p, db_logged, "recording a failed push");
+		db_query_durable(m->app->dbbg,
+				 "WITH r AS (UPDATE mpesa_requests SET status = 'push_failed', result_desc = left($2, 300), "
+				 "completed_at = now(), lease_until = NULL WHERE id = $1::bigint AND status = 'created' "
+				 "RETURNING *) " PUSH_FAILED_NOTICE " ON CONFLICT (idempotency_key) DO NOTHING",
+				 2, p, 0, outcome_recorded, rec);
+	} else {
+		const char *p[2] = { c->id, why };
+
+		snprintf(why, sizeof(why), "push unanswered: %s", r->error ? r->error : "no answer");
+		log_warn("mpesa: request %s: %s; waiting for a callback", c->id, why);
+		db_query_durable(m->app->dbbg,
+				 "UPDATE mpesa_requests SET status = 'unknown', result_desc = left($2, 300), "
+				 "lease_until = NULL WHERE id = $1::bigint AND status = 'created'",
+				 2, p, 0, outcome_recorded, rec);
 	}
-	m->pushes++;
 	json_decref(doc);
+	/* the count work_begin took for the push passes to its record */
 }
 
-static void push_loaded(const struct db_result *r, void *arg)
+static void push_one(struct mpesa *m, const PGresult *res, int i)
 {
-	struct mpesa *m = *(struct mpesa **)arg;
 	const struct config *cfg = m->app->cfg;
 	struct call *c;
 	char cb[512];
-	long long cents;
+	long long cents = atoll(PQgetvalue(res, i, 2));
 
-	free(arg);
-	if (r->status != DB_OK || PQntuples(r->res) != 1) {
-		if (r->status != DB_OK)
-			log_warn("mpesa: loading a request to push: %s", r->error);
-		return;
-	}
-	cents = atoll(PQgetvalue(r->res, 0, 2));
 	snprintf(cb, sizeof(cb), "%s/mpesa/stk/callback%s%s", cfg->mpesa_public_url, *cfg->mpesa_callback_secret ? "/" : "",
 		 cfg->mpesa_callback_secret);
 	c = call_new(m, "/mpesa/stkpush/v1/processrequest",
 		     json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "BusinessShortCode", cfg->mpesa_shortcode,
 			       "TransactionType", cfg->mpesa_transaction_type, "Amount", (json_int_t)(cents / 100),
-			       "PartyA", digits_of(PQgetvalue(r->res, 0, 1)), "PartyB", cfg->mpesa_shortcode,
-			       "PhoneNumber", digits_of(PQgetvalue(r->res, 0, 1)), "CallBackURL", cb, "AccountReference",
-			       PQgetvalue(r->res, 0, 3), "TransactionDesc", "Contribution"),
+			       "PartyA", digits_of(PQgetvalue(res, i, 1)), "PartyB", cfg->mpesa_shortcode,
+			       "PhoneNumber", digits_of(PQgetvalue(res, i, 1)), "CallBackURL", cb, "AccountReference",
+			       PQgetvalue(res, i, 3), "TransactionDesc", "Contribution"),
 		     pushed);
-	snprintf(c->id, sizeof(c->id), "%s", PQgetvalue(r->res, 0, 0));
+	snprintf(c->id, sizeof(c->id), "%s", PQgetvalue(res, i, 0));
+	work_begin(m);
 	with_token(m, call_send, c);
 }
 
-struct push_timer {
-	struct mpesa *m;
-	struct event *ev;
-	char id[24];
-};
-
-static void push_now(evutil_socket_t fd, short what, void *arg)
+static void push_claimed(const struct db_result *r, void *arg)
 {
-	struct push_timer *t = arg;
-	struct mpesa **mp = xmalloc(sizeof(*mp));
-	const char *p[1] = { t->id };
+	struct mpesa *m = arg;
+	int n = r->status == DB_OK ? PQntuples(r->res) : 0;
 
-	(void)fd;
-	(void)what;
-	*mp = t->m;
-	db_query(t->m->app->db,
-		 "SELECT id, phone, amount_cents, account_ref FROM mpesa_requests WHERE id = $1::bigint "
-		 "AND status = 'created'",
-		 1, p, push_loaded, mp);
-	event_free(t->ev);
-	free(t);
+	m->claiming = false;
+	if (r->status != DB_OK && r->status != DB_CANCELLED)
+		log_warn("mpesa: claiming pushes: %s", r->error);
+	for (int i = 0; i < n; i++)
+		push_one(m, r->res, i);
+	if (n == PUSH_BATCH || m->repush) {
+		m->repush = false;
+		pushes_soon(m, 0);
+	}
+}
+
+/* Claims due pushes (SKIP LOCKED: several daemons share them) under a
+ * lease; each is tried once: push_attempts can only go from 0 to 1. */
+static void push_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct mpesa *m = arg;
+	char lease[16];
+	const char *p[2] = { m->me, lease };
+
+	if (m->quiescing)
+		return;
+	if (m->claiming) {
+		m->repush = true;
+		return;
+	}
+	m->claiming = true;
+	snprintf(lease, sizeof(lease), "%d", m->app->cfg->mpesa_timeout_ms / 1000 * 3 + 30);
+	db_query_durable(m->app->dbbg,
+			 "UPDATE mpesa_requests q SET push_attempts = 1, claimed_by = $1, "
+			 "lease_until = now() + make_interval(secs => $2::int) "
+			 "FROM (SELECT id FROM mpesa_requests WHERE status = 'created' AND push_attempts = 0 "
+			 "AND push_at <= now() AND push_at > now() - interval '5 minutes' ORDER BY push_at "
+			 "LIMIT " PUSH_BATCH_S " FOR UPDATE SKIP LOCKED) due WHERE q.id = due.id "
+			 "RETURNING q.id, q.phone, q.amount_cents, q.account_ref",
+			 2, p, util_now_ms() + 10000, push_claimed, m);
+}
+
+/* Runs push_tick in ms (0: on the next loop pass), unless it already will
+ * run sooner. */
+static void pushes_soon(struct mpesa *m, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	uint64_t at = util_now_ms() + (uint64_t)ms;
+
+	if (evtimer_pending(m->push_ev, NULL) && m->push_at_ms <= at)
+		return;
+	m->push_at_ms = at;
+	evtimer_add(m->push_ev, &tv);
 }
 
 void mpesa_push_later(struct mpesa *m, const char *request_id)
 {
-	struct push_timer *t = xcalloc(1, sizeof(*t));
-	int ms = m->app->cfg->mpesa_push_delay_ms;
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	t->m = m;
-	snprintf(t->id, sizeof(t->id), "%s", request_id);
-	t->ev = evtimer_new(m->app->base, push_now, t);
-	evtimer_add(t->ev, &tv);
+	(void)request_id;	/* the row says when it is due; any daemon may push it */
+	pushes_soon(m, m->app->cfg->mpesa_push_delay_ms);
 }
 
-/* ---- settling: the callback and the status query ---- */
+/* ---- settling: callbacks are stored, then settled from the table ---- */
 
 struct settle {
 	struct mpesa *m;
-	struct http_ctx *ctx;	/* the callback's, or NULL for the query job */
+	struct http_ctx *ctx;	/* the callback's, while it is being stored */
+	char cbid[24];		/* mpesa_callbacks.id, when settling a stored one */
 	char checkout[72], receipt[40], phone[20], desc[300];
 	long long code, amount_cents;	/* -1: not given */
 	const char *source;
+	char *body;		/* the callback as it came */
 };
 
-static void settled(const struct db_result *r, void *arg)
+static void settle_free(struct settle *s)
 {
-	struct settle *s = arg;
-	static const char ok[] = "{\"ResultCode\":0,\"ResultDesc\":\"Accepted\"}";
-
-	if (r->status != DB_OK)
-		log_warn("mpesa: settling %s failed: %s", s->checkout, r->error);
-	else
-		log_info("mpesa: %s %s by %s: %s%s", s->checkout, PQgetvalue(r->res, 0, 0), s->source,
-			 PQgetvalue(r->res, 0, 1)[0] == 't' ? "settled now" : "already settled", "");
-	if (s->ctx) {
-		/* Safaricom does not retry: a failure here is recovered by the
-		 * status query, so the answer is an acknowledgement either way */
-		http_reply(s->ctx, 200, "application/json", ok, sizeof(ok) - 1);
-		http_ctx_release(s->ctx);
-	}
+	free(s->body);
 	free(s);
 }
 
@@ -387,29 +457,37 @@ static const char *settle_var(const char *name, void *arg)
 	return NULL;
 }
 
-/* With the request's member and chama known, the texts in their language. */
-static void settle_loaded(const struct db_result *r, void *arg)
+static void settled(const struct db_result *r, void *arg)
 {
 	struct settle *s = arg;
+
+	if (r->status != DB_OK)
+		log_warn("mpesa: settling %s failed: %s", s->checkout, r->error);
+	else if (PQntuples(r->res) == 1)
+		log_info("mpesa: %s %s by %s: %s", s->checkout, PQgetvalue(r->res, 0, 0), s->source,
+			 PQgetvalue(r->res, 0, 1)[0] == 't' ? "settled now" : "already settled");
+	work_end(s->m);
+	settle_free(s);
+}
+
+/*
+ * Settles one report (a stored callback, or the status query's answer) in
+ * one statement: mpesa_settle with the member's texts in their language,
+ * and for a stored callback its row marked settled in the same statement.
+ * amount, lang and chama come from the request (columns of res, row i).
+ */
+static void settle_with(struct settle *s, const char *amount_cents, const char *lang_s, const char *chama)
+{
 	struct app *app = s->m->app;
 	enum menu_lang lang = LANG_EN;
 	char amount[40], code[24], key[48], cents[24], *ok_body, *fail_body;
-	const char *vars[] = { "amount", amount, "chama", "", "receipt", s->receipt, "desc", s->desc, NULL };
-	const char *p[9];
+	const char *vars[] = { "amount", amount, "chama", chama, "receipt", s->receipt, "desc", s->desc, NULL };
+	const char *p[10];
 
-	if (r->status != DB_OK || PQntuples(r->res) != 1) {
-		if (r->status != DB_OK)
-			log_warn("mpesa: looking up %s: %s", s->checkout, r->error);
-		else
-			log_warn("mpesa: callback for an unknown CheckoutRequestID %s: ignored", s->checkout);
-		settled(&(struct db_result){ DB_ERROR, NULL, "unknown request", NULL }, s);
-		return;
-	}
-	menu_lang_parse(PQgetvalue(r->res, 0, 1), &lang);
-	util_format_cents(atoll(PQgetvalue(r->res, 0, 0)), amount, sizeof(amount));
-	vars[3] = PQgetvalue(r->res, 0, 2);
+	menu_lang_parse(lang_s, &lang);
+	util_format_cents(atoll(amount_cents), amount, sizeof(amount));
 	if (s->amount_cents < 0)	/* the query does not tell: it is what we asked */
-		s->amount_cents = atoll(PQgetvalue(r->res, 0, 0));
+		s->amount_cents = atoll(amount_cents);
 	snprintf(key, sizeof(key), "sms_mpesa_failed_%lld", s->code);
 	ok_body = menu_text_format(app->menus, "sms_mpesa_receipt", lang, settle_var, (void *)vars);
 	fail_body = menu_text_format(app->menus, menu_string(app->menus, key, lang) ? key : "sms_mpesa_failed", lang,
@@ -425,20 +503,158 @@ static void settle_loaded(const struct db_result *r, void *arg)
 	p[6] = s->source;
 	p[7] = ok_body;
 	p[8] = fail_body;
-	db_query(app->db, "SELECT * FROM mpesa_settle($1, $2::int, $3, $4, $5::bigint, $6, $7, $8, $9)", 9, p, settled,
-		 s);
+	p[9] = *s->cbid ? s->cbid : NULL;
+	db_query_durable(app->dbbg,
+			 "WITH s AS (SELECT * FROM mpesa_settle($1, $2::int, $3, $4, $5::bigint, $6, $7, $8, $9)), "
+			 "k AS (UPDATE mpesa_callbacks SET status = 'settled', settled_at = now(), lease_until = NULL, "
+			 "outcome = (SELECT s.status || CASE WHEN s.settled_now THEN '' ELSE ' before' END FROM s), "
+			 "request_id = (SELECT id FROM mpesa_requests WHERE checkout_request_id = $1) "
+			 "WHERE id = $10::bigint) "
+			 "SELECT status, settled_now FROM s",
+			 10, p, 0, settled, s);
 	free(ok_body);
 	free(fail_body);
 }
 
-static void settle(struct settle *s)
+/* A stored callback whose request is not known (yet): a success whose push
+ * answer was lost is matched to the one 'unknown' request with its phone
+ * and amount; otherwise it waits (backoff) for the push's answer to be
+ * recorded, and after CB_MAX_TRIES it is left 'unmatched' for an operator. */
+static void unmatched_done(const struct db_result *r, void *arg)
+{
+	struct settle *s = arg;
+
+	if (r->status != DB_OK) {
+		log_warn("mpesa: callback %s: %s", s->cbid, r->error);
+	} else if (PQntuples(r->res) == 1 && PQgetvalue(r->res, 0, 1)[0] == 't') {
+		log_info("mpesa: callback %s matched request of %s by phone and amount", s->checkout, s->phone);
+		callbacks_soon(s->m, 0);
+	} else if (PQntuples(r->res) == 1 && !strcmp(PQgetvalue(r->res, 0, 0), "unmatched")) {
+		log_warn("mpesa: callback for an unknown CheckoutRequestID %s: kept, not credited", s->checkout);
+		s->m->unmatched++;
+	}
+	work_end(s->m);
+	settle_free(s);
+}
+
+static void settle_unmatched(struct settle *s)
+{
+	char code[24], cents[24], tries[16];
+	const char *p[6] = { s->cbid, s->checkout, code, *s->phone ? s->phone : NULL, cents, tries };
+
+	snprintf(code, sizeof(code), "%lld", s->code);
+	snprintf(cents, sizeof(cents), "%lld", s->amount_cents);
+	snprintf(tries, sizeof(tries), "%d", CB_MAX_TRIES);
+	db_query_durable(s->m->app->dbbg,
+			 "WITH m AS (SELECT id FROM mpesa_requests WHERE status = 'unknown' AND checkout_request_id IS NULL "
+			 "AND $3::bigint = 0 AND phone = $4 AND amount_cents = $5::bigint ORDER BY id LIMIT 2), "
+			 "one AS (SELECT id FROM m WHERE (SELECT count(*) FROM m) = 1), "
+			 "q AS (UPDATE mpesa_requests r SET status = 'pushed', checkout_request_id = $2, "
+			 "pushed_at = coalesce(r.pushed_at, now()), next_query_at = now() + interval '1 minute' "
+			 "FROM one WHERE r.id = one.id RETURNING r.id) "
+			 "UPDATE mpesa_callbacks k SET lease_until = NULL, "
+			 "status = CASE WHEN EXISTS (SELECT 1 FROM q) OR k.attempts < $6::int THEN 'received' "
+			 "ELSE 'unmatched' END, "
+			 "outcome = CASE WHEN EXISTS (SELECT 1 FROM q) THEN 'matched by phone' "
+			 "WHEN k.attempts < $6::int THEN 'waiting' ELSE 'no such request' END, "
+			 "next_try_at = CASE WHEN EXISTS (SELECT 1 FROM q) THEN now() "
+			 "ELSE now() + make_interval(secs => least(60, power(2, k.attempts))::int) END "
+			 "WHERE k.id = $1::bigint RETURNING k.status, EXISTS (SELECT 1 FROM q)",
+			 6, p, 0, unmatched_done, s);
+}
+
+static void callbacks_claimed(const struct db_result *r, void *arg)
+{
+	struct mpesa *m = arg;
+	int n = r->status == DB_OK ? PQntuples(r->res) : 0;
+
+	m->cb_claiming = false;
+	if (r->status != DB_OK && r->status != DB_CANCELLED)
+		log_warn("mpesa: claiming callbacks: %s", r->error);
+	for (int i = 0; i < n; i++) {
+		struct settle *s = xcalloc(1, sizeof(*s));
+		const PGresult *res = r->res;
+
+		s->m = m;
+		s->source = "callback";
+		snprintf(s->cbid, sizeof(s->cbid), "%s", PQgetvalue(res, i, 0));
+		snprintf(s->checkout, sizeof(s->checkout), "%s", PQgetvalue(res, i, 1));
+		s->code = atoll(PQgetvalue(res, i, 2));
+		snprintf(s->desc, sizeof(s->desc), "%s", PQgetvalue(res, i, 3));
+		snprintf(s->receipt, sizeof(s->receipt), "%s", PQgetvalue(res, i, 4));
+		s->amount_cents = PQgetisnull(res, i, 5) ? -1 : atoll(PQgetvalue(res, i, 5));
+		snprintf(s->phone, sizeof(s->phone), "%s", PQgetvalue(res, i, 6));
+		work_begin(m);
+		if (PQgetisnull(res, i, 7))
+			settle_unmatched(s);
+		else
+			settle_with(s, PQgetvalue(res, i, 7), PQgetvalue(res, i, 8), PQgetvalue(res, i, 9));
+	}
+	if (n == CB_BATCH || m->cb_again) {
+		m->cb_again = false;
+		callbacks_soon(m, 0);
+	}
+}
+
+/* Claims stored callbacks that are due, with what settling needs of their
+ * request (NULL columns when no request has that CheckoutRequestID). */
+static void callbacks_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct mpesa *m = arg;
+
+	if (m->quiescing)
+		return;
+	if (m->cb_claiming) {
+		m->cb_again = true;
+		return;
+	}
+	m->cb_claiming = true;
+	db_query_durable(m->app->dbbg,
+			 "WITH c AS (UPDATE mpesa_callbacks k SET attempts = k.attempts + 1, "
+			 "lease_until = now() + interval '60 seconds' FROM (SELECT id FROM mpesa_callbacks "
+			 "WHERE status = 'received' AND next_try_at <= now() AND (lease_until IS NULL OR lease_until < now()) "
+			 "ORDER BY next_try_at LIMIT " CB_BATCH_S " FOR UPDATE SKIP LOCKED) due WHERE k.id = due.id "
+			 "RETURNING k.*) "
+			 "SELECT c.id, c.checkout_request_id, c.result_code, c.result_desc, c.mpesa_receipt, c.amount_cents, "
+			 "c.phone, r.amount_cents, u.preferred_language, ch.name FROM c "
+			 "LEFT JOIN mpesa_requests r ON r.checkout_request_id = c.checkout_request_id "
+			 "LEFT JOIN users u ON u.id = r.user_id LEFT JOIN chamas ch ON ch.id = r.chama_id",
+			 0, NULL, util_now_ms() + 10000, callbacks_claimed, m);
+}
+
+static void callbacks_soon(struct mpesa *m, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (!evtimer_pending(m->cb_ev, NULL))
+		evtimer_add(m->cb_ev, &tv);
+}
+
+/* The status query's answer for a push: settled like a callback. */
+static void query_loaded(const struct db_result *r, void *arg)
+{
+	struct settle *s = arg;
+
+	if (r->status != DB_OK || PQntuples(r->res) != 1) {
+		if (r->status != DB_OK)
+			log_warn("mpesa: looking up %s: %s", s->checkout, r->error);
+		work_end(s->m);
+		settle_free(s);
+		return;
+	}
+	settle_with(s, PQgetvalue(r->res, 0, 0), PQgetvalue(r->res, 0, 1), PQgetvalue(r->res, 0, 2));
+}
+
+static void settle_queried(struct settle *s)
 {
 	const char *p[1] = { s->checkout };
 
-	db_query(s->m->app->db,
-		 "SELECT r.amount_cents, u.preferred_language, c.name FROM mpesa_requests r "
-		 "JOIN users u ON u.id = r.user_id JOIN chamas c ON c.id = r.chama_id WHERE r.checkout_request_id = $1",
-		 1, p, settle_loaded, s);
+	work_begin(s->m);
+	db_query_durable(s->m->app->dbbg,
+			 "SELECT r.amount_cents, u.preferred_language, c.name FROM mpesa_requests r "
+			 "JOIN users u ON u.id = r.user_id JOIN chamas c ON c.id = r.chama_id "
+			 "WHERE r.checkout_request_id = $1",
+			 1, p, 0, query_loaded, s);
 }
 
 /* The Amount item's value as cents, read from the JSON text: "100.00" or
@@ -464,6 +680,27 @@ static long long amount_from_text(const char *body)
 	return kes * 100;
 }
 
+static void callback_stored(const struct db_result *r, void *arg)
+{
+	struct settle *s = arg;
+	static const char ok[] = "{\"ResultCode\":0,\"ResultDesc\":\"Accepted\"}";
+
+	if (r->status != DB_OK) {
+		/* not kept: say so, so the sender may try again, and keep it in the log */
+		log_msg(LOG_ERROR, http_ctx_reqid(s->ctx), "mpesa: callback %s NOT stored (%s): %s", s->checkout,
+			r->error, s->body);
+		http_reply_error(s->ctx, 503, "not stored, try again");
+	} else {
+		http_reply(s->ctx, 200, "application/json", ok, sizeof(ok) - 1);
+		callbacks_soon(s->m, 0);
+	}
+	http_ctx_release(s->ctx);
+	work_end(s->m);
+	settle_free(s);
+}
+
+/* The STK callback: stored durably (and only then acknowledged), settled
+ * from the table by callbacks_tick. */
 static void callback(struct http_ctx *ctx)
 {
 	struct app *app = http_ctx_app(ctx);
@@ -473,13 +710,16 @@ static void callback(struct http_ctx *ctx)
 	json_t *doc, *cb, *items, *it;
 	struct settle *s;
 	size_t i;
+	char code[24], cents[24];
+	const char *p[9];
 
 	if (!http_guard(ctx, "", app->cfg->mpesa_allow_ips, "safaricom"))
 		return;
 	doc = json_loadb(body, len, 0, NULL);
 	cb = json_object_get(json_object_get(doc, "Body"), "stkCallback");
 	if (!m || !json_is_object(cb) || !json_is_string(json_object_get(cb, "CheckoutRequestID")) ||
-	    !json_is_integer(json_object_get(cb, "ResultCode"))) {
+	    !json_is_integer(json_object_get(cb, "ResultCode")) ||
+	    strlen(json_string_value(json_object_get(cb, "CheckoutRequestID"))) > 64) {
 		json_decref(doc);
 		http_reply_error(ctx, 400, "not an STK callback");
 		return;
@@ -489,12 +729,13 @@ static void callback(struct http_ctx *ctx)
 	s->ctx = ctx;
 	http_ctx_hold(ctx);
 	s->source = "callback";
+	s->body = xstrndup(body, len);
 	snprintf(s->checkout, sizeof(s->checkout), "%s", json_string_value(json_object_get(cb, "CheckoutRequestID")));
 	s->code = json_integer_value(json_object_get(cb, "ResultCode"));
 	snprintf(s->desc, sizeof(s->desc), "%s",
 		 json_string_value(json_object_get(cb, "ResultDesc")) ? json_string_value(json_object_get(cb, "ResultDesc"))
 								      : "");
-	s->amount_cents = s->code == 0 ? amount_from_text(body) : -1;
+	s->amount_cents = s->code == 0 ? amount_from_text(s->body) : -1;
 	items = json_object_get(json_object_get(cb, "CallbackMetadata"), "Item");
 	json_array_foreach(items, i, it) {
 		const char *name = json_string_value(json_object_get(it, "Name"));
@@ -513,7 +754,24 @@ static void callback(struct http_ctx *ctx)
 		log_warn("mpesa: callback %s: success without a usable Amount or receipt", s->checkout);
 		s->amount_cents = s->amount_cents < 0 ? 0 : s->amount_cents;
 	}
-	settle(s);
+	snprintf(code, sizeof(code), "%lld", s->code);
+	snprintf(cents, sizeof(cents), "%lld", s->amount_cents);
+	p[0] = s->checkout;
+	p[1] = code;
+	p[2] = s->desc;
+	p[3] = *s->receipt ? s->receipt : NULL;
+	p[4] = s->amount_cents >= 0 ? cents : NULL;
+	p[5] = *s->phone ? s->phone : NULL;
+	p[6] = s->body;
+	p[7] = http_ctx_peer(ctx);
+	p[8] = http_ctx_reqid(ctx);
+	work_begin(m);
+	/* retried while the answer can still reach Safaricom in time */
+	db_query_durable(app->dbbg,
+			 "INSERT INTO mpesa_callbacks (checkout_request_id, result_code, result_desc, mpesa_receipt, "
+			 "amount_cents, phone, body, remote_addr, http_request_id) VALUES ($1, $2::bigint, left($3, 300), "
+			 "left($4, 32), $5::bigint, left($6, 20), $7, left($8, 64), left($9, 64)) RETURNING id",
+			 9, p, util_now_ms() + (uint64_t)app->cfg->http_request_timeout_ms / 2, callback_stored, s);
 }
 
 /* ---- paybill (C2B): validation and confirmation ---- */
@@ -536,6 +794,7 @@ static long long kes_to_cents(const char *s)
 
 struct c2b {
 	struct http_ctx *ctx;
+	char *body;
 };
 
 static void c2b_done(const struct db_result *r, void *arg)
@@ -544,14 +803,16 @@ static void c2b_done(const struct db_result *r, void *arg)
 	static const char ok[] = "{\"ResultCode\":0,\"ResultDesc\":\"Success\"}";
 
 	if (r->status != DB_OK) {
-		log_msg(LOG_WARN, http_ctx_reqid(c->ctx), "mpesa c2b not recorded: %s", r->error);
-		http_reply_error(c->ctx, 503, "try again");
+		/* not kept: say so (Safaricom may resend), and keep it in the log */
+		log_msg(LOG_ERROR, http_ctx_reqid(c->ctx), "mpesa c2b NOT recorded (%s): %s", r->error, c->body);
+		http_reply_error(c->ctx, 503, "not stored, try again");
 	} else {
 		log_msg(LOG_INFO, http_ctx_reqid(c->ctx), "mpesa c2b: %s%s", PQgetvalue(r->res, 0, 0),
 			PQgetvalue(r->res, 0, 1)[0] == 't' ? "" : " (seen before)");
 		http_reply(c->ctx, 200, "application/json", ok, sizeof(ok) - 1);
 	}
 	http_ctx_release(c->ctx);
+	free(c->body);
 	free(c);
 }
 
@@ -595,12 +856,15 @@ static void c2b_route(struct http_ctx *ctx, bool confirm)
 	snprintf(centss, sizeof(centss), "%lld", cents);
 	c = xcalloc(1, sizeof(*c));
 	c->ctx = ctx;
+	c->body = xstrndup(body, len);
 	http_ctx_hold(ctx);
 	{
 		const char *p[6] = { trans, centss, ref, json_string_value(json_object_get(doc, "FirstName")),
 				     json_string_value(json_object_get(doc, "MSISDN")), receipt };
 
-		db_query(app->db, "SELECT * FROM c2b_confirm($1, $2::bigint, $3, $4, $5, $6)", 6, p, c2b_done, c);
+		/* retried while the answer can still reach Safaricom in time */
+		db_query_durable(app->dbbg, "SELECT * FROM c2b_confirm($1, $2::bigint, $3, $4, $5, $6)", 6, p,
+				 util_now_ms() + (uint64_t)app->cfg->http_request_timeout_ms / 2, c2b_done, c);
 	}
 	free(receipt);
 	json_decref(doc);
@@ -636,7 +900,7 @@ static void queried(struct call *c, const struct httpc_response *r)
 		snprintf(s->desc, sizeof(s->desc), "%s",
 			 json_string_value(json_object_get(doc, "ResultDesc")) ?
 				 json_string_value(json_object_get(doc, "ResultDesc")) : "");
-		settle(s);
+		settle_queried(s);
 	} else {
 		/* still being processed, or Daraja busy: the next run asks again */
 		log_debug("mpesa: query %s: not decided (%ld)", c->checkout, r->code);
@@ -672,26 +936,42 @@ static void query_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct mpesa *m = arg;
 	const struct config *cfg = m->app->cfg;
-	char every[16], max[16];
+	char every[16], max[16], unknown[16];
 	const char *p[2] = { every, max };
+	const char *pu[1] = { unknown };
 
 	(void)fd;
 	(void)what;
-	if (m->querying)
+	/* the periodic pass also picks up pushes and callbacks another daemon
+	 * left (it stopped before it could do them) */
+	pushes_soon(m, 0);
+	callbacks_soon(m, 0);
+	if (m->querying || m->quiescing)
 		return;
 	m->querying = true;
-	/* a request whose daemon died before pushing it: no prompt was ever
-	 * sent and no money moved; close it and tell the member to retry */
-	db_query(m->app->db,
+	snprintf(unknown, sizeof(unknown), "%d", cfg->mpesa_unknown_close_s);
+	/* a request no daemon pushed in time (all were down): no prompt was
+	 * ever sent and no money moved; close it and tell the member to retry.
+	 * One claimed by a daemon that died while pushing: maybe prompted, so
+	 * never pushed again, but 'unknown' until a callback matches it or it
+	 * is closed after [mpesa] unknown_close_s. */
+	db_query(m->app->dbbg,
 		 "WITH r AS (UPDATE mpesa_requests SET status = 'push_failed', completed_at = now(), "
-		 "result_desc = 'never pushed (the daemon stopped)' WHERE status = 'created' "
-		 "AND created_at < now() - interval '5 minutes' RETURNING *) "
-		 PUSH_FAILED_NOTICE " ON CONFLICT (idempotency_key) DO NOTHING",
-		 0, NULL, db_logged, "closing requests never pushed");
+		 "result_desc = CASE WHEN status = 'unknown' THEN 'push outcome unknown, no callback' "
+		 "ELSE 'never pushed (no daemon could)' END, lease_until = NULL "
+		 "WHERE (status = 'created' AND push_attempts = 0 AND coalesce(push_at, created_at) < now() - interval "
+		 "'5 minutes') OR (status = 'unknown' AND created_at < now() - make_interval(secs => $1::int)) "
+		 "RETURNING *) " PUSH_FAILED_NOTICE " ON CONFLICT (idempotency_key) DO NOTHING",
+		 1, pu, db_logged, "closing requests never pushed");
+	db_query(m->app->dbbg,
+		 "UPDATE mpesa_requests SET status = 'unknown', lease_until = NULL, "
+		 "result_desc = 'its daemon stopped while pushing' "
+		 "WHERE status = 'created' AND push_attempts = 1 AND lease_until < now()",
+		 0, NULL, db_logged, "resolving pushes whose daemon stopped");
 	snprintf(every, sizeof(every), "%d", cfg->mpesa_query_every_s);
 	snprintf(max, sizeof(max), "%d", cfg->mpesa_query_max_attempts);
 	/* SKIP LOCKED: several daemons share the job without asking twice */
-	db_query(m->app->db,
+	db_query(m->app->dbbg,
 		 "UPDATE mpesa_requests q SET query_attempts = q.query_attempts + 1, "
 		 "next_query_at = now() + make_interval(secs => $1::int), "
 		 "status = CASE WHEN q.query_attempts + 1 > $2::int THEN 'expired' ELSE q.status END, "
@@ -710,6 +990,7 @@ struct mpesa *mpesa_new(struct app *app)
 	struct mpesa *m;
 	struct httpc_opts ho = { 2000, cfg->mpesa_timeout_ms, 256 * 1024, 8 };
 	struct timeval tv = { cfg->mpesa_query_every_s, 0 };
+	char host[32] = "chamad", rnd[9];
 
 	if (!*cfg->mpesa_consumer_key)
 		return NULL;
@@ -717,7 +998,14 @@ struct mpesa *mpesa_new(struct app *app)
 	m->app = app;
 	m->http = httpc_new(app->base, &ho);
 	m->query_ev = event_new(app->base, -1, EV_PERSIST, query_tick, m);
+	m->push_ev = evtimer_new(app->base, push_tick, m);
+	m->cb_ev = evtimer_new(app->base, callbacks_tick, m);
+	gethostname(host, sizeof(host) - 1);
+	util_random_hex(rnd, 4);
+	snprintf(m->me, sizeof(m->me), "%.30s:%d:%s", host, (int)getpid(), rnd);
 	event_add(m->query_ev, &tv);
+	pushes_soon(m, 0);	/* whatever is due already */
+	callbacks_soon(m, 0);
 	log_info("mpesa: STK push through %s, shortcode %s", cfg->mpesa_base_url, cfg->mpesa_shortcode);
 	return m;
 }
@@ -727,10 +1015,25 @@ void mpesa_free(struct mpesa *m)
 	if (!m)
 		return;
 	event_free(m->query_ev);
-	/* cancels calls in flight; their rows are settled by the next daemon's
-	 * query job (pushed) or stay 'created' for an operator */
+	event_free(m->push_ev);
+	event_free(m->cb_ev);
+	/* cancels calls in flight: a push claimed but unanswered becomes
+	 * 'unknown' when its lease ends; a pushed one is settled by any
+	 * daemon's query job; a stored callback by any daemon's settling */
+	m->quiescing = true;
 	httpc_free(m->http);
 	free(m);
+}
+
+void mpesa_quiesce(struct mpesa *m)
+{
+	if (m)
+		m->quiescing = true;
+}
+
+int mpesa_unrecorded(const struct mpesa *m)
+{
+	return m ? m->unrecorded : 0;
 }
 
 void mpesa_query_now(struct mpesa *m)
@@ -767,6 +1070,11 @@ void mpesa_metrics(struct mpesa *m, struct buf *out)
 		   "# HELP chamad_mpesa_calls_total Daraja STK pushes sent, callbacks received, status queries made.\n"
 		   "# TYPE chamad_mpesa_calls_total counter\n"
 		   "chamad_mpesa_calls_total{call=\"push\"} %llu\nchamad_mpesa_calls_total{call=\"callback\"} %llu\n"
-		   "chamad_mpesa_calls_total{call=\"query\"} %llu\n",
-		   (unsigned long long)m->pushes, (unsigned long long)m->callbacks, (unsigned long long)m->queries);
+		   "chamad_mpesa_calls_total{call=\"query\"} %llu\n"
+		   "# HELP chamad_mpesa_callbacks_unmatched_total Callbacks no request of ours took (kept, not credited).\n"
+		   "# TYPE chamad_mpesa_callbacks_unmatched_total counter\nchamad_mpesa_callbacks_unmatched_total %llu\n"
+		   "# HELP chamad_mpesa_unrecorded M-Pesa work whose outcome is not in PostgreSQL yet.\n"
+		   "# TYPE chamad_mpesa_unrecorded gauge\nchamad_mpesa_unrecorded %d\n",
+		   (unsigned long long)m->pushes, (unsigned long long)m->callbacks, (unsigned long long)m->queries,
+		   (unsigned long long)m->unmatched, m->unrecorded);
 }

@@ -16,8 +16,13 @@ struct mpesa;
 /* NULL when [mpesa] consumer_key is empty (payments off). */
 struct mpesa *mpesa_new(struct app *app);
 void mpesa_free(struct mpesa *m);
-/* Pushes the mpesa_requests row `request_id` after [mpesa] push_delay_ms. */
+/* A request row was written: the push job runs after [mpesa]
+ * push_delay_ms (the row carries push_at; any daemon may push it). */
 void mpesa_push_later(struct mpesa *m, const char *request_id);
+/* On SIGTERM: claim nothing new; mpesa_unrecorded() is the work in flight
+ * whose outcome PostgreSQL does not have yet. */
+void mpesa_quiesce(struct mpesa *m);
+int mpesa_unrecorded(const struct mpesa *m);
 /* Runs the status-query job now (tests and the timer). */
 void mpesa_query_now(struct mpesa *m);
 /* The callback route: POST /mpesa/stk/callback[/<secret>]. */

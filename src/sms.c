@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 static const struct sms_provider *const sms_providers[] = { &sms_provider_at, &sms_provider_kannel };
 
@@ -34,8 +35,12 @@ struct sms_sender {
 	struct httpc *http;
 	struct event *wake_ev, *poll_ev, *refill_ev;
 	int refs;
-	bool stopping, claiming, rewake;
-	int inflight;		/* messages with the provider or being recorded */
+	bool stopping, quiescing, claiming, rewake;
+	int inflight;		/* claimed messages whose outcome is not recorded yet */
+	int with_provider;	/* of those, the ones the provider has not answered */
+	json_t *pending;	/* outcomes waiting for the next flush */
+	struct event *flush_ev;
+	uint64_t flushes;
 	int64_t tokens;		/* thousandths of a message */
 	uint64_t refilled_ms;
 	char me[64];		/* claimed_by: host:pid:random */
@@ -85,6 +90,8 @@ static void sender_unref(struct sms_sender *s)
 	event_free(s->wake_ev);
 	event_free(s->poll_ev);
 	event_free(s->refill_ev);
+	event_free(s->flush_ev);
+	json_decref(s->pending);
 	free(s);
 }
 
@@ -100,17 +107,38 @@ static void pump(struct sms_sender *s);
 
 /* ---- recording outcomes ---- */
 
-static void recorded(const struct db_result *r, void *arg)
-{
-	struct sms_sender *s = arg;
+/*
+ * Outcomes are recorded in batches: one UPDATE ... FROM jsonb_to_recordset
+ * per flush, whatever the batch size, through the background pool's durable
+ * path (retried until PostgreSQL has it).  A flush happens when nothing is
+ * left with the provider, when FLUSH_MAX outcomes wait, or FLUSH_MS after
+ * the first one waited: a row is never left 'sending' for want of room in
+ * a queue, which is what made its lease run out and the row go out twice.
+ */
+#define FLUSH_MAX 500
+#define FLUSH_MS 20
 
-	if (r->status != DB_OK)	/* the lease brings the row back */
-		log_warn("sms: outcome not recorded: %s", r->error);
-	s->inflight--;
-	if (!s->stopping)
-		pump(s);
-	sender_unref(s);
-}
+static const char record_sql[] =
+	"UPDATE notifications n SET "
+	"status = CASE WHEN v.ok THEN 'sent' WHEN v.verdict = 'retry' AND n.attempts < $2::int THEN 'retry' "
+	"ELSE 'failed' END, "
+	"sent_at = CASE WHEN v.ok THEN now() ELSE n.sent_at END, "
+	"provider = CASE WHEN v.ok THEN $3 ELSE n.provider END, "
+	"provider_message_id = CASE WHEN v.ok THEN v.provider_id ELSE n.provider_message_id END, "
+	"provider_cost = CASE WHEN v.ok THEN left(v.cost, 32) ELSE n.provider_cost END, "
+	"cost_cents = CASE WHEN v.ok THEN v.cost_cents ELSE n.cost_cents END, "
+	"segments = CASE WHEN v.ok THEN v.segments::smallint ELSE n.segments END, "
+	"coding = CASE WHEN v.ok THEN v.coding ELSE n.coding END, "
+	"lease_until = NULL, "
+	"last_error = CASE WHEN v.ok THEN NULL ELSE left(v.error, 500) END, "
+	"failure_reason = CASE WHEN v.ok OR (v.verdict = 'retry' AND n.attempts < $2::int) THEN n.failure_reason "
+	"ELSE left(v.error, 200) END, "
+	/* min * 2^(attempts-1), capped, minus up to a quarter at random */
+	"next_attempt_at = CASE WHEN v.ok THEN n.next_attempt_at ELSE now() + make_interval(secs => "
+	"least($5::float8, $4::float8 * power(2, greatest(n.attempts - 1, 0))) * (1 - random() / 4)) END "
+	"FROM jsonb_to_recordset($1::jsonb) AS v(id bigint, ok boolean, verdict text, provider_id text, cost text, "
+	"cost_cents bigint, segments int, coding text, error text) "
+	"WHERE n.id = v.id AND n.claimed_by = $6 AND n.status = 'sending'";
 
 /* "KES 0.8000" -> 80 (cents, rounded half up); -1 if not a money string. */
 static long long cost_cents(const char *cost)
@@ -136,65 +164,102 @@ static long long cost_cents(const char *cost)
 	return whole * 100 + (frac + 5) / 10;
 }
 
-void sms_sent(struct sms_sender *s, struct sms_msg *m, const struct sms_outcome *o)
+struct flush {
+	struct sms_sender *s;
+	int n;
+};
+
+static void recorded(const struct db_result *r, void *arg)
+{
+	struct flush *f = arg;
+	struct sms_sender *s = f->s;
+
+	if (r->status != DB_OK)	/* shutting down, or refused: the lease brings the rows back */
+		log_warn("sms: %d outcome(s) not recorded: %s", f->n, r->error);
+	else
+		s->flushes++;
+	s->inflight -= f->n;
+	free(f);
+	if (!s->stopping)
+		pump(s);
+	sender_unref(s);
+}
+
+static void flush_outcomes(struct sms_sender *s)
 {
 	const struct config *cfg = s->app->cfg;
-	char cents[24], seg[16], delay[24];
-	const char *p[9] = { m->id, s->me };
+	struct flush *f;
+	char *json, maxa[16], rmin[16], rmax[16];
+	const char *p[6];
+
+	evtimer_del(s->flush_ev);
+	if (!json_array_size(s->pending))
+		return;
+	f = xcalloc(1, sizeof(*f));
+	f->s = s;
+	f->n = (int)json_array_size(s->pending);
+	json = json_dumps(s->pending, JSON_COMPACT);
+	json_array_clear(s->pending);
+	snprintf(maxa, sizeof(maxa), "%d", cfg->sms_max_attempts);
+	snprintf(rmin, sizeof(rmin), "%d", cfg->sms_retry_min_s);
+	snprintf(rmax, sizeof(rmax), "%d", cfg->sms_retry_max_s);
+	p[0] = json;
+	p[1] = maxa;
+	p[2] = s->provider->name;
+	p[3] = rmin;
+	p[4] = rmax;
+	p[5] = s->me;
+	s->refs++;
+	db_query_durable(s->app->dbbg, record_sql, 6, p, 0, recorded, f);
+	free(json);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	flush_outcomes(arg);
+}
+
+void sms_sent(struct sms_sender *s, struct sms_msg *m, const struct sms_outcome *o)
+{
+	json_t *row, *err;
 	long long c;
 
-	if (s->stopping) {	/* shutting down: the lease brings the row back */
+	s->with_provider--;
+	if (s->stopping) {	/* cancelled at shutdown: the lease brings the row back */
 		s->inflight--;
 		msg_free(m);
 		sender_unref(s);
 		return;
 	}
-	s->refs++;
+	row = json_pack("{s:I, s:b}", "id", (json_int_t)atoll(m->id), "ok", o->verdict == SMS_SENT);
 	if (o->verdict == SMS_SENT) {
 		s->sent++;
 		c = cost_cents(o->cost);
-		snprintf(cents, sizeof(cents), "%lld", c);
-		snprintf(seg, sizeof(seg), "%d", m->segments);
-		p[2] = s->provider->name;
-		p[3] = o->provider_id;
-		p[4] = o->cost;
-		p[5] = c >= 0 ? cents : NULL;
-		p[6] = seg;
-		p[7] = m->coding == SMS_GSM7 ? "gsm7" : "ucs2";
-		db_query(s->app->db,
-			 "UPDATE notifications SET status = 'sent', sent_at = now(), provider = $3, "
-			 "provider_message_id = $4, provider_cost = left($5, 32), cost_cents = $6::bigint, "
-			 "segments = $7::smallint, coding = $8, lease_until = NULL, last_error = NULL "
-			 "WHERE id = $1::bigint AND claimed_by = $2 AND status = 'sending'",
-			 8, p, recorded, s);
+		json_object_set_new(row, "provider_id", json_string(o->provider_id));
+		json_object_set_new(row, "cost", o->cost ? json_string(o->cost) : json_null());
+		json_object_set_new(row, "cost_cents", c >= 0 ? json_integer(c) : json_null());
+		json_object_set_new(row, "segments", json_integer(m->segments));
+		json_object_set_new(row, "coding", json_string(m->coding == SMS_GSM7 ? "gsm7" : "ucs2"));
 	} else {
 		if (o->verdict == SMS_RETRY)
 			s->retried++;
 		else
 			s->failed++;
-		/* retry after a backoff on the attempts so far, with jitter,
-		 * unless that was the last attempt or the refusal is final */
-		snprintf(cents, sizeof(cents), "%d", cfg->sms_max_attempts);
-		p[2] = o->verdict == SMS_RETRY ? "retry" : "failed";
-		p[3] = o->error ? o->error : "unknown error";
-		p[4] = cents;
-		snprintf(seg, sizeof(seg), "%d", cfg->sms_retry_min_s);
-		p[5] = seg;
-		snprintf(delay, sizeof(delay), "%d", cfg->sms_retry_max_s);
-		p[6] = delay;
-		db_query(s->app->db,
-			 "UPDATE notifications SET lease_until = NULL, last_error = left($4, 500), "
-			 "status = CASE WHEN $3 = 'retry' AND attempts < $5::int THEN 'retry' ELSE 'failed' END, "
-			 "failure_reason = CASE WHEN $3 = 'retry' AND attempts < $5::int THEN failure_reason "
-			 "ELSE left($4, 200) END, "
-			 /* min * 2^(attempts-1), capped, minus up to a quarter at random */
-			 "next_attempt_at = now() + make_interval(secs => least($7::float8, $6::float8 * "
-			 "power(2, greatest(attempts - 1, 0))) * (1 - random() / 4)) "
-			 "WHERE id = $1::bigint AND claimed_by = $2 AND status = 'sending'",
-			 7, p, recorded, s);
+		json_object_set_new(row, "verdict", json_string(o->verdict == SMS_RETRY ? "retry" : "failed"));
+		err = json_string(o->error ? o->error : "unknown error");
+		/* provider text is not always valid UTF-8, which jansson refuses */
+		json_object_set_new(row, "error", err ? err : json_string("unprintable provider error"));
 	}
+	json_array_append_new(s->pending, row);
 	msg_free(m);
-	/* the reference the message held passes to the record query */
+	if (s->with_provider == 0 || json_array_size(s->pending) >= FLUSH_MAX) {
+		flush_outcomes(s);
+	} else if (!evtimer_pending(s->flush_ev, NULL)) {
+		struct timeval tv = { 0, FLUSH_MS * 1000 };
+
+		evtimer_add(s->flush_ev, &tv);
+	}
+	/* the reference the message held is done with */
 	sender_unref(s);
 }
 
@@ -222,6 +287,7 @@ static void send_one(struct sms_sender *s, const PGresult *res, int row)
 	m->idempotency_key = xstrdup(PQgetvalue(res, row, 3));
 	m->segments = sms_segments(m->body, &m->coding);
 	s->inflight++;
+	s->with_provider++;
 	s->refs++;		/* held by the message until sms_sent */
 	s->tokens -= 1000;
 	if (m->segments > s->app->cfg->sms_max_segments)
@@ -263,7 +329,7 @@ static void pump(struct sms_sender *s)
 	const char *p[3] = { s->me, lim, lease };
 	int64_t n;
 
-	if (s->stopping)
+	if (s->stopping || s->quiescing)
 		return;
 	if (s->claiming) {
 		s->rewake = true;
@@ -285,7 +351,9 @@ static void pump(struct sms_sender *s)
 	snprintf(lease, sizeof(lease), "%d", cfg->sms_lease_s);
 	s->claiming = true;
 	s->refs++;
-	db_query(s->app->db,
+	/* durable: a claim refused for want of room is asked again; one whose
+	 * answer was lost leaves rows that come back when their lease ends */
+	db_query_durable(s->app->dbbg,
 		 "UPDATE notifications n SET status = 'sending', attempts = n.attempts + 1, claimed_by = $1, "
 		 "lease_until = now() + make_interval(secs => $3::int) "
 		 "FROM (SELECT id FROM notifications WHERE channel = 'sms' AND "
@@ -293,7 +361,7 @@ static void pump(struct sms_sender *s)
 		 "(status = 'sending' AND lease_until < now())) "
 		 "ORDER BY priority, next_attempt_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED) due "
 		 "WHERE n.id = due.id RETURNING n.id, n.recipient, n.body, n.idempotency_key",
-		 3, p, claimed, s);
+		 3, p, util_now_ms() + 10000, claimed, s);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -344,13 +412,15 @@ struct sms_sender *sms_sender_new(struct app *app, char *err, size_t errlen)
 	s->wake_ev = event_new(app->base, -1, 0, on_wake, s);
 	s->poll_ev = event_new(app->base, -1, EV_PERSIST, on_wake, s);
 	s->refill_ev = evtimer_new(app->base, on_wake, s);
+	s->flush_ev = evtimer_new(app->base, on_flush, s);
+	s->pending = json_array();
 	s->refilled_ms = util_now_ms();
 	s->tokens = 1000;
 	gethostname(host, sizeof(host) - 1);
 	util_random_hex(rnd, 4);
 	snprintf(s->me, sizeof(s->me), "%.30s:%d:%s", host, (int)getpid(), rnd);
 	event_add(s->poll_ev, &poll);
-	if (db_pool_listen(app->db, "chamad_sms", on_notify, s) < 0) {
+	if (db_pool_listen(app->dbbg, "chamad_sms", on_notify, s) < 0) {
 		snprintf(err, errlen, "sms: cannot listen");
 		sms_sender_free(s);
 		return NULL;
@@ -360,14 +430,31 @@ struct sms_sender *sms_sender_new(struct app *app, char *err, size_t errlen)
 	return s;
 }
 
+void sms_sender_quiesce(struct sms_sender *s)
+{
+	if (!s)
+		return;
+	s->quiescing = true;
+	flush_outcomes(s);
+}
+
+int sms_sender_unrecorded(const struct sms_sender *s)
+{
+	return s ? s->inflight : 0;
+}
+
 void sms_sender_free(struct sms_sender *s)
 {
 	if (!s)
 		return;
+	/* outcomes known but not yet sent to PostgreSQL go now; the pool,
+	 * freed after us, delivers (cancels) what it cannot finish */
+	flush_outcomes(s);
 	s->stopping = true;
 	event_del(s->poll_ev);
 	event_del(s->refill_ev);
 	event_del(s->wake_ev);
+	event_del(s->flush_ev);
 	/* cancels sends in flight: each comes back through sms_sent */
 	httpc_free(s->http);
 	s->http = NULL;
@@ -396,8 +483,10 @@ void sms_metrics(struct sms_sender *s, struct buf *out)
 		   "chamad_sms_sends_total{outcome=\"sent\"} %llu\n"
 		   "chamad_sms_sends_total{outcome=\"retry\"} %llu\n"
 		   "chamad_sms_sends_total{outcome=\"failed\"} %llu\n"
-		   "# HELP chamad_sms_inflight Messages with the provider now.\n"
-		   "# TYPE chamad_sms_inflight gauge\nchamad_sms_inflight %d\n",
+		   "# HELP chamad_sms_inflight Claimed messages whose outcome is not recorded yet.\n"
+		   "# TYPE chamad_sms_inflight gauge\nchamad_sms_inflight %d\n"
+		   "# HELP chamad_sms_outcome_flushes_total Statements that recorded a batch of outcomes.\n"
+		   "# TYPE chamad_sms_outcome_flushes_total counter\nchamad_sms_outcome_flushes_total %llu\n",
 		   (unsigned long long)s->claimed, (unsigned long long)s->sent, (unsigned long long)s->retried,
-		   (unsigned long long)s->failed, s->inflight);
+		   (unsigned long long)s->failed, s->inflight, (unsigned long long)s->flushes);
 }

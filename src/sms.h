@@ -7,7 +7,8 @@
  * under a lease, hands them to the configured provider within
  * [sms] rate_per_sec, and records the outcome: sent (provider id, cost),
  * retry (exponential backoff with jitter, up to max_attempts) or failed
- * (the provider said the number or account cannot be served).  A row whose
+ * (the provider said the number or account cannot be served); outcomes
+ * go to PostgreSQL in batches, one statement each, retried until recorded.  A row whose
  * daemon died mid-send is claimed again when its lease ends, so delivery to
  * the provider is at-least-once.  A NOTIFY on chamad_sms wakes the sender
  * when a row is queued; a poll timer is the fallback.
@@ -60,6 +61,10 @@ const struct sms_provider *sms_provider_find(const char *name);
 /* Starts the sender for [sms] provider; NULL (and no error) for "none".
  * Registers the NOTIFY listener: call before the loop runs. */
 struct sms_sender *sms_sender_new(struct app *app, char *err, size_t errlen);
+/* On SIGTERM: stops claiming; what was claimed is still sent and its
+ * outcome recorded.  sms_sender_unrecorded() is what is left to record. */
+void sms_sender_quiesce(struct sms_sender *s);
+int sms_sender_unrecorded(const struct sms_sender *s);
 /* Stops claiming; sends in flight are abandoned (their rows are claimed
  * again after the lease).  Must not be called from a callback. */
 void sms_sender_free(struct sms_sender *s);

@@ -117,7 +117,7 @@ static void dlr_apply(struct http_ctx *ctx, const char *provider, const char *ma
 			"WHERE channel = 'sms' AND %s "
 			"AND status IN ('sending', 'sent')",
 			match_col);
-	db_query(app->db, sql, 5, p, dlr_done, d);
+	db_query(app->dbbg, sql, 5, p, dlr_done, d);
 	free(sql);
 }
 

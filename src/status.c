@@ -127,6 +127,21 @@ void status_metrics(struct http_ctx *ctx)
 		   "# TYPE chamad_db_timeouts_total counter\nchamad_db_timeouts_total %llu\n",
 		   ds.size, ds.connected, ds.busy, ds.queued, (unsigned long long)ds.reconnects,
 		   (unsigned long long)ds.queries, (unsigned long long)ds.timeouts);
+	db_pool_stats(app->dbbg, &ds);
+	buf_printf(&b,
+		   "# HELP chamad_dbbg_pool_size PostgreSQL connections for background work.\n"
+		   "# TYPE chamad_dbbg_pool_size gauge\nchamad_dbbg_pool_size %d\n"
+		   "# HELP chamad_dbbg_pool_connected Background connections up.\n"
+		   "# TYPE chamad_dbbg_pool_connected gauge\nchamad_dbbg_pool_connected %d\n"
+		   "# HELP chamad_dbbg_pool_busy Background connections running a statement.\n"
+		   "# TYPE chamad_dbbg_pool_busy gauge\nchamad_dbbg_pool_busy %d\n"
+		   "# HELP chamad_dbbg_pool_queued Background statements waiting for a connection.\n"
+		   "# TYPE chamad_dbbg_pool_queued gauge\nchamad_dbbg_pool_queued %d\n"
+		   "# HELP chamad_dbbg_retrying Durable statements waiting to be sent again.\n"
+		   "# TYPE chamad_dbbg_retrying gauge\nchamad_dbbg_retrying %d\n"
+		   "# HELP chamad_dbbg_retries_total Durable statements sent again after a transient failure.\n"
+		   "# TYPE chamad_dbbg_retries_total counter\nchamad_dbbg_retries_total %llu\n",
+		   ds.size, ds.connected, ds.busy, ds.queued, ds.retrying, (unsigned long long)ds.retries);
 	buf_printf(&b,
 		   "# HELP chamad_redis_up 1 when the Redis connection is up.\n"
 		   "# TYPE chamad_redis_up gauge\nchamad_redis_up %d\n"
