@@ -4,17 +4,22 @@
 #   fan-out: one statement queues a meeting reminder to N members (default
 #            10,000, priority 9); measured from the INSERT until every row is
 #            'sent', through chamad's sender (claim with FOR UPDATE SKIP
-#            LOCKED, send over keep-alive HTTP, record) to the loopback
-#            Africa's Talking emulator (scripts/at-sms-emulator, Python).
+#            LOCKED, send over keep-alive HTTP, record each batch's outcomes
+#            in one statement) to a loopback Africa's Talking stand-in: by
+#            default ../shared/bench's at-sms-sink (C, near free, so the
+#            figure is chamad's), or scripts/at-sms-emulator (Python).
 #   rate:    messages per second over that run, and how many TCP
 #            connections chamad opened to the provider (keep-alive reuse).
+#   doubles: provider sends minus messages (0: none sent twice).
 #
-#   bench/sms.sh [N] [RATE_PER_SEC] [BATCH]      (defaults 10000 5000 200)
+#   bench/sms.sh [N] [RATE_PER_SEC] [BATCH] [sink|emulator]
+#                (defaults 10000 5000 200 sink)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10000}
 rate=${2:-5000}
 batch=${3:-200}
+stand_in=${4:-sink}
 
 bash scripts/deps.sh
 make -s bin/chamad
@@ -32,7 +37,12 @@ psql -X -q "$CHAMAD_DATABASE_URL" -c "DROP SCHEMA public CASCADE; CREATE SCHEMA 
 bin/chamad migrate >/dev/null
 
 port=18701
-scripts/at-sms-emulator --port $port --api-key bench-key >/tmp/at-sms-emulator-bench.log 2>&1 &
+if [ "$stand_in" = sink ]; then
+  make -s -C ../shared/bench OUT="$PWD/.run/tools" >/dev/null 2>&1
+  .run/tools/at-sms-sink $port >/tmp/at-sms-sink-bench.log 2>&1 &
+else
+  scripts/at-sms-emulator --port $port --api-key bench-key >/tmp/at-sms-emulator-bench.log 2>&1 &
+fi
 emu=$!
 for _ in $(seq 1 100); do curl -sf "localhost:$port/_stats" >/dev/null && break; sleep 0.05; done
 
@@ -43,7 +53,7 @@ CHAMAD_HTTP_LISTEN=127.0.0.1:18091 CHAMAD_LOG_LEVEL=warn CHAMAD_SMS_PROVIDER=afr
 pid=$!
 for _ in $(seq 1 100); do curl -sf localhost:18091/healthz >/dev/null && break; sleep 0.05; done
 
-echo "chamad $(bin/chamad -V | cut -d' ' -f2), $(nproc) cores; rate_per_sec $rate, batch $batch; $n recipients"
+echo "chamad $(bin/chamad -V | cut -d' ' -f2), $(nproc) cores; rate_per_sec $rate, batch $batch; $n recipients; provider stand-in: $stand_in"
 t0=$(date +%s%N)
 psql -X -q "$CHAMAD_DATABASE_URL" -c "INSERT INTO notifications (channel, kind, recipient, body, priority, idempotency_key)
   SELECT 'sms', 'meeting_reminder', '+2547' || lpad(g::text, 8, '0'),
@@ -61,6 +71,7 @@ ms_all=$(( (t2 - t0) / 1000000 ))
 echo "queued in ${ms_queue} ms; all $n sent ${ms_all} ms after the INSERT began"
 echo "throughput: $(( n * 1000 / (ms_all > 0 ? ms_all : 1) )) messages/s"
 accepted=$(curl -s "localhost:$port/_stats" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("accepted", d))')
-echo "emulator accepted: $accepted"
-curl -s localhost:18091/metrics | grep -E '^chamad_sms_(sends_total|http_requests_total|http_connects_total|claimed_total)'
+echo "provider accepted: $accepted sends for $n messages (doubles: $(( accepted - n )))"
+curl -s localhost:18091/metrics | grep -E '^chamad_sms_(sends_total|http_requests_total|http_connects_total|claimed_total|outcome_flushes_total)'
+echo "CPU seconds: chamad $(awk '{print ($14+$15)/100}' /proc/$pid/stat), stand-in $(awk '{print ($14+$15)/100}' /proc/$emu/stat)"
 echo "chamad peak RSS: $(grep VmHWM /proc/$pid/status | awk '{print $2" "$3}')"

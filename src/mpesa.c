@@ -59,7 +59,8 @@ struct mpesa {
 	struct waiter *waiting;
 	struct event *query_ev, *push_ev, *cb_ev;
 	uint64_t push_at_ms;	/* when push_ev fires */
-	bool querying, claiming, repush, cb_claiming, cb_again, quiescing;
+	bool querying, claiming, repush, cb_claiming, cb_again, quiescing, stopping;
+	int refs;
 	int unrecorded;		/* work whose outcome is not in PostgreSQL yet */
 	char me[64];		/* claimed_by: host:pid:random */
 	uint64_t pushes, callbacks, queries, unmatched;
@@ -265,14 +266,29 @@ static struct call *call_new(struct mpesa *m, const char *path, json_t *body,
 
 /* One piece of work whose outcome is still to be recorded: counted so a
  * draining daemon waits for it (mpesa_unrecorded). */
+/* The object lives while anything in flight points at it: mpesa_free
+ * drops the first reference, each query or call in flight holds one. */
+static void mpesa_hold(struct mpesa *m)
+{
+	m->refs++;
+}
+
+static void mpesa_unref(struct mpesa *m)
+{
+	if (--m->refs == 0)
+		free(m);
+}
+
 static void work_begin(struct mpesa *m)
 {
 	m->unrecorded++;
+	mpesa_hold(m);
 }
 
 static void work_end(struct mpesa *m)
 {
 	m->unrecorded--;
+	mpesa_unref(m);
 }
 
 static void outcome_recorded(const struct db_result *r, void *arg)
@@ -297,9 +313,15 @@ static void pushed(struct call *c, const struct httpc_response *r)
 	const char *code = json_string_value(json_object_get(doc, "ResponseCode"));
 	const char *checkout = json_string_value(json_object_get(doc, "CheckoutRequestID"));
 	const char *emsg = json_string_value(json_object_get(doc, "errorMessage"));
-	struct call *rec = xcalloc(1, sizeof(*rec));
+	struct call *rec;
 	char after[16], why[300];
 
+	if (r->status == HTTPC_CANCELLED) {	/* shutting down: the lease resolves it */
+		json_decref(doc);
+		work_end(m);
+		return;
+	}
+	rec = xcalloc(1, sizeof(*rec));
 	rec->m = m;
 	snprintf(rec->id, sizeof(rec->id), "%s", c->id);
 	m->pushes++;
@@ -376,12 +398,13 @@ static void push_claimed(const struct db_result *r, void *arg)
 	m->claiming = false;
 	if (r->status != DB_OK && r->status != DB_CANCELLED)
 		log_warn("mpesa: claiming pushes: %s", r->error);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n && !m->stopping; i++)
 		push_one(m, r->res, i);
 	if (n == PUSH_BATCH || m->repush) {
 		m->repush = false;
 		pushes_soon(m, 0);
 	}
+	mpesa_unref(m);
 }
 
 /* Claims due pushes (SKIP LOCKED: several daemons share them) under a
@@ -399,6 +422,7 @@ static void push_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	m->claiming = true;
+	mpesa_hold(m);
 	snprintf(lease, sizeof(lease), "%d", m->app->cfg->mpesa_timeout_ms / 1000 * 3 + 30);
 	db_query_durable(m->app->dbbg,
 			 "UPDATE mpesa_requests q SET push_attempts = 1, claimed_by = $1, "
@@ -417,6 +441,8 @@ static void pushes_soon(struct mpesa *m, int ms)
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	uint64_t at = util_now_ms() + (uint64_t)ms;
 
+	if (m->stopping)
+		return;
 	if (evtimer_pending(m->push_ev, NULL) && m->push_at_ms <= at)
 		return;
 	m->push_at_ms = at;
@@ -571,7 +597,7 @@ static void callbacks_claimed(const struct db_result *r, void *arg)
 	m->cb_claiming = false;
 	if (r->status != DB_OK && r->status != DB_CANCELLED)
 		log_warn("mpesa: claiming callbacks: %s", r->error);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n && !m->stopping; i++) {
 		struct settle *s = xcalloc(1, sizeof(*s));
 		const PGresult *res = r->res;
 
@@ -594,6 +620,7 @@ static void callbacks_claimed(const struct db_result *r, void *arg)
 		m->cb_again = false;
 		callbacks_soon(m, 0);
 	}
+	mpesa_unref(m);
 }
 
 /* Claims stored callbacks that are due, with what settling needs of their
@@ -609,6 +636,7 @@ static void callbacks_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	m->cb_claiming = true;
+	mpesa_hold(m);
 	db_query_durable(m->app->dbbg,
 			 "WITH c AS (UPDATE mpesa_callbacks k SET attempts = k.attempts + 1, "
 			 "lease_until = now() + interval '60 seconds' FROM (SELECT id FROM mpesa_callbacks "
@@ -626,6 +654,8 @@ static void callbacks_soon(struct mpesa *m, int ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
+	if (m->stopping)
+		return;
 	if (!evtimer_pending(m->cb_ev, NULL))
 		evtimer_add(m->cb_ev, &tv);
 }
@@ -914,10 +944,12 @@ static void due_claimed(const struct db_result *r, void *arg)
 
 	m->querying = false;
 	if (r->status != DB_OK) {
-		log_warn("mpesa: query job: %s", r->error);
+		if (r->status != DB_CANCELLED)
+			log_warn("mpesa: query job: %s", r->error);
+		mpesa_unref(m);
 		return;
 	}
-	for (int i = 0; i < PQntuples(r->res); i++) {
+	for (int i = 0; i < PQntuples(r->res) && !m->stopping; i++) {
 		struct call *c;
 
 		if (!strcmp(PQgetvalue(r->res, i, 2), "t"))	/* given up: expired */
@@ -930,6 +962,7 @@ static void due_claimed(const struct db_result *r, void *arg)
 		snprintf(c->checkout, sizeof(c->checkout), "%s", PQgetvalue(r->res, i, 1));
 		with_token(m, call_send, c);
 	}
+	mpesa_unref(m);
 }
 
 static void query_tick(evutil_socket_t fd, short what, void *arg)
@@ -970,6 +1003,7 @@ static void query_tick(evutil_socket_t fd, short what, void *arg)
 		 0, NULL, db_logged, "resolving pushes whose daemon stopped");
 	snprintf(every, sizeof(every), "%d", cfg->mpesa_query_every_s);
 	snprintf(max, sizeof(max), "%d", cfg->mpesa_query_max_attempts);
+	mpesa_hold(m);
 	/* SKIP LOCKED: several daemons share the job without asking twice */
 	db_query(m->app->dbbg,
 		 "UPDATE mpesa_requests q SET query_attempts = q.query_attempts + 1, "
@@ -995,6 +1029,7 @@ struct mpesa *mpesa_new(struct app *app)
 	if (!*cfg->mpesa_consumer_key)
 		return NULL;
 	m = xcalloc(1, sizeof(*m));
+	m->refs = 1;
 	m->app = app;
 	m->http = httpc_new(app->base, &ho);
 	m->query_ev = event_new(app->base, -1, EV_PERSIST, query_tick, m);
@@ -1014,15 +1049,18 @@ void mpesa_free(struct mpesa *m)
 {
 	if (!m)
 		return;
+	m->quiescing = m->stopping = true;
 	event_free(m->query_ev);
 	event_free(m->push_ev);
 	event_free(m->cb_ev);
 	/* cancels calls in flight: a push claimed but unanswered becomes
 	 * 'unknown' when its lease ends; a pushed one is settled by any
-	 * daemon's query job; a stored callback by any daemon's settling */
-	m->quiescing = true;
+	 * daemon's query job; a stored callback by any daemon's settling.
+	 * Queries in flight hold references: the pool, freed after us,
+	 * cancels them and the last one frees m. */
 	httpc_free(m->http);
-	free(m);
+	m->http = NULL;
+	mpesa_unref(m);
 }
 
 void mpesa_quiesce(struct mpesa *m)
