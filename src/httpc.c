@@ -366,6 +366,10 @@ static const char *req_setup(struct httpc *c, struct hreq *r, const struct httpc
 	 * callback catches chunked bodies. */
 	ok &= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opts.max_body) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK;
+	if (req->once) {
+		ok &= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) == CURLE_OK;
+		ok &= curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) == CURLE_OK;
+	}
 	/* A URL from config must not reach file:// or anything but HTTP. */
 	ok &= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK;
 	if (r->headers)

@@ -13,6 +13,7 @@
 #ifndef CHAMAD_HTTPC_H
 #define CHAMAD_HTTPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,11 @@ struct httpc_request {
 	const char *body;	/* POST body, or NULL */
 	size_t body_len;
 	int timeout_ms;		/* 0 = the client's default */
+	/* A request that must never reach the server twice (an STK push, a
+	 * payout): sent on a fresh connection.  On a reused keep-alive
+	 * connection that dies before any answer, libcurl silently sends the
+	 * request again on a new one, and Daraja would prompt the member twice. */
+	bool once;
 };
 
 struct httpc_stats {

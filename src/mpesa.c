@@ -185,6 +185,7 @@ struct call {
 	char id[24];		/* the mpesa_requests row */
 	char checkout[72];
 	bool never_sent;	/* no OAuth token: Daraja never saw it */
+	bool once;		/* must never reach Daraja twice (httpc once) */
 };
 
 static void call_send(struct mpesa *m, const char *token, void *arg);
@@ -235,6 +236,7 @@ static void call_send(struct mpesa *m, const char *token, void *arg)
 	req.url = url;
 	req.body = text;
 	req.body_len = strlen(text);
+	req.once = c->once;
 	httpc_request(m->http, &req, call_answered, c);
 	free(url);
 	free(text);
@@ -386,6 +388,7 @@ static void push_one(struct mpesa *m, const PGresult *res, int i)
 			       PQgetvalue(res, i, 3), "TransactionDesc", "Contribution"),
 		     pushed);
 	snprintf(c->id, sizeof(c->id), "%s", PQgetvalue(res, i, 0));
+	c->once = true;
 	work_begin(m);
 	with_token(m, call_send, c);
 }

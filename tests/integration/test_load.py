@@ -5,6 +5,7 @@ exactly once and confirmed exactly once (the Daraja emulator counts the
 pushes and the callbacks), every SMS reaches the AT emulator exactly once,
 and the ledger verifies.  The figures of speed are in bench/, not here."""
 import collections
+import os
 import random
 import threading
 import time
@@ -102,3 +103,75 @@ def test_load_nothing_lost_nothing_doubled(env):
     assert retries and int(retries[0].split()[1]) > 0, retries
     tm.verify(env, url)
     c.stop()
+
+
+def _money_daemon(env, name, extra=None):
+    url, daraja, e = tm.setup(env, name, extra)
+    c = tm.start(env, e)
+    phone, uid, cid = tm.seed(env, url)
+    return url, daraja, c, phone, uid, cid
+
+
+def test_load_push_answer_lost_then_callback_matched(env):
+    """Daraja accepts the push but its answer never reaches us: the request
+    is 'unknown' (never pushed again), and the callback that follows names a
+    CheckoutRequestID we never recorded: it is kept and matched by phone and
+    amount, and the member is credited once."""
+    url, daraja, c, phone, uid, cid = _money_daemon(env, "lost", {"CHAMAD_MPESA_TIMEOUT_MS": "1500"})
+    daraja.control(drop_after_accept=1, callback_delay_ms=2500)
+    assert tm.contribute(c, phone, 700).startswith("END Check your phone")
+    assert tm.wait_status(env, url, ["confirmed"], timeout=30) == ["confirmed"]
+    assert len([r for r in daraja.requests() if r.get("path", "").endswith("/processrequest")]) == 1
+    assert env.psql("SELECT status, outcome FROM mpesa_callbacks", url) == [["settled", "confirmed"]]
+    assert env.psql("SELECT settled_by, push_attempts FROM mpesa_requests", url) == [["callback", "1"]]
+    assert tm.balance(env, url, uid) == 70000
+    tm.verify(env, url)
+    c.stop()
+
+
+def test_load_callback_before_push_recorded_is_kept(env):
+    """A callback that overtakes the push's answer (or names a request not
+    recorded yet) is stored and settled once the request is known, instead
+    of being acknowledged and dropped."""
+    url, daraja, c, phone, uid, cid = _money_daemon(env, "early")
+    body = ('{"Body":{"stkCallback":{"MerchantRequestID":"m1","CheckoutRequestID":"ws_CO_early","ResultCode":0,'
+            '"ResultDesc":"ok","CallbackMetadata":{"Item":[{"Name":"Amount","Value":300.00},'
+            '{"Name":"MpesaReceiptNumber","Value":"QKEARLY1"},{"Name":"PhoneNumber","Value":%s}]}}}}' % phone[1:])
+    r = c.post("/mpesa/stk/callback/cb-s3cret", body.encode())
+    assert r.status == 200, r.body
+    time.sleep(1.5)
+    assert env.psql("SELECT status FROM mpesa_callbacks", url) == [["received"]]
+    assert env.psql("SELECT count(*) FROM contributions", url) == [["0"]]
+    # the push's answer is recorded now (as a slow daemon would)
+    env.psql("INSERT INTO mpesa_requests (chama_id, user_id, phone, amount_cents, account_ref, idempotency_key, "
+             "status, checkout_request_id, pushed_at, next_query_at) VALUES (%s, %s, '%s', 30000, 'CHAMA1', "
+             "'early:1', 'pushed', 'ws_CO_early', now(), now() + interval '1 hour')" % (cid, uid, phone), url)
+    env.psql("UPDATE mpesa_callbacks SET next_try_at = now()", url)
+    assert tm.wait_status(env, url, ["confirmed"]) == ["confirmed"]
+    assert env.psql("SELECT status, outcome FROM mpesa_callbacks", url) == [["settled", "confirmed"]]
+    assert tm.balance(env, url, uid) == 30000
+    tm.verify(env, url)
+    c.stop()
+
+
+def test_load_callback_not_stored_is_not_acknowledged(env):
+    """When the callback cannot be stored (the background pool's backend
+    frozen), the answer is 503, not 200, and the body is in the log."""
+    from test_daemon import frozen
+    url, daraja, c, phone, uid, cid = _money_daemon(env, "nostore", {
+        "CHAMAD_DATABASE_QUERY_TIMEOUT_MS": "400", "CHAMAD_HTTP_REQUEST_TIMEOUT_MS": "2000",
+        "CHAMAD_DATABASE_BACKGROUND_POOL_SIZE": "1"})
+    c.wait_health(200)
+    (pid,), = env.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'chamad-dbbg' "
+                       "AND datname = current_database()", url)
+    (datadir,), = env.psql("SHOW data_directory", url)
+    with open(os.path.join(datadir, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    body = ('{"Body":{"stkCallback":{"MerchantRequestID":"m2","CheckoutRequestID":"ws_CO_frozen","ResultCode":1032,'
+            '"ResultDesc":"Request cancelled by user"}}}')
+    # the backend answers nothing, and no new connection can be made either
+    with frozen(int(pid)), frozen(postmaster):
+        r = c.post("/mpesa/stk/callback/cb-s3cret", body.encode())
+    assert r.status == 503, (r.status, r.body)
+    log = c.stop()
+    assert "NOT stored" in log and "ws_CO_frozen" in log, log[-2000:]
