@@ -15,6 +15,7 @@
 #include "db.h"
 #include "httpd.h"
 #include "log.h"
+#include "loginlog.h"
 #include "migrate.h"
 #include "redis.h"
 #include "menu.h"
@@ -122,6 +123,8 @@ static void app_free_services(struct app *app)
 	app->auth = NULL;
 	db_pool_free(app->db);
 	app->db = NULL;
+	loginlog_free(app->logins);	/* after the pool: its cancelled callback reaches the log */
+	app->logins = NULL;
 	redis_free(app->redis);
 	app->redis = NULL;
 }
@@ -138,7 +141,7 @@ static void app_stop(struct app *app)
 static void drain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct app *app = arg;
-	int left = httpd_inflight(app->httpd);
+	int left = httpd_inflight(app->httpd) + (loginlog_drain(app->logins) > 0);
 	uint64_t waited = util_now_ms() - app->drain_started_ms;
 
 	if (left > 0 && waited < (uint64_t)app->cfg->daemon_shutdown_timeout_ms)
@@ -221,6 +224,7 @@ static int run_daemon(struct app *app)
 	app->db = db_pool_new(app->base, app->cfg, err, sizeof(err));
 	if (!app->db)
 		goto fail;
+	app->logins = loginlog_new(app->base, app->db);
 	app->redis = redis_new(app->base, app->cfg, err, sizeof(err));
 	if (!app->redis)
 		goto fail;
