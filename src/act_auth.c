@@ -311,7 +311,7 @@ void act_signup_finish(struct ussd_hop *hop)
 	}
 	if (!second_pin_matches(hop, "signup_pin"))
 		return;
-	auth_pin_hash(hop_app(hop)->auth, hop_secret(hop), signup_hashed, hop);
+	auth_pin_hash(hop_app(hop)->auth, hop_secret(hop), hop_deadline_ms(hop), signup_hashed, hop);
 }
 
 /* ---- log-in ----------------------------------------------------------- */
@@ -394,8 +394,15 @@ static void pin_checked(const struct pin_result *r, void *arg)
 void act_login_check(struct ussd_hop *hop)
 {
 	char mins[16], *alert_en, *alert_sw;
-	struct pin_check_args a = { hop_phone(hop), hop_secret(hop), "ussd", hop_session_id(hop), { NULL, NULL } };
+	struct pin_check_args a = { hop_phone(hop), hop_secret(hop), "ussd", hop_session_id(hop), { NULL, NULL },
+				    hop_deadline_ms(hop) };
 
+	/* refused before any work (no lookup, no hashing) when the PIN
+	 * workers cannot answer within this hop */
+	if (!auth_admits(hop_app(hop)->auth, a.deadline_ms)) {
+		hop_unavailable(hop, "PIN workers cannot answer in time");
+		return;
+	}
 	snprintf(mins, sizeof(mins), "%d", hop_app(hop)->cfg->auth_pin_lock_minutes);
 	hop_set_var(hop, "minutes", mins);
 	alert_en = hop_text_lang(hop, "sms_pin_locked", LANG_EN);
@@ -461,7 +468,7 @@ void act_reset_finish(struct ussd_hop *hop)
 	}
 	if (!second_pin_matches(hop, "reset_pin"))
 		return;
-	auth_pin_hash(hop_app(hop)->auth, hop_secret(hop), reset_hashed, hop);
+	auth_pin_hash(hop_app(hop)->auth, hop_secret(hop), hop_deadline_ms(hop), reset_hashed, hop);
 }
 
 /* ---- language --------------------------------------------------------- */

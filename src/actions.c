@@ -71,7 +71,7 @@ void act_query(struct ussd_hop *hop, const char *sql, int nparams, const char *c
 
 	c->hop = hop;
 	c->dbfn = fn;
-	db_query(hop_app(hop)->db, sql, nparams, params, db_done, c);
+	db_query_by(hop_app(hop)->db, hop_deadline_ms(hop), sql, nparams, params, db_done, c);
 }
 
 static void redis_done(const struct redis_result *r, void *arg)
@@ -150,8 +150,8 @@ void act_require_official(struct ussd_hop *hop, void (*fn)(struct ussd_hop *hop)
 	c = xcalloc(1, sizeof(*c));
 	c->hop = hop;
 	c->then = fn;
-	db_query(hop_app(hop)->db,
-		 "SELECT 1 FROM memberships WHERE user_id = $1 AND chama_id = $2 AND status = 'active' "
-		 "AND role IN ('chairperson', 'treasurer', 'secretary')",
-		 2, params, official_checked, c);
+	db_query_by(hop_app(hop)->db, hop_deadline_ms(hop),
+		    "SELECT 1 FROM memberships WHERE user_id = $1 AND chama_id = $2 AND status = 'active' "
+		    "AND role IN ('chairperson', 'treasurer', 'secretary')",
+		    2, params, official_checked, c);
 }

@@ -19,6 +19,7 @@ struct auth;
 struct sms_sender;
 struct mpesa;
 struct jobs;
+struct loginlog;
 
 struct app {
 	struct event_base *base;
@@ -34,6 +35,7 @@ struct app {
 	struct sms_sender *sms;		/* outbox sender, or NULL for [sms] provider = none */
 	struct mpesa *mpesa;		/* Daraja client, or NULL when M-Pesa is not configured */
 	struct jobs *jobs;		/* scheduled reminders */
+	struct loginlog *logins;	/* batched log-in audit rows */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *drain_timer;
 	uint64_t drain_started_ms;

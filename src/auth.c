@@ -60,13 +60,16 @@ void auth_set_config(struct auth *a, const struct config *cfg)
 {
 	a->opslimit = (unsigned long long)cfg->auth_pin_opslimit;
 	a->memlimit = (size_t)cfg->auth_pin_memlimit_kib * 1024;
+	if (a->pool)
+		workpool_set_budget(a->pool, cfg->http_request_timeout_ms);
 }
 
 struct auth *auth_new(struct event_base *base, const struct config *cfg, char *err, size_t errlen)
 {
 	struct auth *a = xcalloc(1, sizeof(*a));
 
-	a->pool = workpool_new(base, cfg->auth_workers, cfg->auth_queue_max, err, errlen);
+	a->pool = workpool_new(base, cfg->auth_workers, cfg->auth_queue_max, cfg->http_request_timeout_ms, err,
+			       errlen);
 	if (!a->pool) {
 		free(a);
 		return NULL;
@@ -146,17 +149,23 @@ static struct pin_job *job_new(struct auth *a, const char *pin, auth_hash_cb cb,
 	return j;
 }
 
-void auth_pin_hash(struct auth *a, const char *pin, auth_hash_cb cb, void *arg)
+void auth_pin_hash(struct auth *a, const char *pin, uint64_t deadline_ms, auth_hash_cb cb, void *arg)
 {
-	workpool_submit(a->pool, work_hash, job_done, job_new(a, pin, cb, arg));
+	workpool_submit(a->pool, work_hash, job_done, job_new(a, pin, cb, arg), deadline_ms);
 }
 
-void auth_pin_verify(struct auth *a, const char *pin, const char *stored, auth_hash_cb cb, void *arg)
+void auth_pin_verify(struct auth *a, const char *pin, const char *stored, uint64_t deadline_ms, auth_hash_cb cb,
+		     void *arg)
 {
 	struct pin_job *j = job_new(a, pin, cb, arg);
 
 	j->stored = xstrdup(stored);
-	workpool_submit(a->pool, work_verify, job_done, j);
+	workpool_submit(a->pool, work_verify, job_done, j, deadline_ms);
+}
+
+bool auth_admits(struct auth *a, uint64_t deadline_ms)
+{
+	return workpool_admits(a->pool, deadline_ms);
 }
 
 void auth_digest(const struct auth *a, const char *p1, const char *p2, const char *p3, char out[65])

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct config;
@@ -23,7 +24,7 @@ struct workpool_stats;
 enum auth_status {
 	AUTH_OK,	/* hashed, or the PIN matches */
 	AUTH_MISMATCH,	/* wrong PIN */
-	AUTH_BUSY,	/* every worker busy and the queue full */
+	AUTH_BUSY,	/* the workers cannot answer by the deadline (nothing was computed) */
 	AUTH_ERROR,	/* out of memory, a malformed stored hash, shutting down */
 };
 
@@ -37,14 +38,24 @@ void auth_free(struct auth *a);
 void auth_set_config(struct auth *a, const struct config *cfg);
 void auth_stats(struct auth *a, struct workpool_stats *out);
 
+/*
+ * deadline_ms: the monotonic millisecond (util_now_ms) by which the answer
+ * is still of use (a USSD hop's, see hop_deadline_ms), or 0 for the default,
+ * [http] request_timeout_ms from now.  Work that the workers cannot finish
+ * by then is refused with AUTH_BUSY before any hashing (workpool.h).
+ */
 /* Hashes pin with the current cost parameters. */
-void auth_pin_hash(struct auth *a, const char *pin, auth_hash_cb cb, void *arg);
+void auth_pin_hash(struct auth *a, const char *pin, uint64_t deadline_ms, auth_hash_cb cb, void *arg);
 /*
  * Checks pin against stored.  On AUTH_OK, hash is a fresh hash with the
  * current parameters when stored was made with older ones (store it), else
  * NULL.
  */
-void auth_pin_verify(struct auth *a, const char *pin, const char *stored, auth_hash_cb cb, void *arg);
+void auth_pin_verify(struct auth *a, const char *pin, const char *stored, uint64_t deadline_ms, auth_hash_cb cb,
+		     void *arg);
+/* Would a check with this deadline be admitted now?  Lets a caller refuse
+ * before its own work (the user lookup). */
+bool auth_admits(struct auth *a, uint64_t deadline_ms);
 
 /* Keyed digest (hex, 64 chars + NUL) of the parts joined by ':'.  Cheap. */
 void auth_digest(const struct auth *a, const char *p1, const char *p2, const char *p3, char out[65]);

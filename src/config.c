@@ -53,7 +53,9 @@ static const struct cf_key cf_keys[] = {
 	STR(database, url, "host=127.0.0.1 port=5432 dbname=chamasmart", false, check_dburl,
 	    "libpq conninfo string or postgresql:// URI"),
 	INT(database, pool_size, "4", 1, 256, false, "connections kept open to PostgreSQL"),
-	INT(database, queue_max, "256", 0, 100000, false, "queries that may wait for a busy pool; more fail at once"),
+	INT(database, queue_max, "4096", 0, 100000, false,
+	    "memory cap on queries waiting for a connection; below it a query waits only if the pool, at its measured "
+	    "query time, can answer it by its deadline (the USSD hop's, else query_timeout_ms), else \"busy\" at once"),
 	INT(database, background_pool_size, "2", 1, 64, false,
 	    "further connections only for background work (SMS sender, M-Pesa jobs and callbacks, reminders)"),
 	INT(database, background_queue_max, "100000", 1, 1000000, false,
@@ -94,7 +96,9 @@ static const struct cf_key cf_keys[] = {
 	INT(auth, pin_opslimit, "2", 1, 20, true, "argon2id passes for new PIN hashes (OWASP minimum: 2)"),
 	INT(auth, pin_memlimit_kib, "19456", 64, 1048576, true, "argon2id memory for new PIN hashes in KiB (OWASP minimum: 19456)"),
 	INT(auth, workers, "2", 1, 64, false, "threads that hash and check PINs off the event loop"),
-	INT(auth, queue_max, "64", 1, 100000, false, "PIN checks that may wait for a worker; more get \"Service busy\""),
+	INT(auth, queue_max, "1024", 1, 100000, false,
+	    "memory cap on PIN checks waiting for a worker; below it a check waits only if the workers, at their "
+	    "measured hashing time, can answer it within the USSD hop, else \"Service busy\" at once"),
 	INT(auth, pin_max_attempts, "3", 1, 20, true, "wrong PINs in a row that lock the account"),
 	INT(auth, pin_lock_minutes, "30", 1, 10080, true, "how long a locked account stays locked"),
 	INT(auth, otp_ttl_s, "300", 30, 3600, true, "a one-time code is valid this long"),

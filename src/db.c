@@ -18,6 +18,7 @@
  * called, and nothing touches the connection after the callback returns.
  */
 #include "db.h"
+#include "admit.h"
 #include "config.h"
 #include "defer.h"
 #include "log.h"
@@ -51,10 +52,12 @@ struct db_job {
 	struct defer_node dnode;
 	struct db_job *next, *prev;	/* wait queue or retry list links */
 	bool queued;
+	uint64_t deadline_ms;	/* admission: the answer is of use until then */
+	uint64_t run_us;	/* when it went to a connection (J_QUERY), for the estimator */
 	/* db_query_durable: transient failures are retried, not delivered */
 	bool durable, waiting_retry;
 	int attempts;
-	uint64_t deadline_ms;		/* 0: no limit */
+	uint64_t durable_until_ms;	/* 0: no limit */
 	struct event *retry_ev;
 };
 
@@ -100,7 +103,8 @@ struct db_pool {
 	uint64_t retries;
 	struct defer_queue done;	/* failed jobs whose callbacks are due */
 	bool closing;
-	uint64_t reconnects, queries, timeouts;
+	uint64_t reconnects, queries, timeouts, refused;
+	struct admit admit;	/* how long a query keeps a connection */
 	char *listen_channel;	/* LISTENed on every connection, or NULL */
 	db_notify_cb notify_cb;
 	void *notify_arg;
@@ -364,6 +368,14 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_down(c, "connect timeout");
 }
 
+/* Notes when a plain query went to a connection: its service time feeds
+ * the pool's admission estimate. */
+static void stamp_run(struct db_job *j)
+{
+	if (j->kind == J_QUERY)
+		j->run_us = util_now_us();
+}
+
 /* Starts queued jobs while this connection is idle. */
 static void conn_dispatch(struct db_conn *c)
 {
@@ -372,7 +384,13 @@ static void conn_dispatch(struct db_conn *c)
 	while (c->state == C_IDLE && p->qhead) {
 		struct db_job *j = p->qhead;
 
+		if (util_now_ms() >= j->deadline_ms) {	/* its answer would come too late */
+			p->refused++;
+			job_fail_later(j, DB_BUSY, "database busy: could not start in time");
+			continue;
+		}
 		queue_remove(p, j);
+		stamp_run(j);
 		start_job(c, j);
 	}
 }
@@ -484,6 +502,8 @@ static void conn_job_done(struct db_conn *c)
 
 	if (st == DB_TIMEOUT)	/* the server's statement_timeout beat our timer */
 		c->pool->timeouts++;
+	if (j->run_us)
+		admit_observe(&c->pool->admit, (double)(util_now_us() - j->run_us) / 1000.0);
 	c->job = NULL;
 	j->conn = NULL;
 	switch (j->kind) {
@@ -662,25 +682,48 @@ static void job_arm(struct db_job *j)
 	evtimer_add(j->timer, &tv);
 }
 
+/*
+ * Admission: a job that finds an idle connection runs at once; else it
+ * waits only if the pool can still answer it by its deadline (default:
+ * query_timeout_ms from now), judged from the measured time a query keeps
+ * a connection and the jobs already waiting (admit.h).  queue_max is a
+ * memory cap.
+ */
 static void submit(struct db_pool *p, struct db_job *j)
 {
+	uint64_t now = util_now_ms();
+	int alive = 0, busy = 0;
+
 	if (p->closing) {
 		job_fail_later(j, DB_CANCELLED, "shutting down");
 		return;
 	}
+	if (!j->deadline_ms)
+		j->deadline_ms = now + (uint64_t)p->cfg->database_query_timeout_ms;
 	job_arm(j);
 	for (int i = 0; i < p->nconn; i++) {
 		if (p->conns[i].state == C_IDLE && !p->qhead) {
+			stamp_run(j);
 			start_job(&p->conns[i], j);
 			return;
 		}
 	}
-	if (!pool_any_alive(p)) {
+	for (int i = 0; i < p->nconn; i++) {
+		alive += conn_alive(&p->conns[i]);
+		busy += p->conns[i].state == C_BUSY || p->conns[i].state == C_TX;
+	}
+	if (!alive) {
 		job_fail_later(j, DB_UNAVAILABLE, "no connection to PostgreSQL");
 		return;
 	}
 	if (p->qlen >= p->queue_max) {
+		p->refused++;
 		job_fail_later(j, DB_BUSY, "database queue full");
+		return;
+	}
+	if (!admit_ok(&p->admit, p->qlen, busy, alive, now, j->deadline_ms)) {
+		p->refused++;
+		job_fail_later(j, DB_BUSY, "database busy: cannot answer in time");
 		return;
 	}
 	j->queued = true;
@@ -729,6 +772,8 @@ static void job_retry_cb(evutil_socket_t fd, short what, void *arg)
 	struct db_job *j = arg;
 
 	retry_unlink(j->pool, j);
+	/* a fresh admission deadline per attempt (submit sets the default) */
+	j->deadline_ms = j->durable_until_ms;
 	submit(j->pool, j);
 }
 
@@ -746,7 +791,7 @@ static bool job_retry_later(struct db_job *j, enum db_status st, const char *err
 	if (p->closing || !transient(st, j->res))
 		return false;
 	delay = util_backoff_ms(20, 2000, j->attempts);
-	if (j->deadline_ms && util_now_ms() + (uint64_t)delay >= j->deadline_ms)
+	if (j->durable_until_ms && util_now_ms() + (uint64_t)delay >= j->durable_until_ms)
 		return false;
 	j->attempts++;
 	p->retries++;
@@ -782,16 +827,24 @@ void db_query_durable(struct db_pool *p, const char *sql, int nparams, const cha
 	j->cb = cb;
 	j->arg = arg;
 	j->durable = true;
+	j->durable_until_ms = deadline_ms;
 	j->deadline_ms = deadline_ms;
 	submit(p, j);
 }
 
 void db_query(struct db_pool *p, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg)
 {
+	db_query_by(p, 0, sql, nparams, params, cb, arg);
+}
+
+void db_query_by(struct db_pool *p, uint64_t deadline_ms, const char *sql, int nparams, const char *const *params,
+		 db_cb cb, void *arg)
+{
 	struct db_job *j = job_new(p, J_QUERY, sql, nparams, params);
 
 	j->cb = cb;
 	j->arg = arg;
+	j->deadline_ms = deadline_ms;
 	submit(p, j);
 }
 
@@ -915,6 +968,7 @@ struct db_pool *db_pool_new_sized(struct event_base *base, const struct config *
 		p->vals[n] = p->hostaddr;
 	}
 	defer_init(&p->done, base);
+	admit_init(&p->admit);
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	p->queue_max = queue_max;
 	p->nconn = size;
@@ -969,6 +1023,8 @@ void db_pool_stats(const struct db_pool *p, struct db_stats *out)
 	out->reconnects = p->reconnects;
 	out->queries = p->queries;
 	out->timeouts = p->timeouts;
+	out->refused = p->refused;
+	out->service_ms = p->admit.service_ms;
 }
 
 void db_pool_free(struct db_pool *p)

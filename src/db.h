@@ -12,9 +12,12 @@
  * when the pool is freed (status DB_CANCELLED).  The PGresult in a
  * db_result is borrowed: it is freed when the callback returns.
  *
- * Limits: a query waits for a free connection in a FIFO queue bounded by
- * [database] queue_max (past it: DB_BUSY at once) and as a whole may take
- * [database] query_timeout_ms (DB_TIMEOUT).  A query that times out while
+ * Limits: a query waits for a free connection in a FIFO queue only when the
+ * pool can still answer it by its deadline, judged from the measured time
+ * a query keeps a connection (admit.h); otherwise, or past the memory cap
+ * [database] queue_max, it gets DB_BUSY at once, and a queued query whose
+ * deadline passed before a connection was free is not run (DB_BUSY).  As a
+ * whole a query may take [database] query_timeout_ms (DB_TIMEOUT).  A query that times out while
  * running drops its connection, since libpq 15 has no non-blocking cancel;
  * the server also enforces the same statement_timeout.  When no connection
  * is up or coming up, queries fail at once with DB_UNAVAILABLE.
@@ -34,7 +37,7 @@ enum db_status {
 	DB_OK,		/* the server ran it; res holds the (last) result */
 	DB_ERROR,	/* the server refused it (SQL error, constraint, aborted tx) */
 	DB_UNAVAILABLE,	/* no connection to PostgreSQL (down, lost mid-query) */
-	DB_BUSY,	/* the wait queue is full */
+	DB_BUSY,	/* cannot be answered by its deadline, or the queue is at its cap */
 	DB_TIMEOUT,	/* query_timeout_ms passed */
 	DB_CANCELLED,	/* the pool is shutting down */
 };
@@ -59,6 +62,8 @@ struct db_stats {
 	uint64_t timeouts;
 	int retrying;		/* durable statements waiting to be sent again */
 	uint64_t retries;	/* durable statements sent again */
+	uint64_t refused;	/* DB_BUSY answers: late or at the cap */
+	double service_ms;	/* measured time a query keeps a connection (EWMA), 0 until measured */
 };
 
 /* Creates the pool and starts connecting.  Returns NULL with err filled if
@@ -86,8 +91,12 @@ typedef void (*db_notify_cb)(const char *channel, const char *payload, void *arg
 int db_pool_listen(struct db_pool *p, const char *channel, db_notify_cb cb, void *arg);
 
 /* Runs one statement with text parameters (params[i] NULL means SQL NULL).
- * sql and params are copied. */
+ * sql and params are copied.  Its deadline is query_timeout_ms from now. */
 void db_query(struct db_pool *p, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg);
+/* The same with the caller's deadline (monotonic ms, util_now_ms; 0 = the
+ * default): a USSD hop passes hop_deadline_ms(). */
+void db_query_by(struct db_pool *p, uint64_t deadline_ms, const char *sql, int nparams, const char *const *params,
+		 db_cb cb, void *arg);
 
 /*
  * The same for a statement whose outcome must be recorded (an SMS sent, a

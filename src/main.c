@@ -15,6 +15,7 @@
 #include "db.h"
 #include "httpd.h"
 #include "log.h"
+#include "loginlog.h"
 #include "migrate.h"
 #include "redis.h"
 #include "menu.h"
@@ -124,6 +125,8 @@ static void app_free_services(struct app *app)
 	app->db = NULL;
 	db_pool_free(app->dbbg);
 	app->dbbg = NULL;
+	loginlog_free(app->logins);	/* after the pool: its cancelled callback reaches the log */
+	app->logins = NULL;
 	redis_free(app->redis);
 	app->redis = NULL;
 }
@@ -140,9 +143,10 @@ static void app_stop(struct app *app)
 static void drain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct app *app = arg;
-	/* requests in flight, and outcomes (SMS sent, pushes answered) that
-	 * PostgreSQL does not have yet */
-	int left = httpd_inflight(app->httpd) + sms_sender_unrecorded(app->sms) + mpesa_unrecorded(app->mpesa);
+	/* requests in flight, and outcomes (SMS sent, pushes answered, login
+	 * audit rows) that PostgreSQL does not have yet */
+	int left = httpd_inflight(app->httpd) + sms_sender_unrecorded(app->sms) + mpesa_unrecorded(app->mpesa) +
+		   (loginlog_drain(app->logins) > 0);
 	uint64_t waited = util_now_ms() - app->drain_started_ms;
 
 	if (left > 0 && waited < (uint64_t)app->cfg->daemon_shutdown_timeout_ms)
@@ -233,6 +237,7 @@ static int run_daemon(struct app *app)
 				      app->cfg->database_background_queue_max, err, sizeof(err));
 	if (!app->dbbg)
 		goto fail;
+	app->logins = loginlog_new(app->base, app->dbbg);
 	app->redis = redis_new(app->base, app->cfg, err, sizeof(err));
 	if (!app->redis)
 		goto fail;

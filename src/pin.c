@@ -6,8 +6,10 @@
 #include "auth.h"
 #include "config.h"
 #include "db.h"
+#include "loginlog.h"
 #include "util.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,8 @@ struct pin_job {
 	char *phone, *pin, *channel, *request_id, *alert[2];
 	char user_id[24], lang[4], until[8];
 	char *full_name;
+	bool dirty;		/* a failed-attempt count or a lock to clear */
+	uint64_t deadline_ms;
 	pin_cb cb;
 	void *arg;
 };
@@ -47,6 +51,13 @@ static void job_finish(struct pin_job *j, enum pin_outcome o, int tries_left, co
 	free(j);
 }
 
+static void logged_in(struct pin_job *j)
+{
+	if (j->app->logins)
+		loginlog_add(j->app->logins, j->user_id, j->channel, j->phone, j->request_id);
+	job_finish(j, PIN_OK, 0, NULL);
+}
+
 static void success_recorded(const struct db_result *r, void *arg)
 {
 	struct pin_job *j = arg;
@@ -54,7 +65,7 @@ static void success_recorded(const struct db_result *r, void *arg)
 	if (r->status != DB_OK)
 		job_finish(j, PIN_UNAVAILABLE, 0, r->error);
 	else
-		job_finish(j, PIN_OK, 0, NULL);
+		logged_in(j);
 }
 
 static void miss_recorded(const struct db_result *r, void *arg)
@@ -79,12 +90,18 @@ static void verified(void *arg, enum auth_status st, char *rehash)
 	const char *p[9] = { j->channel, j->phone, j->request_id, j->user_id };
 	char max[16], mins[16];
 
-	if (st == AUTH_OK) {
+	if (st == AUTH_OK && !rehash && !j->dirty) {
+		/* nothing on the row changes: no write, no WAL flush */
+		logged_in(j);
+	} else if (st == AUTH_OK) {
+		/* the WHERE re-checks, so a row that is already clean is not
+		 * rewritten (and audited) again */
 		p[4] = rehash;
-		db_query(j->app->db,
-			 PIN_AUDIT_CTE "UPDATE users SET failed_pin_attempts = 0, locked_until = NULL, "
-			 "last_login_at = now(), pin_hash = coalesce($5, pin_hash) FROM audit_ctx WHERE id = $4::bigint",
-			 5, p, success_recorded, j);
+		db_query_by(j->app->db, j->deadline_ms,
+			    PIN_AUDIT_CTE "UPDATE users SET failed_pin_attempts = 0, locked_until = NULL, "
+			    "pin_hash = coalesce($5, pin_hash) FROM audit_ctx WHERE id = $4::bigint "
+			    "AND (failed_pin_attempts <> 0 OR locked_until IS NOT NULL OR $5::text IS NOT NULL)",
+			    5, p, success_recorded, j);
 	} else if (st == AUTH_MISMATCH) {
 		snprintf(max, sizeof(max), "%d", cfg->auth_pin_max_attempts);
 		snprintf(mins, sizeof(mins), "%d", cfg->auth_pin_lock_minutes);
@@ -131,12 +148,13 @@ static void looked_up(const struct db_result *r, void *arg)
 	snprintf(j->lang, sizeof(j->lang), "%s", PQgetvalue(r->res, 0, 5));
 	snprintf(j->until, sizeof(j->until), "%s", PQgetvalue(r->res, 0, 3));
 	j->full_name = xstrdup(PQgetvalue(r->res, 0, 4));
+	j->dirty = !strcmp(PQgetvalue(r->res, 0, 6), "t");
 	if (!strcmp(PQgetvalue(r->res, 0, 2), "t"))
 		job_finish(j, PIN_LOCKED, 0, NULL);
 	else if (PQgetisnull(r->res, 0, 1))
 		job_finish(j, PIN_NO_PIN, 0, NULL);
 	else
-		auth_pin_verify(j->app->auth, j->pin, PQgetvalue(r->res, 0, 1), verified, j);
+		auth_pin_verify(j->app->auth, j->pin, PQgetvalue(r->res, 0, 1), j->deadline_ms, verified, j);
 }
 
 void pin_check(struct app *app, const struct pin_check_args *a, pin_cb cb, void *arg)
@@ -152,11 +170,13 @@ void pin_check(struct app *app, const struct pin_check_args *a, pin_cb cb, void 
 	j->alert[0] = xstrdup(a->alert[0]);
 	j->alert[1] = xstrdup(a->alert[1]);
 	snprintf(j->lang, sizeof(j->lang), "en");
+	j->deadline_ms = a->deadline_ms;
 	j->cb = cb;
 	j->arg = arg;
-	db_query(app->db,
-		 "SELECT id, pin_hash, coalesce(locked_until > now(), false), "
-		 "coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), ''), full_name, preferred_language "
-		 "FROM users WHERE phone = $1 AND deleted_at IS NULL",
-		 2, p, looked_up, j);
+	db_query_by(app->db, a->deadline_ms,
+		    "SELECT id, pin_hash, coalesce(locked_until > now(), false), "
+		    "coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), ''), full_name, preferred_language, "
+		    "failed_pin_attempts <> 0 OR locked_until IS NOT NULL "
+		    "FROM users WHERE phone = $1 AND deleted_at IS NULL",
+		    2, p, looked_up, j);
 }

@@ -1,15 +1,19 @@
 /*
  * pin: checking a member's PIN, the one path for every channel (USSD log-in,
  * SMS commands): look the user up, refuse while locked, check the hash on
- * the auth workers, then record the outcome in one statement: a success
- * clears the count (and stores a re-made hash when the cost parameters
- * changed); a miss counts, and the miss that reaches [auth]
- * pin_max_attempts locks the account for pin_lock_minutes and queues an SMS
- * alert.  Every update carries the channel, MSISDN and request id into the
- * audit trail.
+ * the auth workers, then record the outcome: a miss counts, and the miss
+ * that reaches [auth] pin_max_attempts locks the account for
+ * pin_lock_minutes and queues an SMS alert, in one synchronous statement.
+ * A success writes the user's row only when something there changes (a
+ * count or lock to clear, a re-made hash after the cost parameters
+ * changed); the log-in itself goes to the audit trail in batches
+ * (loginlog.h).  Every write carries the channel, MSISDN and request id
+ * into the audit trail.
  */
 #ifndef CHAMAD_PIN_H
 #define CHAMAD_PIN_H
+
+#include <stdint.h>
 
 struct app;
 
@@ -41,6 +45,7 @@ struct pin_check_args {
 	const char *channel;	/* audit channel: "ussd", "sms" */
 	const char *request_id;	/* audit request id */
 	const char *alert[2];	/* lock-out SMS body per language (en, sw) */
+	uint64_t deadline_ms;	/* by when the answer is of use (util_now_ms), 0 = the default */
 };
 
 /* Everything in a is copied; cb runs exactly once, never inside the call. */

@@ -164,6 +164,17 @@ const char *hop_session_id(const struct ussd_hop *h)
 	return h->sid;
 }
 
+uint64_t hop_deadline_ms(const struct ussd_hop *h)
+{
+	int t = h->app->cfg->ussd_hop_timeout_ms;
+	int margin = t / 10;
+
+	/* what is left of the hop after the work: a write, the session save,
+	 * the render; a tenth of the hop, within [50, 500] ms */
+	margin = margin < 50 ? 50 : margin > 500 ? 500 : margin;
+	return h->t0 / 1000 + (uint64_t)(t - margin);
+}
+
 enum menu_lang hop_lang(const struct ussd_hop *h)
 {
 	enum menu_lang l = LANG_EN;
@@ -942,9 +953,9 @@ static void new_session(struct ussd_hop *h)
 			  "auth", 0, "uid", "", "stack", "vars", "pending", pending, "t0",
 			  (json_int_t)(time(NULL)));
 	remember_path(h);
-	db_query(h->app->db,
-		 "SELECT id, preferred_language, full_name FROM users WHERE phone = $1 AND deleted_at IS NULL", 1,
-		 params, user_looked_up, h);
+	db_query_by(h->app->db, hop_deadline_ms(h),
+		    "SELECT id, preferred_language, full_name FROM users WHERE phone = $1 AND deleted_at IS NULL", 1,
+		    params, user_looked_up, h);
 }
 
 static void loaded(const struct redis_result *r, void *arg)

@@ -15,6 +15,7 @@
 #define CHAMAD_USSD_HOP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "menu.h"
 
@@ -34,6 +35,10 @@ bool ussd_action_known(const char *name);
 struct app *hop_app(struct ussd_hop *hop);
 const char *hop_phone(const struct ussd_hop *hop);	/* E.164 */
 const char *hop_session_id(const struct ussd_hop *hop);	/* aggregator:session id, for audit */
+/* The monotonic millisecond (util_now_ms) by which work started for this
+ * hop must be done: the hop's start plus [ussd] hop_timeout_ms, less a
+ * margin for the rest of the hop.  Pass it to the queues (db, auth). */
+uint64_t hop_deadline_ms(const struct ussd_hop *hop);
 enum menu_lang hop_lang(const struct ussd_hop *hop);
 void hop_set_lang(struct ussd_hop *hop, enum menu_lang lang);
 /* The logged-in user's id as a decimal string, or NULL. */

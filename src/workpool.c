@@ -1,8 +1,9 @@
 /*
- * workpool: pthreads, a bounded job queue and a completion queue drained on
- * the loop when the wake-up pipe is readable.
+ * workpool: pthreads, a job queue admitted by deadline (admit.h) and a
+ * completion queue drained on the loop when the wake-up pipe is readable.
  */
 #include "workpool.h"
+#include "admit.h"
 #include "log.h"
 #include "util.h"
 
@@ -22,6 +23,7 @@ struct job {
 	work_fn work;
 	work_done_fn done;
 	void *arg;
+	uint64_t deadline_ms;
 	enum work_status status;
 };
 
@@ -34,9 +36,10 @@ struct workpool {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct jobq todo, finished;	/* both under lock */
-	int queue_max, running;
+	int queue_max, running, budget_ms;
 	bool stopping;
-	uint64_t done, rejected;
+	struct admit admit;	/* under lock */
+	uint64_t done, rejected, expired;
 	pthread_t *threads;
 	int nthreads;
 	int pipefd[2];
@@ -86,16 +89,27 @@ static void *worker(void *arg)
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct job *j;
+		uint64_t t0, t1;
 
 		while (!p->stopping && !p->todo.head)
 			pthread_cond_wait(&p->cond, &p->lock);
 		if (p->stopping)
 			break;
 		j = q_pop(&p->todo);
+		t0 = util_now_us();
+		if (t0 / 1000 >= j->deadline_ms) {
+			/* its answer would come too late: spend nothing on it */
+			p->rejected++;
+			p->expired++;
+			finish_locked(p, j, WORK_BUSY);
+			continue;
+		}
 		p->running++;
 		pthread_mutex_unlock(&p->lock);
 		j->work(j->arg);
+		t1 = util_now_us();
 		pthread_mutex_lock(&p->lock);
+		admit_observe(&p->admit, (double)(t1 - t0) / 1000.0);
 		p->running--;
 		p->done++;
 		finish_locked(p, j, WORK_OK);
@@ -130,13 +144,16 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	drain(arg);
 }
 
-struct workpool *workpool_new(struct event_base *base, int threads, int queue_max, char *err, size_t errlen)
+struct workpool *workpool_new(struct event_base *base, int threads, int queue_max, int default_budget_ms, char *err,
+			      size_t errlen)
 {
 	struct workpool *p = xcalloc(1, sizeof(*p));
 
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	p->queue_max = queue_max;
+	p->budget_ms = default_budget_ms;
+	admit_init(&p->admit);
 	if (pipe2(p->pipefd, O_NONBLOCK | O_CLOEXEC) < 0) {
 		snprintf(err, errlen, "workpool: pipe: %s", strerror(errno));
 		free(p);
@@ -157,15 +174,42 @@ struct workpool *workpool_new(struct event_base *base, int threads, int queue_ma
 	return p;
 }
 
-void workpool_submit(struct workpool *p, work_fn work, work_done_fn done, void *arg)
+void workpool_set_budget(struct workpool *p, int default_budget_ms)
+{
+	pthread_mutex_lock(&p->lock);
+	p->budget_ms = default_budget_ms;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Called with the lock held. */
+static bool admits_locked(struct workpool *p, uint64_t now, uint64_t deadline_ms)
+{
+	return p->todo.n < p->queue_max &&
+	       admit_ok(&p->admit, p->todo.n, p->running, p->nthreads, now, deadline_ms);
+}
+
+bool workpool_admits(struct workpool *p, uint64_t deadline_ms)
+{
+	uint64_t now = util_now_ms();
+	bool ok;
+
+	pthread_mutex_lock(&p->lock);
+	ok = !p->stopping && admits_locked(p, now, deadline_ms ? deadline_ms : now + (uint64_t)p->budget_ms);
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+void workpool_submit(struct workpool *p, work_fn work, work_done_fn done, void *arg, uint64_t deadline_ms)
 {
 	struct job *j = xcalloc(1, sizeof(*j));
+	uint64_t now = util_now_ms();
 
 	j->work = work;
 	j->done = done;
 	j->arg = arg;
 	pthread_mutex_lock(&p->lock);
-	if (p->todo.n >= p->queue_max || p->stopping) {
+	j->deadline_ms = deadline_ms ? deadline_ms : now + (uint64_t)p->budget_ms;
+	if (p->stopping || !admits_locked(p, now, j->deadline_ms)) {
 		p->rejected++;
 		finish_locked(p, j, p->stopping ? WORK_CANCELLED : WORK_BUSY);
 	} else {
@@ -183,6 +227,8 @@ void workpool_stats(struct workpool *p, struct workpool_stats *out)
 	out->running = p->running;
 	out->done = p->done;
 	out->rejected = p->rejected;
+	out->expired = p->expired;
+	out->service_ms = p->admit.service_ms;
 	pthread_mutex_unlock(&p->lock);
 }
 

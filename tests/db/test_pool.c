@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/event.h>
 
@@ -275,12 +276,68 @@ static void test_timeout_and_queue(void)
 	cfg->database_queue_max = saved_q;
 }
 
+/*
+ * Admission by deadline: with one connection and the time a query keeps
+ * it measured (s), a query behind a running one finishes after about 2s,
+ * the next after 3s: with 3.5s to go two are admitted and the third is
+ * refused at once (DB_BUSY, delivered from the loop); before anything was
+ * measured (warm-up) a query is admitted, and one whose deadline passed
+ * while it waited is not run.
+ */
+static void test_admission_by_deadline(void)
+{
+	int saved_size = cfg->database_pool_size;
+	struct db_pool *p;
+	struct res warm = { 0 }, hold = { 0 }, a = { 0 }, b = { 0 }, c = { 0 }, w1 = { 0 }, w2 = { 0 };
+	struct db_stats st;
+	uint64_t now;
+	double s;
+
+	cfg->database_pool_size = 1;
+	p = pool_up();
+	/* warm-up: nothing measured; a query with 1 ms to go still waits,
+	 * and is dropped unrun when its turn comes too late */
+	q(p, "SELECT 'w' FROM pg_sleep(0.1)", 0, NULL, &w1);
+	in_api_call = true;
+	db_query_by(p, util_now_ms() + 1, "SELECT 'never'", 0, NULL, on_result, &w2);
+	in_api_call = false;
+	db_pool_stats(p, &st);
+	T_CHECK(st.queued == 1 && st.service_ms == 0);
+	T_CHECK(run_until(&w2.done, 1, 3000) && w2.status == DB_BUSY && !*w2.value);
+	T_CHECK(run_until(&w1.done, 1, 3000) && w1.status == DB_OK);
+
+	q(p, "SELECT 'x' FROM pg_sleep(0.1)", 0, NULL, &warm);
+	T_CHECK(run_until(&warm.done, 1, 3000) && warm.status == DB_OK);
+	db_pool_stats(p, &st);
+	s = st.service_ms;
+	T_CHECK(s >= 99);
+	q(p, "SELECT 'h' FROM pg_sleep(0.1)", 0, NULL, &hold);
+	now = util_now_ms();
+	in_api_call = true;
+	db_query_by(p, now + (uint64_t)(3.5 * s), "SELECT 'a'", 0, NULL, on_result, &a);
+	db_query_by(p, now + (uint64_t)(3.5 * s), "SELECT 'b'", 0, NULL, on_result, &b);
+	db_query_by(p, now + (uint64_t)(3.5 * s), "SELECT 'c'", 0, NULL, on_result, &c);
+	in_api_call = false;
+	db_pool_stats(p, &st);
+	T_CHECK(st.queued == 2 && st.refused == 2 && c.done == 0);
+	T_CHECK(run_until(&c.done, 1, 1000) && c.status == DB_BUSY && strstr(c.error, "in time"));
+	T_CHECK(run_until(&b.done, 1, 3000) && a.status == DB_OK && b.status == DB_OK);
+	T_CHECK(!strcmp(a.value, "a") && !strcmp(b.value, "b"));
+	T_CHECK(sync_callbacks == 0);
+	db_pool_free(p);
+	cfg->database_pool_size = saved_size;
+}
+
 static void test_many_concurrent(void)
 {
-	struct db_pool *p = pool_up();
+	int saved_q = cfg->database_queue_max;
+	struct db_pool *p;
 	static struct res r[300];
 	int done = 0, ok = 0, busy = 0;
 	char v[300][12];
+
+	cfg->database_queue_max = 256;	/* the memory cap (nothing measured yet: no deadline refusals) */
+	p = pool_up();
 
 	memset(r, 0, sizeof(r));
 	for (int i = 0; i < 300; i++) {
@@ -306,6 +363,7 @@ static void test_many_concurrent(void)
 	T_CHECK(ok == 260);
 	T_CHECK(busy == 40);
 	db_pool_free(p);
+	cfg->database_queue_max = saved_q;
 }
 
 static void test_unavailable_and_shutdown(void)
@@ -341,6 +399,7 @@ int main(void)
 		{ "transactions", test_transactions },
 		{ "tx_connection_lost", test_tx_connection_lost },
 		{ "timeout_and_queue", test_timeout_and_queue },
+		{ "admission_by_deadline", test_admission_by_deadline },
 		{ "many_concurrent", test_many_concurrent },
 		{ "unavailable_and_shutdown", test_unavailable_and_shutdown },
 	};

@@ -227,11 +227,64 @@ def test_ussd_login_navigation_and_balance(env):
     assert not end and screen.startswith("Invalid choice.\nMain menu"), screen
     end, screen = s.send("9")
     assert end and "Thank you" in screen
-    assert q(env, "SELECT last_login_at IS NOT NULL, failed_pin_attempts FROM users WHERE id = %s" % uid) == \
-        [["t", "0"]]
+    # the log-in reached the audit trail (batched, see test_ussd_login_writes_only_what_changed)
+    assert wait_login_audited(env, uid) >= 1
+    assert q(env, "SELECT failed_pin_attempts FROM users WHERE id = %s" % uid) == [["0"]]
     m = c.get("/metrics").body
     assert 'chamad_ussd_hops_total{outcome="screen"} 9' in m and 'chamad_ussd_hops_total{outcome="end"} 1' in m, m
     assert "chamad_auth_jobs_total 1" in m and 'route="ussd_africastalking",code="200"} 10' in m
+    c.stop()
+
+
+def wait_login_audited(env, uid, at_least=1, timeout=5.0):
+    """The count of user.login audit rows of a user, once it reaches
+    at_least (they are written in batches, about once a second)."""
+    until = time.monotonic() + timeout
+    while True:
+        (n,), = q(env, "SELECT count(*) FROM audit_logs WHERE action = 'user.login' AND entity_id = %s" % uid)
+        if int(n) >= at_least or time.monotonic() > until:
+            return int(n)
+        time.sleep(0.1)
+
+
+def test_ussd_login_writes_only_what_changed(env):
+    """A log-in with nothing to change on the user's row does not rewrite
+    it (the row version, xmin, stays) and leaves no update audit row; the
+    log-in still reaches audit_logs, in a batch.  A wrong PIN still counts
+    at once and the next right one clears it."""
+    c = env.chamad()
+    phone = new_phone()
+    cid, (uid,) = seed_chama(env, members=[(phone, "Quiet Login", "member")])
+
+    def row():
+        return q(env, "SELECT xmin, failed_pin_attempts, locked_until IS NULL FROM users WHERE id = %s" % uid)[0]
+
+    def audit_rows():
+        return q(env, "SELECT action FROM audit_logs WHERE entity_type = 'users' AND entity_id = %s "
+                      "AND action <> 'user.login' ORDER BY id" % uid)
+
+    before, audit_before = row(), audit_rows()
+    AT(c, phone).login()
+    AT(c, phone).login()
+    assert row() == before and audit_rows() == audit_before
+    assert wait_login_audited(env, uid, 2) == 2
+    (ch, msisdn, actor, req), = q(env, "SELECT DISTINCT channel, msisdn, actor_user_id, request_id LIKE "
+                                       "'africastalking:%%' FROM audit_logs WHERE action = 'user.login' "
+                                       "AND entity_id = %s" % uid)
+    assert (ch, msisdn, actor, req) == ("ussd", phone, str(uid), "t")
+    # a wrong PIN is written at once; the next right PIN clears it (a write)
+    s = AT(c, phone)
+    s.dial()
+    end, screen = s.send("1111")
+    assert screen.startswith("Wrong PIN, 2 left."), screen
+    assert row()[1:] == ["1", "t"]
+    s2 = AT(c, phone)
+    s2.dial()
+    end, screen = s2.send(PIN)
+    assert "Main menu" in screen, screen
+    after = row()
+    assert after[1:] == ["0", "t"] and after[0] != before[0]
+    assert wait_login_audited(env, uid, 3) == 3
     c.stop()
 
 

@@ -38,7 +38,8 @@ int t_checks, t_failed_checks;
 	X(test_menu_render_limits) X(test_real_menus) X(test_trivial_pins) \
 	X(test_httpc_get_post) X(test_httpc_http_500) X(test_httpc_refused) X(test_httpc_timeout) \
 	X(test_httpc_max_body) X(test_httpc_keepalive_reuse) X(test_httpc_concurrent) \
-	X(test_httpc_free_cancels) X(test_httpc_callback_requests)
+	X(test_httpc_free_cancels) X(test_httpc_callback_requests) \
+	X(test_admit_estimator) X(test_workpool_admission)
 
 #define DECL(fn) void fn(void);
 TESTS(DECL)
