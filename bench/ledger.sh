@@ -14,8 +14,11 @@
 #            entry + 2 lines, hash-chained audit row, receipt SMS: one
 #            statement, one transaction);
 #   one:     the same with every posting in ONE chama (its chain serialises).
+#   nosms:   spread without the receipt SMS: no notifications row, so no
+#            NOTIFY chamad_sms, whose commit takes a lock of the whole database
+#            (PostgreSQL serialises the commits of notifying transactions).
 #
-# Prints the three tps figures, postings/inserts ratios, and checks that the
+# Prints the tps figures, postings/inserts ratios, and checks that the
 # books hold afterwards (chamad verify-ledger).
 #
 #   bench/ledger.sh [CLIENTS] [SECONDS] [CHAMAS]      (defaults 16, 10, 64)
@@ -56,10 +59,17 @@ SQL
 cat >"$work/insert.sql" <<'SQL'
 INSERT INTO bench_insert (client) VALUES (:client_id);
 SQL
-post='SELECT post_contribution(:c, (:c - 1) * 20 + :m, 50000, '"'savings'"', '"'mpesa'"', r, '"'mpesa:'"' || r,
-       NULL, '"'mpesa'"', NULL, '"'bench'"', '"'Received KES 500.00'"') FROM (SELECT gen_random_uuid()::text AS r) k;'
-{ echo "\\set c random(1, $chamas)"; echo "\\set m random(1, 20)"; echo "$post"; } >"$work/spread.sql"
-{ echo "\\set c 1"; echo "\\set m random(1, 20)"; echo "$post"; } >"$work/one.sql"
+posting() {  # posting FILE CHAMA RECEIPT: a pgbench script of one post_contribution
+  cat >"$1" <<SQL
+\\set c $2
+\\set m random(1, 20)
+SELECT post_contribution(:c, (:c - 1) * 20 + :m, 50000, 'savings', 'mpesa', r, 'mpesa:' || r, NULL, 'mpesa', NULL,
+                         'bench', $3) FROM (SELECT gen_random_uuid()::text AS r) k;
+SQL
+}
+posting "$work/spread.sql" "random(1, $chamas)" "'Received KES 500.00'"
+posting "$work/one.sql" 1 "'Received KES 500.00'"
+posting "$work/nosms.sql" "random(1, $chamas)" NULL
 
 settings=$(psql -X -tA "$url" -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name)
   FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_level', 'shared_buffers',
@@ -79,6 +89,7 @@ before=$(psql -X -tA "$url" -c "SELECT count(*) FROM contributions")
 ins=$(run insert "$work/insert.sql")
 spread=$(run spread "$work/spread.sql")
 one=$(run one "$work/one.sql")
+nosms=$(run nosms "$work/nosms.sql")
 posted=$(psql -X -tA "$url" -c "SELECT count(*) FROM contributions WHERE status = 'confirmed'")
 lat() { sed -n 's/^latency average = \(.*\)$/\1/p' "$work/$1.out"; }
 printf '  one-row INSERT:                       %10.1f tps  (latency %s)\n' "$ins" "$(lat insert)"
@@ -86,6 +97,8 @@ printf '  post_contribution over %3d chamas:    %10.1f tps  (latency %s)  = %.2f
   "$chamas" "$spread" "$(lat spread)" "$(echo "$spread / $ins" | bc -l)"
 printf '  post_contribution in one chama:       %10.1f tps  (latency %s)  = %.2f x the inserts\n' \
   "$one" "$(lat one)" "$(echo "$one / $ins" | bc -l)"
+printf '  ... over %3d chamas, no receipt SMS: %10.1f tps  (latency %s)  = %.2f x the inserts\n' \
+  "$chamas" "$nosms" "$(lat nosms)" "$(echo "$nosms / $ins" | bc -l)"
 printf '  spread / one chama:                   %10.2f\n' "$(echo "$spread / $one" | bc -l)"
 echo "  confirmed contributions: $((posted - before)) new; audit rows: $(psql -X -tA "$url" -c \
   'SELECT count(*) FROM financial_audit_logs')"

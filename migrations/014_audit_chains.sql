@@ -83,19 +83,23 @@ SELECT c.id, 0, t.tip, t.tip
 -- The exact text the hash covers; chamad verify-ledger hashes the same text.
 -- Legacy rows: the text of 010, unchanged, so their hashes still verify.
 -- Chama-chain rows: tagged, with the chama and the row's place in its chain.
+-- (PL/pgSQL rather than SQL: the trigger calls it once per transaction, and
+-- a SQL function called so is planned again each time, a PL/pgSQL one once
+-- per session.)
 CREATE OR REPLACE FUNCTION financial_audit_canonical(r financial_audit_logs) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN r.chama_seq IS NULL THEN
-        concat_ws('|', r.chain_seq, r.id, (extract(epoch FROM r.occurred_at) * 1000000)::bigint, r.chama_id,
-                  coalesce(r.user_id::text, '-'), coalesce(r.actor_user_id::text, '-'), r.action, r.entity_type,
-                  r.entity_id, r.amount_cents, r.direction, r.currency, coalesce(r.method, '-'),
-                  coalesce(r.external_reference, '-'), r.idempotency_key, coalesce(r.reverses_id::text, '-'))
-    ELSE
-        concat_ws('|', 'chama', r.chama_id, r.chama_seq, r.id, (extract(epoch FROM r.occurred_at) * 1000000)::bigint,
-                  coalesce(r.user_id::text, '-'), coalesce(r.actor_user_id::text, '-'), r.action, r.entity_type,
-                  r.entity_id, r.amount_cents, r.direction, r.currency, coalesce(r.method, '-'),
-                  coalesce(r.external_reference, '-'), r.idempotency_key, coalesce(r.reverses_id::text, '-'))
-    END
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF r.chama_seq IS NULL THEN
+        RETURN concat_ws('|', r.chain_seq, r.id, (extract(epoch FROM r.occurred_at) * 1000000)::bigint, r.chama_id,
+                         coalesce(r.user_id::text, '-'), coalesce(r.actor_user_id::text, '-'), r.action,
+                         r.entity_type, r.entity_id, r.amount_cents, r.direction, r.currency, coalesce(r.method, '-'),
+                         coalesce(r.external_reference, '-'), r.idempotency_key, coalesce(r.reverses_id::text, '-'));
+    END IF;
+    RETURN concat_ws('|', 'chama', r.chama_id, r.chama_seq, r.id, (extract(epoch FROM r.occurred_at) * 1000000)::bigint,
+                     coalesce(r.user_id::text, '-'), coalesce(r.actor_user_id::text, '-'), r.action, r.entity_type,
+                     r.entity_id, r.amount_cents, r.direction, r.currency, coalesce(r.method, '-'),
+                     coalesce(r.external_reference, '-'), r.idempotency_key, coalesce(r.reverses_id::text, '-'));
+END
 $$;
 
 -- Links the new row to the end of its chama's chain and moves the head.
