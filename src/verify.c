@@ -55,15 +55,17 @@ static long problems(PGconn *pg, FILE *out, FILE *err, const char *what, const c
 	return n;
 }
 
-/* SHA-256(prev || canon) == got?  prev and got are hex from the database. */
+/* Decodes a row's prev_hash and row_hash (hex from the database) into prev
+ * and got, and tells whether got = SHA-256(prev || canon); -1 when either
+ * hash is malformed. */
 static int link_hash(const char *prev_hex, const char *got_hex, const char *canon, unsigned char prev[32],
 		     unsigned char got[32], bool *content_ok)
 {
 	unsigned char calc[32];
 	crypto_hash_sha256_state st;
 
-	if (sodium_hex2bin(prev, 32, prev_hex, strlen(prev_hex), NULL, NULL, NULL) != 0 || strlen(prev_hex) != 64 ||
-	    sodium_hex2bin(got, 32, got_hex, strlen(got_hex), NULL, NULL, NULL) != 0 || strlen(got_hex) != 64)
+	if (strlen(prev_hex) != 64 || sodium_hex2bin(prev, 32, prev_hex, 64, NULL, NULL, NULL) != 0 ||
+	    strlen(got_hex) != 64 || sodium_hex2bin(got, 32, got_hex, 64, NULL, NULL, NULL) != 0)
 		return -1;
 	crypto_hash_sha256_init(&st);
 	crypto_hash_sha256_update(&st, prev, 32);
@@ -144,13 +146,12 @@ static void chain_end(FILE *out, long *bad, const char *chama, long last_seq, co
 static long check_chama_chains(PGconn *pg, FILE *out, FILE *err, long *rows, long *chains,
 			       const unsigned char tip[32])
 {
-	/* one row per audit row, plus one per head with no rows at all */
+	/* one row per chama-chain row, plus one per head with no such rows */
 	PGresult *r = PQexec(pg, "SELECT coalesce(f.chama_id, h.chama_id), f.id, f.chama_seq, "
 				 "financial_audit_canonical(f), encode(f.prev_hash, 'hex'), encode(f.row_hash, 'hex'), "
-				 "h.seq, encode(h.hash, 'hex'), encode(h.genesis, 'hex') "
-				 "FROM (SELECT * FROM financial_audit_logs WHERE chama_seq IS NOT NULL) f "
-				 "FULL JOIN audit_chain_heads h ON h.chama_id = f.chama_id "
-				 "ORDER BY 1, f.chama_seq NULLS FIRST");
+				 "h.seq, encode(h.hash, 'hex'), encode(h.genesis, 'hex') FROM financial_audit_logs f "
+				 "FULL JOIN audit_chain_heads h ON h.chama_id = f.chama_id AND f.chama_seq IS NOT NULL "
+				 "WHERE f.id IS NULL OR f.chama_seq IS NOT NULL ORDER BY 1, f.chama_seq NULLS FIRST");
 	static const unsigned char zeros[32];
 	unsigned char want_prev[32], prev[32], got[32];
 	char chama[24] = "";

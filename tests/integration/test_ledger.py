@@ -312,6 +312,15 @@ def test_ledger_chain_tampering(env):
     rc, out = verify(env, url)
     assert rc == 1 and "BAD audit chain of chama %s: the chain ends at row 0 but its head is at row 4" % a in out, out
 
+    # a row slipped in past the chain (its trigger off): no hash, no place
+    env.psql("ALTER TABLE financial_audit_logs DISABLE TRIGGER financial_audit_chain;"
+             "INSERT INTO financial_audit_logs (chama_id, action, entity_type, entity_id, amount_cents, direction, "
+             "idempotency_key) VALUES (%s, 'adjustment', 'test', 1, 100, 'internal', 'slipped');"
+             "ALTER TABLE financial_audit_logs ENABLE TRIGGER financial_audit_chain;" % b, url)
+    (sid,), = env.psql("SELECT id FROM financial_audit_logs WHERE idempotency_key = 'slipped'", url)
+    rc, out = verify(env, url)
+    assert rc == 1 and "BAD audit chain: row %s has no hash after the chain began" % sid in out, out
+
 
 def test_ledger_chains_continue_the_legacy_chain(env):
     """A database whose rows were written on the global chain (migrations up
