@@ -24,7 +24,7 @@ TABLES = {
 FINANCIAL = {
     "contributions", "loans", "loan_schedules", "loan_repayments", "loan_guarantors", "payouts",
     "welfare_fund", "welfare_claims", "welfare_claim_approvals", "asca_members", "rosca_roster",
-    "financial_audit_logs", "memberships",
+    "financial_audit_logs", "memberships", "audit_chain_heads",
 }
 # credentials only: they may go with a hard-deleted user
 MAY_CASCADE = {"refresh_tokens", "signup_sessions"}
@@ -98,10 +98,10 @@ def test_schema_tables_and_money_types(env):
     missing = TABLES - tables
     assert not missing, "missing tables: %s" % sorted(missing)
     # beyond the 27: the runner's table, votes, the USSD session log, inbound
-    # SMS, and the ledger
+    # SMS, the ledger and its audit chains' heads
     assert tables - TABLES == {"schema_migrations", "proposal_votes", "ussd_session_events", "sms_inbound",
                                "ledger_accounts", "journal_entries", "journal_lines", "mpesa_requests",
-                               "mpesa_c2b", "mpesa_callbacks"}, sorted(tables - TABLES)
+                               "mpesa_c2b", "mpesa_callbacks", "audit_chain_heads"}, sorted(tables - TABLES)
 
     # no float, real, numeric or money column anywhere (tables, views and
     # the materialized view)
