@@ -5,13 +5,13 @@
  *   1. every journal entry has two lines or more and its debits equal its
  *      credits;
  *   2. every account's balance equals the sum of its lines;
- *   3. the financial audit chains verify: each chama's chain (014) in its
+ *   3. the financial audit chains verify: each chama's chain (015) in its
  *      order (chama_seq 1, 2, ... without gaps), each row's prev_hash the
  *      row before's row_hash (the first's, the chain's genesis), row_hash =
  *      SHA-256(prev_hash || canonical content) recomputed here with
  *      libsodium, and the last row equal to the chama's head
  *      (audit_chain_heads), so rows taken from the end show; likewise the
- *      legacy global chain (chain_seq) of the rows from before 014, whose
+ *      legacy global chain (chain_seq) of the rows from before 015, whose
  *      last hash every chain of a chama that existed then starts from;
  *   4. the domain tables agree with the ledger: members' savings, welfare
  *      and share accounts equal their confirmed contributions, and every
@@ -75,7 +75,7 @@ static int link_hash(const char *prev_hex, const char *got_hex, const char *cano
 	return 0;
 }
 
-/* Walks the legacy global chain (the rows written before 014, chain_seq
+/* Walks the legacy global chain (the rows written before 015, chain_seq
  * order) and leaves its last hash in tip (zeros when it is empty).  Rows
  * with no hash are allowed only from before any chain existed. */
 static long check_legacy_chain(PGconn *pg, FILE *out, FILE *err, long *rows, unsigned char tip[32])

@@ -324,7 +324,7 @@ def test_ledger_chain_tampering(env):
 
 def test_ledger_chains_continue_the_legacy_chain(env):
     """A database whose rows were written on the global chain (migrations up
-    to 013) keeps them verifiable after 014; the chamas of then continue
+    to 013) keeps them verifiable after 015; the chamas of then continue
     from its last hash (so its end is sealed), a chama created later starts
     from zeros."""
     import shutil
@@ -337,7 +337,7 @@ def test_ledger_chains_continue_the_legacy_chain(env):
         env.migrate(url, migrations_dir=d)
     a, ma = add_chama(env, url, "Legacy A", first=700)
     b, mb = add_chama(env, url, "Legacy B", first=800)
-    quiet, _ = add_chama(env, url, "Legacy Quiet", first=900)  # no postings before 014
+    quiet, _ = add_chama(env, url, "Legacy Quiet", first=900)  # no postings before 015
     for i in range(3):
         post(env, url, a, ma[0], 100 + i, "la:%d" % i)
         post(env, url, b, mb[0], 200 + i, "lb:%d" % i)
