@@ -88,12 +88,12 @@ SELECT 1, 'adjustment', 'bulk:' || g, 'system' FROM generate_series(1, 500000) g
 SQL
 psql -X -q -v ON_ERROR_STOP=1 "$CHAMAD_DATABASE_URL" <<'SQL'
 SET session_replication_role = replica;
-INSERT INTO ledger_accounts (chama_id, kind, normal_side) VALUES (1, 'expenses', 'debit')
+INSERT INTO ledger_accounts (chama_id, kind, normal_side) VALUES (1, 'expenses', 'debit'), (1, 'suspense', 'credit')
 ON CONFLICT DO NOTHING;
 INSERT INTO journal_lines (entry_id, account_id, side, amount_cents)
 SELECT e.id, a.id, a.side, 100 FROM journal_entries e
-  CROSS JOIN (SELECT id, 'debit' AS side FROM ledger_accounts WHERE kind = 'expenses'
-              UNION ALL SELECT id, 'credit' FROM ledger_accounts WHERE kind = 'mpesa_float') a
+  CROSS JOIN (SELECT id, 'debit' AS side FROM ledger_accounts WHERE kind = 'expenses' AND chama_id = 1
+              UNION ALL SELECT id, 'credit' FROM ledger_accounts WHERE kind = 'suspense' AND chama_id = 1) a
  WHERE e.kind = 'adjustment';
 UPDATE ledger_accounts a SET balance_cents = s.b FROM (
   SELECT l.account_id, sum(CASE WHEN l.side = a2.normal_side THEN l.amount_cents ELSE -l.amount_cents END) b
