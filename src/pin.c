@@ -154,7 +154,7 @@ void pin_check(struct app *app, const struct pin_check_args *a, pin_cb cb, void 
 	snprintf(j->lang, sizeof(j->lang), "en");
 	j->cb = cb;
 	j->arg = arg;
-	db_query(app->db,
+	db_query_prepared(app->db, "pin_user",
 		 "SELECT id, pin_hash, coalesce(locked_until > now(), false), "
 		 "coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), ''), full_name, preferred_language "
 		 "FROM users WHERE phone = $1 AND deleted_at IS NULL",
