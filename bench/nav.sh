@@ -118,6 +118,7 @@ run() {
     --label "$name" >"$tmp/$name.json" 2>"$tmp/$name.txt" || true
   after=$(snap)
   [ -s "$tmp/$name.json" ] || { tail -5 "$tmp/$name.txt" >&2; exit 1; }
+  grep -m2 '^ussdload: error' "$tmp/$name.txt" | sed 's/^/    /' || true
   python3 - "$tmp/$name.json" "$before" "$after" "$ticks" "$dur" <<'PY'
 import json, sys
 j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
@@ -128,13 +129,16 @@ rest = s.get("rest") or j
 print("  %-6s %s hops/s %8.0f   p50 %.3f ms  p99 %.3f ms   (all hops %.0f/s, errors %d %s)"
       % (j["label"], "non-PIN" if s.get("rest") else "all", rest["hops_per_s"], rest["p50_ms"], rest["p99_ms"],
          j["hops_per_s"], j["errors"], {k: v for k, v in j["error_breakdown"].items() if v}))
+if s.get("rest"):
+    print("         per step p50/p99 ms: " + "  ".join("%s %.2f/%.2f" % ((st["text"].rsplit("*", 1)[-1] or "dial")
+          if i != 1 else "PIN", st["p50_ms"], st["p99_ms"]) for i, st in enumerate(s["steps"])))
 names = ("chamad", "postgres", "redis", "floor")
 cpu = ["%s %.1f s" % (n, (a[i] - b[i]) / hz) for i, n in enumerate(names) if a[i] - b[i] > 0]
 print("         CPU (%.0f s + 1 s warm-up): %s, ussdload %.1f s" % (dur, ", ".join(cpu), j["loadgen_cpu_s"]))
 PY
 }
 
-menus='menus=|1234|1234*5|1234*5*0|1234*5*0*3|1234*5*0*3*0|1234*5*0*3*0*8|1234*5*0*3*0*8*0|1234*5*0*3*0*8*0*5|1234*5*0*3*0*8*0*5*0|1234*5*0*3*0*8*0*5*0*3|1234*5*0*3*0*8*0*5*0*3*0|1234*5*0*3*0*8*0*5*0*3*0*5|1234*5*0*3*0*8*0*5*0*3*0*5*0|1234*5*0*3*0*8*0*5*0*3*0*5*0*00=CON Main menu'
+menus='menus=|1234|1234*5|1234*5*0|1234*5*0*3|1234*5*0*3*0|1234*5*0*3*0*8|1234*5*0*3*0*8*0|1234*5*0*3*0*8*0*5|1234*5*0*3*0*8*0*5*0|1234*5*0*3*0*8*0*5*0*3|1234*5*0*3*0*8*0*5*0*3*0|1234*5*0*3*0*8*0*5*0*3*0*5|1234*5*0*3*0*8*0*5*0*3*0*5*0|1234*5*0*3*0*8*0*5*0*3*0*5*0*9=END'
 data='data=|1234|1234*1|1234*1*0|1234*1*0*4|1234*1*0*4*0|1234*1*0*4*0*5|1234*1*0*4*0*5*1|1234*1*0*4*0*5*1*0|1234*1*0*4*0*5*1*0*0|1234*1*0*4*0*5*1*0*0*1|1234*1*0*4*0*5*1*0*0*1*0|1234*1*0*4*0*5*1*0*0*1*0*4|1234*1*0*4*0*5*1*0*0*1*0*4*0|1234*1*0*4*0*5*1*0*0*1*0*4*0*9=END'
 
 echo "chamad $(bin/chamad -V | cut -d' ' -f2), $(nproc) cores, $conc connections, ${dur} s a phase"
