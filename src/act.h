@@ -18,6 +18,10 @@ typedef void (*act_db_fn)(struct ussd_hop *hop, const struct db_result *r);
 typedef void (*act_redis_fn)(struct ussd_hop *hop, const redisReply *reply);
 
 void act_query(struct ussd_hop *hop, const char *sql, int nparams, const char *const *params, act_db_fn fn);
+/* act_query as a statement prepared once per connection (db_query_prepared:
+ * one name, one SQL text). */
+void act_query_prepared(struct ussd_hop *hop, const char *name, const char *sql, int nparams,
+			const char *const *params, act_db_fn fn);
 void act_redis(struct ussd_hop *hop, int argc, const char **argv, act_redis_fn fn);
 
 /* Ends the hop as unavailable when r is a server error; returns true then. */

@@ -325,7 +325,7 @@ static void lookup_user(struct ussd_hop *hop, act_db_fn fn)
 {
 	const char *p[2] = { hop_phone(hop), hop_app(hop)->cfg->ussd_timezone };
 
-	act_query(hop, USER_BY_PHONE, 2, p, fn);
+	act_query_prepared(hop, "user_by_phone", USER_BY_PHONE, 2, p, fn);
 }
 
 static bool user_usable(struct ussd_hop *hop, const struct db_result *r)
@@ -358,7 +358,22 @@ static void login_started(struct ussd_hop *hop, const struct db_result *r)
 
 void act_login_start(struct ussd_hop *hop)
 {
-	lookup_user(hop, login_started);
+	bool no_pin, locked;
+	const char *until;
+
+	if (!hop_dial_user(hop, &no_pin, &locked, &until)) {
+		lookup_user(hop, login_started);
+		return;
+	}
+	/* the engine read the row on this very hop: login_started's checks */
+	if (locked) {
+		hop_set_var(hop, "until", until);
+		hop_end(hop, "end_locked");
+	} else if (no_pin) {
+		hop_goto(hop, "pin_setup", NULL);
+	} else {
+		hop_done(hop, NULL);
+	}
 }
 
 static void pin_checked(const struct pin_result *r, void *arg)

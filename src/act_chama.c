@@ -72,7 +72,7 @@ void act_chamas_load(struct ussd_hop *hop)
 {
 	const char *p[1] = { hop_user(hop) };
 
-	act_query(hop,
+	act_query_prepared(hop, "my_chamas",
 		  MY_CHAMAS "ORDER BY lower(c.name), c.id LIMIT 200",
 		  1, p, chamas_loaded);
 }
@@ -89,7 +89,7 @@ void act_chama_select(struct ussd_hop *hop)
 {
 	const char *p[2] = { hop_user(hop), hop_var(hop, "pick_id") };
 
-	act_query(hop,
+	act_query_prepared(hop, "my_chama",
 		  MY_CHAMAS "AND m.chama_id = $2::bigint",
 		  2, p, chama_selected);
 }
@@ -118,7 +118,7 @@ void act_balance_load(struct ussd_hop *hop)
 	p[1] = c;
 	p[2] = jobs_now(hop_app(hop));
 	p[3] = hop_app(hop)->cfg->ussd_timezone;
-	act_query(hop,
+	act_query_prepared(hop, "balance",
 		  /* from the ledger, the books every other figure must agree with;
 		   * arrears against the chama's schedule */
 		  "SELECT b.savings_cents, b.welfare_cents, b.loan_cents, coalesce(a.arrears_cents, 0) "
@@ -137,7 +137,7 @@ static void items_loaded(struct ussd_hop *hop, const struct db_result *r)
 }
 
 /* A list query: $1 user, $2 chama, $3 time zone; returns (value, label). */
-static void load_list(struct ussd_hop *hop, const char *sql)
+static void load_list(struct ussd_hop *hop, const char *name, const char *sql)
 {
 	const char *c = act_chama(hop);
 	const char *p[3];
@@ -147,12 +147,12 @@ static void load_list(struct ussd_hop *hop, const char *sql)
 	p[0] = hop_user(hop);
 	p[1] = c;
 	p[2] = hop_app(hop)->cfg->ussd_timezone;
-	act_query(hop, sql, 3, p, items_loaded);
+	act_query_prepared(hop, name, sql, 3, p, items_loaded);
 }
 
 void act_meetings_load(struct ussd_hop *hop)
 {
-	load_list(hop, "SELECT id, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon HH24:MI') || ' ' || title "
+	load_list(hop, "meetings", "SELECT id, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon HH24:MI') || ' ' || title "
 		       "FROM meetings WHERE chama_id = $2::bigint AND status = 'scheduled' "
 		       "AND scheduled_at >= now() - interval '1 day' AND" MEMBER_OF("$1", "$2::bigint")
 		       "ORDER BY scheduled_at LIMIT 100");
@@ -160,7 +160,7 @@ void act_meetings_load(struct ussd_hop *hop)
 
 void act_members_load(struct ussd_hop *hop)
 {
-	load_list(hop, "SELECT u.id, u.full_name || CASE WHEN m.role <> 'member' THEN ' (' || m.role || ')' "
+	load_list(hop, "members", "SELECT u.id, u.full_name || CASE WHEN m.role <> 'member' THEN ' (' || m.role || ')' "
 		       "ELSE '' END FROM memberships m JOIN users u ON u.id = m.user_id "
 		       "WHERE m.chama_id = $2::bigint AND m.status = 'active' AND $3::text IS NOT NULL AND"
 		       MEMBER_OF("$1", "$2::bigint")
@@ -184,7 +184,7 @@ static void row_to_vars(struct ussd_hop *hop, const struct db_result *r)
 }
 
 /* A detail query: $1 user, $2 chama, $3 time zone, $4 the chosen item. */
-static void load_row(struct ussd_hop *hop, const char *item_var, const char *sql)
+static void load_row(struct ussd_hop *hop, const char *name, const char *item_var, const char *sql)
 {
 	const char *c = act_chama(hop);
 	const char *p[4];
@@ -195,12 +195,12 @@ static void load_row(struct ussd_hop *hop, const char *item_var, const char *sql
 	p[1] = c;
 	p[2] = hop_app(hop)->cfg->ussd_timezone;
 	p[3] = item_var ? hop_var(hop, item_var) : "0";
-	act_query(hop, sql, 4, p, row_to_vars);
+	act_query_prepared(hop, name, sql, 4, p, row_to_vars);
 }
 
 void act_meeting_show(struct ussd_hop *hop)
 {
-	load_row(hop, "meeting_id",
+	load_row(hop, "meeting", "meeting_id",
 		 "SELECT title AS m_title, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon YYYY HH24:MI') AS m_when, "
 		 "coalesce(location, '-') AS m_where, coalesce(left(agenda, 60), '-') AS m_agenda FROM meetings "
 		 "WHERE id = $4::bigint AND chama_id = $2::bigint AND" MEMBER_OF("$1", "$2::bigint"));
@@ -208,7 +208,7 @@ void act_meeting_show(struct ussd_hop *hop)
 
 void act_member_show(struct ussd_hop *hop)
 {
-	load_row(hop, "member_id",
+	load_row(hop, "member", "member_id",
 		 "SELECT u.full_name AS p_name, u.phone AS p_phone, m.role AS p_role, "
 		 "to_char(m.joined_at AT TIME ZONE $3, 'DD Mon YYYY') AS p_joined FROM memberships m "
 		 "JOIN users u ON u.id = m.user_id WHERE m.user_id = $4::bigint AND m.chama_id = $2::bigint "
@@ -217,7 +217,7 @@ void act_member_show(struct ussd_hop *hop)
 
 void act_officials_load(struct ussd_hop *hop)
 {
-	load_row(hop, NULL,
+	load_row(hop, "officials", NULL,
 		 "SELECT coalesce(string_agg(m.role || ': ' || u.full_name, E'\\n' ORDER BY m.role), '-') AS officials "
 		 "FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.chama_id = $2::bigint "
 		 "AND m.status = 'active' AND m.role <> 'member' AND $3::text IS NOT NULL AND $4::text IS NOT NULL "
@@ -226,7 +226,7 @@ void act_officials_load(struct ussd_hop *hop)
 
 void act_chama_info_load(struct ussd_hop *hop)
 {
-	load_row(hop, NULL,
+	load_row(hop, "chama_info", NULL,
 		 "SELECT c.name AS c_name, c.type AS c_type, c.contribution_amount_cents AS cents_c_amount, "
 		 "c.contribution_frequency AS c_freq, c.member_count AS c_members FROM chamas c "
 		 "WHERE c.id = $2::bigint AND $3::text IS NOT NULL AND $4::text IS NOT NULL AND"
@@ -392,7 +392,7 @@ void act_invite_phone(struct ussd_hop *hop)
 
 static void join_requests_checked(struct ussd_hop *hop)
 {
-	load_list(hop, "SELECT j.id, u.full_name || ' ' || u.phone FROM join_requests j "
+	load_list(hop, "join_requests", "SELECT j.id, u.full_name || ' ' || u.phone FROM join_requests j "
 		       "JOIN users u ON u.id = j.user_id WHERE j.chama_id = $2::bigint AND j.status = 'pending' "
 		       "AND $1::bigint IS NOT NULL AND $3::text IS NOT NULL ORDER BY j.created_at LIMIT 200");
 }
@@ -522,7 +522,7 @@ void act_mpesa_contribute(struct ussd_hop *hop)
  * ledger: date, in or out, amount and reference. */
 void act_statement_load(struct ussd_hop *hop)
 {
-	load_list(hop, "SELECT l.id, to_char(e.created_at AT TIME ZONE $3, 'DD Mon') || ' ' || "
+	load_list(hop, "statement", "SELECT l.id, to_char(e.created_at AT TIME ZONE $3, 'DD Mon') || ' ' || "
 		       "CASE WHEN l.side = 'credit' THEN '+' ELSE '-' END || format_kes(l.amount_cents) || ' ' || "
 		       "coalesce(k.external_reference, CASE WHEN e.kind = 'contribution_reversal' THEN 'reversal' "
 		       "ELSE k.method END, e.kind) FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id "

@@ -16,33 +16,33 @@ const struct ussd_action ussd_actions[] = {
 	{ "signup_check_otp", act_signup_check_otp },
 	{ "pin_first", act_pin_first },
 	{ "signup_finish", act_signup_finish },
-	{ "login_start", act_login_start },
+	{ "login_start", act_login_start, ACT_NO_EFFECT },
 	{ "login_check", act_login_check },
 	{ "reset_send_otp", act_reset_send_otp },
 	{ "reset_check_otp", act_reset_check_otp },
 	{ "reset_finish", act_reset_finish },
 	{ "lang_save", act_lang_save },
-	{ "chamas_load", act_chamas_load },
-	{ "chama_select", act_chama_select },
-	{ "balance_load", act_balance_load },
-	{ "meetings_load", act_meetings_load },
-	{ "meeting_show", act_meeting_show },
-	{ "members_load", act_members_load },
-	{ "member_show", act_member_show },
-	{ "officials_load", act_officials_load },
-	{ "chama_info_load", act_chama_info_load },
+	{ "chamas_load", act_chamas_load, ACT_NO_EFFECT },
+	{ "chama_select", act_chama_select, ACT_NO_EFFECT },
+	{ "balance_load", act_balance_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "meetings_load", act_meetings_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "meeting_show", act_meeting_show, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "members_load", act_members_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "member_show", act_member_show, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "officials_load", act_officials_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "chama_info_load", act_chama_info_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
 	{ "join_request", act_join_request },
 	{ "create_chama", act_create_chama },
 	{ "invite_create", act_invite_create },
 	{ "invite_phone", act_invite_phone },
-	{ "join_requests_load", act_join_requests_load },
+	{ "join_requests_load", act_join_requests_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
 	{ "join_decide", act_join_decide },
 	{ "mpesa_contribute", act_mpesa_contribute },
-	{ "statement_load", act_statement_load },
+	{ "statement_load", act_statement_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
 	{ "cash_record", act_cash_record },
-	{ "suspense_load", act_suspense_load },
+	{ "suspense_load", act_suspense_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
 	{ "suspense_allocate", act_suspense_allocate },
-	{ "reverse_load", act_reverse_load },
+	{ "reverse_load", act_reverse_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
 	{ "contribution_reverse", act_contribution_reverse },
 	{ NULL, NULL },
 };
@@ -72,6 +72,16 @@ void act_query(struct ussd_hop *hop, const char *sql, int nparams, const char *c
 	c->hop = hop;
 	c->dbfn = fn;
 	db_query_by(hop_app(hop)->db, hop_deadline_ms(hop), sql, nparams, params, db_done, c);
+}
+
+void act_query_prepared(struct ussd_hop *hop, const char *name, const char *sql, int nparams,
+			const char *const *params, act_db_fn fn)
+{
+	struct act_call *c = xcalloc(1, sizeof(*c));
+
+	c->hop = hop;
+	c->dbfn = fn;
+	db_query_prepared(hop_app(hop)->db, name, sql, nparams, params, db_done, c);
 }
 
 static void redis_done(const struct redis_result *r, void *arg)
@@ -150,8 +160,8 @@ void act_require_official(struct ussd_hop *hop, void (*fn)(struct ussd_hop *hop)
 	c = xcalloc(1, sizeof(*c));
 	c->hop = hop;
 	c->then = fn;
-	db_query_by(hop_app(hop)->db, hop_deadline_ms(hop),
-		    "SELECT 1 FROM memberships WHERE user_id = $1 AND chama_id = $2 AND status = 'active' "
-		    "AND role IN ('chairperson', 'treasurer', 'secretary')",
-		    2, params, official_checked, c);
+	db_query_prepared_by(hop_app(hop)->db, hop_deadline_ms(hop), "is_official",
+			     "SELECT 1 FROM memberships WHERE user_id = $1 AND chama_id = $2 AND status = 'active' "
+			     "AND role IN ('chairperson', 'treasurer', 'secretary')",
+			     2, params, official_checked, c);
 }

@@ -59,6 +59,8 @@ struct db_job {
 	int attempts;
 	uint64_t durable_until_ms;	/* 0: no limit */
 	struct event *retry_ev;
+	char *stmt;		/* db_query_prepared: the statement's name, else NULL */
+	bool preparing;		/* its Parse is running on conn (first use there) */
 };
 
 struct db_tx {
@@ -83,6 +85,8 @@ struct db_conn {
 	struct db_job *job;
 	struct db_tx *tx;
 	bool listening;		/* LISTEN sent on this connection */
+	char **prepared;	/* names of the statements prepared on pg */
+	int nprepared, capprepared;
 };
 
 struct db_pool {
@@ -151,6 +155,7 @@ static void job_free(struct db_job *j)
 		free(j->params[i]);
 	free(j->params);
 	free(j->sql);
+	free(j->stmt);
 	free(j->error);
 	if (j->res)
 		PQclear(j->res);
@@ -278,6 +283,29 @@ static void conn_close(struct db_conn *c)
 	}
 	c->io_fd = -1;
 	c->listening = false;	/* a new connection LISTENs again */
+	/* and starts with no prepared statements */
+	for (int i = 0; i < c->nprepared; i++)
+		free(c->prepared[i]);
+	free(c->prepared);
+	c->prepared = NULL;
+	c->nprepared = c->capprepared = 0;
+}
+
+static bool conn_prepared(const struct db_conn *c, const char *name)
+{
+	for (int i = 0; i < c->nprepared; i++)
+		if (!strcmp(c->prepared[i], name))
+			return true;
+	return false;
+}
+
+static void conn_add_prepared(struct db_conn *c, const char *name)
+{
+	if (c->nprepared == c->capprepared) {
+		c->capprepared = c->capprepared ? 2 * c->capprepared : 16;
+		c->prepared = xrealloc(c->prepared, (size_t)c->capprepared * sizeof(*c->prepared));
+	}
+	c->prepared[c->nprepared++] = xstrdup(name);
 }
 
 /*
@@ -498,7 +526,18 @@ static void conn_job_done(struct db_conn *c)
 	struct db_tx *tx;
 	const char *err;
 	enum db_status st = result_status(j->res, &err);
-	char *errcopy = err ? xstrdup(err) : NULL;
+	char *errcopy;
+
+	if (j->preparing && st == DB_OK) {
+		/* the Parse is done: now the statement itself, same connection */
+		j->preparing = false;
+		PQclear(j->res);
+		j->res = NULL;
+		conn_add_prepared(c, j->stmt);
+		start_job(c, j);
+		return;
+	}
+	errcopy = err ? xstrdup(err) : NULL;
 
 	if (st == DB_TIMEOUT)	/* the server's statement_timeout beat our timer */
 		c->pool->timeouts++;
@@ -640,7 +679,18 @@ static void start_job(struct db_conn *c, struct db_job *j)
 	c->job = j;
 	if (c->state == C_IDLE)
 		c->state = C_BUSY;
-	if (!PQsendQueryParams(c->pg, j->sql, j->nparams, NULL, (const char *const *)j->params, NULL, NULL, 0)) {
+	if (j->stmt && !conn_prepared(c, j->stmt)) {
+		/* first use on this connection: Parse first (conn_job_done then
+		 * sends the statement); parameter types are inferred, as for
+		 * PQsendQueryParams */
+		j->preparing = true;
+		rc = PQsendPrepare(c->pg, j->stmt, j->sql, j->nparams, NULL);
+	} else if (j->stmt) {
+		rc = PQsendQueryPrepared(c->pg, j->stmt, j->nparams, (const char *const *)j->params, NULL, NULL, 0);
+	} else {
+		rc = PQsendQueryParams(c->pg, j->sql, j->nparams, NULL, (const char *const *)j->params, NULL, NULL, 0);
+	}
+	if (!rc) {
 		conn_down(c, PQerrorMessage(c->pg));
 		return;
 	}
@@ -846,6 +896,24 @@ void db_query_by(struct db_pool *p, uint64_t deadline_ms, const char *sql, int n
 	j->arg = arg;
 	j->deadline_ms = deadline_ms;
 	submit(p, j);
+}
+
+void db_query_prepared_by(struct db_pool *p, uint64_t deadline_ms, const char *name, const char *sql, int nparams,
+			  const char *const *params, db_cb cb, void *arg)
+{
+	struct db_job *j = job_new(p, J_QUERY, sql, nparams, params);
+
+	j->stmt = xasprintf("chamad_%s", name);
+	j->cb = cb;
+	j->arg = arg;
+	j->deadline_ms = deadline_ms;
+	submit(p, j);
+}
+
+void db_query_prepared(struct db_pool *p, const char *name, const char *sql, int nparams, const char *const *params,
+		       db_cb cb, void *arg)
+{
+	db_query_prepared_by(p, 0, name, sql, nparams, params, cb, arg);
 }
 
 void db_tx_begin(struct db_pool *p, db_tx_cb cb, void *arg)

@@ -112,6 +112,22 @@ void db_query_durable(struct db_pool *p, const char *sql, int nparams, const cha
 		      uint64_t deadline_ms, db_cb cb, void *arg);
 
 /*
+ * The same as db_query, as a statement prepared once per connection: name
+ * (an identifier, [a-z0-9_]) stands for sql, and one name always means
+ * one SQL text.  The first use on a connection sends a Parse and then
+ * the statement (one more round trip, once); later uses send only the
+ * parameters, so the server neither parses nor plans the text again.  A
+ * connection that is re-made starts with nothing prepared.  The contract,
+ * limits and statuses are those of db_query; a Parse that fails reports
+ * its error as the statement's (DB_ERROR).
+ */
+void db_query_prepared(struct db_pool *p, const char *name, const char *sql, int nparams, const char *const *params,
+		       db_cb cb, void *arg);
+/* The same with a deadline, as db_query_by. */
+void db_query_prepared_by(struct db_pool *p, uint64_t deadline_ms, const char *name, const char *sql, int nparams,
+			  const char *const *params, db_cb cb, void *arg);
+
+/*
  * Transactions pin one connection from BEGIN to COMMIT/ROLLBACK.  cb gets the
  * transaction handle when BEGIN succeeded (tx is NULL otherwise).  Inside,
  * one statement at a time.  db_tx_commit and db_tx_rollback end the handle:

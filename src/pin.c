@@ -173,10 +173,10 @@ void pin_check(struct app *app, const struct pin_check_args *a, pin_cb cb, void 
 	j->deadline_ms = a->deadline_ms;
 	j->cb = cb;
 	j->arg = arg;
-	db_query_by(app->db, a->deadline_ms,
-		    "SELECT id, pin_hash, coalesce(locked_until > now(), false), "
-		    "coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), ''), full_name, preferred_language, "
-		    "failed_pin_attempts <> 0 OR locked_until IS NOT NULL "
-		    "FROM users WHERE phone = $1 AND deleted_at IS NULL",
-		    2, p, looked_up, j);
+	db_query_prepared_by(app->db, a->deadline_ms, "pin_user",
+			     "SELECT id, pin_hash, coalesce(locked_until > now(), false), "
+			     "coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), ''), full_name, preferred_language, "
+			     "failed_pin_attempts <> 0 OR locked_until IS NOT NULL "
+			     "FROM users WHERE phone = $1 AND deleted_at IS NULL",
+			     2, p, looked_up, j);
 }

@@ -6,6 +6,21 @@
  *   enter: run the screen's "enter" action, then render
  *   save + unlock (one EVAL) -> reply -> free
  *
+ * A hop that ran no action with effects (menus, Back, data screens that
+ * only read) replies first and saves after, on the same Redis connection:
+ * hiredis sends commands in order, so this daemon's next load of the
+ * session comes after the save; another daemon's comes after it too or
+ * finds the lock still held ("busy", as for a copy of a running hop).  If
+ * such a save fails, the session is deleted, so the next hop ends with
+ * "Session expired" instead of acting on a screen older than the one the
+ * user sees.  A hop whose action changed something (a payment, a PIN, a
+ * message) still saves before it replies: its reply must not promise what
+ * the session may not remember.
+ *
+ * Back to a screen whose "enter" action only shows data (ACT_SHOWN_AGAIN)
+ * shows it again from the session: its variables and items are kept with
+ * the back stack ("cache"), for the screens on the stack only.
+ *
  * The session (one Redis key per aggregator and session id, TTL renewed on
  * every hop) holds the screen, the back stack, variables, language, login,
  * list items and the reply last given, so any daemon can serve any hop and
@@ -67,6 +82,7 @@ enum hop_outcome { OUT_SCREEN, OUT_END, OUT_REPLAY, OUT_EXPIRED, OUT_BUSY, OUT_T
 static const char *const outcome_names[OUT_COUNT] = { "screen", "end", "replay", "expired", "busy", "timeout",
 						      "bad_phone" };
 static uint64_t outcomes[OUT_COUNT];
+static uint64_t saves_lost;	/* sessions dropped after a reply whose save failed */
 
 struct ussd_hop {
 	struct app *app;
@@ -85,6 +101,15 @@ struct ussd_hop {
 	json_t *items;		/* list items being filled by an enter action */
 	int transitions;
 	bool end, replied, saving;
+	bool effects;		/* an action that may change something ran */
+	bool trailing;		/* replied before the save was answered */
+	bool going_back;	/* enter_screen from Back */
+	const struct ussd_action *shows;	/* the ACT_SHOWN_AGAIN enter action running */
+	json_t *shown_vars;	/* the variables it set */
+	struct {		/* the first hop's user row (hop_dial_user) */
+		bool have, no_pin, locked;
+		char until[16];
+	} dial;
 	struct event *timer;
 	struct buf screen;	/* rendered text */
 	uint64_t t0;
@@ -202,6 +227,16 @@ void hop_login(struct ussd_hop *h, const char *user_id)
 	json_array_clear(json_object_get(h->st, "stack"));
 }
 
+bool hop_dial_user(const struct ussd_hop *h, bool *no_pin, bool *locked, const char **until)
+{
+	if (!h->dial.have)
+		return false;
+	*no_pin = h->dial.no_pin;
+	*locked = h->dial.locked;
+	*until = h->dial.until;
+	return true;
+}
+
 const char *hop_secret(const struct ussd_hop *h)
 {
 	return h->secret;
@@ -221,6 +256,8 @@ void hop_set_var(struct ussd_hop *h, const char *name, const char *value)
 		return;
 	}
 	json_object_set_new(v, name, json_string(value ? value : ""));
+	if (h->shown_vars)
+		json_object_set_new(h->shown_vars, name, json_string(value ? value : ""));
 }
 
 void hop_set_varf(struct ussd_hop *h, const char *name, const char *fmt, ...)
@@ -237,6 +274,8 @@ void hop_set_varf(struct ussd_hop *h, const char *name, const char *fmt, ...)
 void hop_del_var(struct ussd_hop *h, const char *name)
 {
 	json_object_del(vars(h), name);
+	if (h->shown_vars)
+		json_object_set_new(h->shown_vars, name, json_null());
 }
 
 void hop_add_item(struct ussd_hop *h, const char *label, const char *value)
@@ -268,6 +307,7 @@ static void hop_free(struct ussd_hop *h)
 	}
 	free(h->notice);
 	json_decref(h->items);
+	json_decref(h->shown_vars);
 	json_decref(h->st);
 	ussd_req_clear(&h->req);
 	if (h->menus)
@@ -310,10 +350,24 @@ static void on_hop_timeout(evutil_socket_t fd, short what, void *arg)
 
 /* ---- saving ----------------------------------------------------------- */
 
+static void unlocked(const struct redis_result *r, void *arg);
+
 static void saved(const struct redis_result *r, void *arg)
 {
 	struct ussd_hop *h = arg;
 
+	if (r->status != REDIS_S_OK && h->trailing) {
+		/* the user already sees this hop's screen, which the session
+		 * does not remember: better "Session expired" on the next hop
+		 * than input applied to an older screen */
+		const char *argv[2] = { "DEL", h->key };
+
+		saves_lost++;
+		log_msg(LOG_WARN, http_ctx_reqid(h->ctx), "ussd: %s %s: session not saved after the reply (%s); "
+			"dropping it", h->ad->name, h->sid, r->error);
+		redis_cmd(h->app->redis, unlocked, h, 2, argv, NULL);
+		return;
+	}
 	if (r->status != REDIS_S_OK) {
 		/* the user saw nothing yet: better a polite END than a screen
 		 * whose session we could not keep */
@@ -346,6 +400,29 @@ static void unlocked(const struct redis_result *r, void *arg)
 {
 	(void)r;
 	hop_free(arg);
+}
+
+/* Keeps the variables and items of the screens on the back stack that
+ * can be shown again, and only those. */
+static void prune_cache(struct ussd_hop *h)
+{
+	json_t *cache = json_object_get(h->st, "cache"), *stack = json_object_get(h->st, "stack");
+	const char *id;
+	json_t *v;
+	void *tmp;
+
+	if (!json_is_object(cache))
+		return;
+	json_object_foreach_safe(cache, tmp, id, v) {
+		bool keep = h->sc && !strcmp(id, h->sc->id);
+
+		for (size_t i = 0; !keep && i < json_array_size(stack); i++)
+			keep = !strcmp(id, json_string_value(json_array_get(stack, i)));
+		if (!keep)
+			json_object_del(cache, id);
+	}
+	if (!json_object_size(cache))
+		json_object_del(h->st, "cache");
 }
 
 /* Releases our lock (if still ours) without touching the session, then
@@ -419,6 +496,11 @@ static void finish(struct ussd_hop *h)
 	json_object_set_new(h->st, "reply", json_string(h->screen.data ? h->screen.data : ""));
 	json_object_set_new(h->st, "end", json_boolean(h->end));
 	json_object_set_new(h->st, "hops", json_integer(st_int(h->st, "hops") + 1));
+	prune_cache(h);
+	if (!h->effects) {
+		h->trailing = true;
+		reply(h, h->end, h->screen.data ? h->screen.data : "", h->end ? OUT_END : OUT_SCREEN);
+	}
 	save(h, false);
 }
 
@@ -474,6 +556,15 @@ static void run_action(struct ussd_hop *h, const char *name, enum hop_phase phas
 		hop_unavailable(h, "unknown action");
 		return;
 	}
+	if (!(a->flags & ACT_NO_EFFECT))
+		h->effects = true;
+	json_decref(h->shown_vars);
+	h->shown_vars = NULL;
+	h->shows = NULL;
+	if (phase == PH_ENTER && (a->flags & ACT_SHOWN_AGAIN)) {
+		h->shows = a;
+		h->shown_vars = json_object();
+	}
 	a->fn(h);
 }
 
@@ -486,6 +577,20 @@ void hop_done(struct ussd_hop *h, const char *notice)
 	if (h->phase == PH_ENTER) {
 		json_object_set_new(h->st, "items", h->items ? h->items : json_array());
 		h->items = NULL;
+		if (h->shows && h->sc->enter && !strcmp(h->sc->enter, h->shows->name)) {
+			json_t *cache = json_object_get(h->st, "cache");
+
+			if (!json_is_object(cache)) {
+				cache = json_object();
+				json_object_set_new(h->st, "cache", cache);
+			}
+			json_object_set_new(cache, h->sc->id,
+					    json_pack("{s:s, s:O, s:O}", "action", h->shows->name, "vars",
+						      h->shown_vars, "items", json_object_get(h->st, "items")));
+		}
+		h->shows = NULL;
+		json_decref(h->shown_vars);
+		h->shown_vars = NULL;
 		h->phase = PH_START;
 		settle(h);
 		return;
@@ -579,11 +684,34 @@ void hop_unavailable(struct ussd_hop *h, const char *why)
 
 /* ---- navigation ------------------------------------------------------- */
 
+/* Back to a screen whose data the session holds: shows it from there. */
+static bool show_again(struct ussd_hop *h, const struct menu_screen *sc)
+{
+	json_t *c = json_object_get(json_object_get(h->st, "cache"), sc->id);
+	json_t *vs = json_object_get(c, "vars"), *v;
+	const char *name;
+
+	if (!json_is_object(vs) || !json_is_array(json_object_get(c, "items")) ||
+	    strcmp(sc->enter, st_str(c, "action") ? st_str(c, "action") : ""))
+		return false;
+	json_object_foreach(vs, name, v) {
+		if (json_is_string(v))
+			json_object_set(vars(h), name, v);
+		else
+			json_object_del(vars(h), name);
+	}
+	json_object_set(h->st, "items", json_object_get(c, "items"));
+	settle(h);
+	return true;
+}
+
 static void enter_screen(struct ussd_hop *h, const char *id, bool push)
 {
 	const struct menu_screen *sc = menu_screen(h->menus, id);
 	json_t *stack = json_object_get(h->st, "stack");
+	bool back = h->going_back;
 
+	h->going_back = false;
 	if (!sc) {
 		hop_unavailable(h, "screen vanished (menus reloaded)");
 		return;
@@ -604,6 +732,8 @@ static void enter_screen(struct ussd_hop *h, const char *id, bool push)
 	json_object_set_new(h->st, "first", json_integer(0));
 	json_object_set_new(h->st, "pages", json_array());
 	json_object_set_new(h->st, "items", json_array());
+	if (sc->enter && back && show_again(h, sc))
+		return;
 	if (sc->enter) {
 		json_decref(h->items);
 		h->items = NULL;
@@ -630,6 +760,7 @@ static void go_back(struct ussd_hop *h)
 	}
 	prev = xstrdup(json_string_value(json_array_get(stack, n - 1)));
 	json_array_remove(stack, n - 1);
+	h->going_back = true;
 	enter_screen(h, prev, false);
 	free(prev);
 }
@@ -928,6 +1059,10 @@ static void user_looked_up(const struct db_result *r, void *arg)
 	if (PQntuples(r->res) == 1) {
 		enum menu_lang l = LANG_EN;
 
+		h->dial.have = true;
+		h->dial.no_pin = !strcmp(PQgetvalue(r->res, 0, 3), "t");
+		h->dial.locked = !strcmp(PQgetvalue(r->res, 0, 4), "t");
+		snprintf(h->dial.until, sizeof(h->dial.until), "%s", PQgetvalue(r->res, 0, 5));
 		menu_lang_parse(PQgetvalue(r->res, 0, 1), &l);
 		hop_set_lang(h, l);
 		hop_set_var(h, "name", PQgetvalue(r->res, 0, 2));
@@ -941,7 +1076,7 @@ static void user_looked_up(const struct db_result *r, void *arg)
 static void new_session(struct ussd_hop *h)
 {
 	json_t *pending = json_array();
-	const char *params[1] = { h->phone };
+	const char *params[2] = { h->phone, h->app->cfg->ussd_timezone };
 
 	if (prefill(h, pending) < 0) {
 		json_decref(pending);
@@ -953,9 +1088,13 @@ static void new_session(struct ussd_hop *h)
 			  "auth", 0, "uid", "", "stack", "vars", "pending", pending, "t0",
 			  (json_int_t)(time(NULL)));
 	remember_path(h);
-	db_query_by(h->app->db, hop_deadline_ms(h),
-		    "SELECT id, preferred_language, full_name FROM users WHERE phone = $1 AND deleted_at IS NULL", 1,
-		    params, user_looked_up, h);
+	/* all the log-in screen needs too (hop_dial_user): one statement */
+	db_query_prepared_by(h->app->db, hop_deadline_ms(h), "dial_user",
+			     "SELECT id, preferred_language, full_name, pin_hash IS NULL, "
+			     "coalesce(locked_until > now(), false), "
+			     "coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), '') "
+			     "FROM users WHERE phone = $1 AND deleted_at IS NULL",
+			     2, params, user_looked_up, h);
 }
 
 static void loaded(const struct redis_result *r, void *arg)
@@ -1094,4 +1233,7 @@ void ussd_metrics(struct buf *out)
 	for (int i = 0; i < OUT_COUNT; i++)
 		buf_printf(out, "chamad_ussd_hops_total{outcome=\"%s\"} %llu\n", outcome_names[i],
 			   (unsigned long long)outcomes[i]);
+	buf_printf(out, "# HELP chamad_ussd_saves_lost_total Sessions dropped because their save failed after the reply.\n"
+			"# TYPE chamad_ussd_saves_lost_total counter\nchamad_ussd_saves_lost_total %llu\n",
+		   (unsigned long long)saves_lost);
 }

@@ -24,9 +24,21 @@ struct ussd_hop;
 
 typedef void (*ussd_action_fn)(struct ussd_hop *hop);
 
+/* What an action does besides showing a screen (ussd_action.flags). */
+enum {
+	/* changes nothing anywhere (reads, sets session variables): the
+	 * hop's reply need not wait for the session to be saved */
+	ACT_NO_EFFECT = 1,
+	/* and, as a screen's "enter", what it shows depends only on the
+	 * variables and list items it sets: Back to that screen shows it
+	 * again from the session, without running the action */
+	ACT_SHOWN_AGAIN = 2,
+};
+
 struct ussd_action {
 	const char *name;
 	ussd_action_fn fn;
+	unsigned flags;
 };
 
 extern const struct ussd_action ussd_actions[];
@@ -45,6 +57,11 @@ void hop_set_lang(struct ussd_hop *hop, enum menu_lang lang);
 const char *hop_user(const struct ussd_hop *hop);
 /* Marks the session logged in as user_id (decimal) and clears the back stack. */
 void hop_login(struct ussd_hop *hop, const char *user_id);
+/* On the first hop of a session the engine has read the caller's user
+ * row already: then this returns true with whether the user has no PIN,
+ * is locked out, and until when (HH24:MI, borrowed), so that the log-in
+ * screen needs no second statement. */
+bool hop_dial_user(const struct ussd_hop *hop, bool *no_pin, bool *locked, const char **until);
 /* The value just typed on a "secret" input screen (PIN, code), else NULL. */
 const char *hop_secret(const struct ussd_hop *hop);
 

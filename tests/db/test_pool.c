@@ -242,6 +242,90 @@ static void test_tx_connection_lost(void)
 	db_pool_free(p);
 }
 
+static void qp(struct db_pool *p, const char *name, const char *sql, int n, const char *const *params, struct res *o)
+{
+	in_api_call = true;
+	db_query_prepared(p, name, sql, n, params, on_result, o);
+	in_api_call = false;
+}
+
+/* db_query_prepared: prepared once per connection, again after a reconnect */
+static void test_prepared_across_reconnect(void)
+{
+	int size = cfg->database_pool_size;
+	struct db_pool *p;
+	struct res a = { 0 }, b = { 0 }, has = { 0 }, pid = { 0 }, kill = { 0 }, wait = { 0 }, c = { 0 },
+		   has2 = { 0 }, pid2 = { 0 }, bad = { 0 }, after = { 0 };
+	const char *params[1] = { "41" };
+	char first_pid[128];
+	static const char ADD[] = "SELECT $1::int + 1";
+	static const char HAS[] = "SELECT count(*) FROM pg_prepared_statements WHERE name = 'chamad_t_add' "
+				  "AND statement = 'SELECT $1::int + 1'";
+
+	cfg->database_pool_size = 1;	/* every statement on the same connection */
+	p = pool_up();
+	cfg->database_pool_size = size;
+	qp(p, "t_add", ADD, 1, params, &a);
+	params[0] = "1";
+	qp(p, "t_add", ADD, 1, params, &b);	/* queued behind the first use */
+	T_CHECK(run_until(&a.done, 1, 3000) && run_until(&b.done, 1, 3000));
+	T_CHECK(a.status == DB_OK && b.status == DB_OK && a.done == 1 && b.done == 1);
+	T_STREQ(a.value, "42");
+	T_STREQ(b.value, "2");
+	q(p, HAS, 0, NULL, &has);
+	T_CHECK(run_until(&has.done, 1, 3000) && has.status == DB_OK);
+	T_STREQ(has.value, "1");
+	/* the server ends the connection: the new one has nothing prepared */
+	qp(p, "t_pid", "SELECT pg_backend_pid()", 0, NULL, &pid);
+	T_CHECK(run_until(&pid.done, 1, 3000) && pid.status == DB_OK);
+	snprintf(first_pid, sizeof(first_pid), "%s", pid.value);
+	params[0] = first_pid;
+	{
+		/* from a second pool: this one's only connection is the victim */
+		struct db_pool *killer = pool_up();
+
+		in_api_call = true;
+		db_query(killer, "SELECT pg_terminate_backend($1::int)", 1, params, on_result, &kill);
+		in_api_call = false;
+		T_CHECK(run_until(&kill.done, 1, 3000) && kill.status == DB_OK);
+		db_pool_free(killer);
+	}
+	/* the backend exits a moment after, and an idle connection's loss
+	 * shows on its next uses: poll until a new connection answers */
+	{
+		struct db_stats st;
+		uint64_t end = util_now_ms() + 5000;
+
+		do {
+			memset(&wait, 0, sizeof(wait));
+			run_until(&wait.done, 1, 50);
+			q(p, "SELECT 1", 0, NULL, &wait);
+			run_until(&wait.done, 1, 3000);
+			db_pool_stats(p, &st);
+		} while (!(st.reconnects >= 1 && wait.status == DB_OK) && util_now_ms() < end);
+		T_CHECK(st.reconnects >= 1 && wait.status == DB_OK);
+	}
+	params[0] = "9";
+	qp(p, "t_add", ADD, 1, params, &c);
+	T_CHECK(run_until(&c.done, 1, 3000) && c.status == DB_OK && c.done == 1);
+	T_STREQ(c.value, "10");
+	qp(p, "t_pid", "SELECT pg_backend_pid()", 0, NULL, &pid2);
+	T_CHECK(run_until(&pid2.done, 1, 3000) && pid2.status == DB_OK);
+	T_CHECK(strcmp(pid2.value, first_pid) != 0);
+	q(p, HAS, 0, NULL, &has2);
+	T_CHECK(run_until(&has2.done, 1, 3000));
+	T_STREQ(has2.value, "1");
+	/* a statement the server cannot parse: its error, once; the pool goes on */
+	qp(p, "t_bad", "SELEC nonsense", 0, NULL, &bad);
+	T_CHECK(run_until(&bad.done, 1, 3000) && bad.status == DB_ERROR && bad.done == 1);
+	T_STREQ(bad.sqlstate, "42601");
+	params[0] = "0";
+	qp(p, "t_add", ADD, 1, params, &after);
+	T_CHECK(run_until(&after.done, 1, 3000) && after.status == DB_OK);
+	T_STREQ(after.value, "1");
+	db_pool_free(p);
+}
+
 static void test_timeout_and_queue(void)
 {
 	int saved_size = cfg->database_pool_size, saved_q = cfg->database_queue_max;
@@ -398,6 +482,7 @@ int main(void)
 		{ "query_and_errors", test_query_and_errors },
 		{ "transactions", test_transactions },
 		{ "tx_connection_lost", test_tx_connection_lost },
+		{ "prepared_across_reconnect", test_prepared_across_reconnect },
 		{ "timeout_and_queue", test_timeout_and_queue },
 		{ "admission_by_deadline", test_admission_by_deadline },
 		{ "many_concurrent", test_many_concurrent },
