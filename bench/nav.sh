@@ -53,31 +53,9 @@ pin_hash=$(echo 1234 | bin/chamad hash-pin)
 export PGOPTIONS='--client-min-messages=warning'
 psql -X -q -v ON_ERROR_STOP=1 -v pin_hash="$pin_hash" "$CHAMAD_DATABASE_URL" -f scripts/demo_seed.sql
 
-# The bench members: one active membership each in the demo chama, PIN 1234
-# hashed as above.  Safe to repeat.
-psql -X -q -v ON_ERROR_STOP=1 -v n=$nphones -v pin_hash="$pin_hash" "$CHAMAD_DATABASE_URL" >/dev/null <<'SQL'
-BEGIN;
-SELECT set_config('chamad.channel', 'admin', true), set_config('chamad.request_id', 'bench-nav', true);
-WITH new_users AS (
-    INSERT INTO users (phone, full_name, pin_hash, phone_verified, phone_verified_at)
-    SELECT format('+2547140%s', lpad(i::text, 5, '0')), 'Nav Member ' || i, :'pin_hash', true, now()
-      FROM generate_series(1, :n) AS i
-    ON CONFLICT (phone) WHERE deleted_at IS NULL DO NOTHING
-    RETURNING id
-), bench_users AS (
-    SELECT id FROM new_users
-    UNION
-    SELECT id FROM users WHERE phone LIKE '+2547140%' AND deleted_at IS NULL
-)
-INSERT INTO memberships (user_id, chama_id)
-SELECT u.id, c.id
-  FROM bench_users u
-  JOIN chamas c ON c.name = 'Umoja Savings Group' AND c.deleted_at IS NULL
- WHERE NOT EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = u.id AND m.chama_id = c.id);
-UPDATE users SET pin_hash = :'pin_hash', failed_pin_attempts = 0, locked_until = NULL
- WHERE phone LIKE '+2547140%';
-COMMIT;
-SQL
+# the bench members (bench/seed_members.sql)
+psql -X -q -v ON_ERROR_STOP=1 -v n="$nphones" -v prefix=+2547140 -v name='Nav Member' -v pin_hash="$pin_hash" \
+  -v tag=bench-nav "$CHAMAD_DATABASE_URL" -f bench/seed_members.sql >/dev/null
 psql -X -q -tA "$CHAMAD_DATABASE_URL" >"$tmp/phones" -c "
     SELECT u.phone FROM users u JOIN memberships m ON m.user_id = u.id AND m.status = 'active'
      WHERE u.phone LIKE '+2547140%' AND u.deleted_at IS NULL ORDER BY u.phone"

@@ -44,6 +44,12 @@ struct waiter {
 	void *arg;
 };
 
+/* One claiming job (pushes, callbacks): one claim in flight at a time; a
+ * wake-up during it, or a full batch, claims again when it ends. */
+struct claim {
+	bool running, again;
+};
+
 #define PUSH_BATCH 50
 #define PUSH_BATCH_S "50"
 #define CB_BATCH 100
@@ -59,7 +65,8 @@ struct mpesa {
 	struct waiter *waiting;
 	struct event *query_ev, *push_ev, *cb_ev;
 	uint64_t push_at_ms;	/* when push_ev fires */
-	bool querying, claiming, repush, cb_claiming, cb_again, quiescing, stopping;
+	struct claim pushing, settling;
+	bool querying, quiescing, stopping;
 	int refs;
 	int unrecorded;		/* work whose outcome is not in PostgreSQL yet */
 	char me[64];		/* claimed_by: host:pid:random */
@@ -281,6 +288,35 @@ static void mpesa_unref(struct mpesa *m)
 		free(m);
 }
 
+/* Starts a claim unless one is running (then it runs again after). */
+static bool claim_start(struct mpesa *m, struct claim *c)
+{
+	if (m->quiescing)
+		return false;
+	if (c->running) {
+		c->again = true;
+		return false;
+	}
+	c->running = true;
+	mpesa_hold(m);
+	return true;
+}
+
+static void claim_end(struct mpesa *m, struct claim *c, const struct db_result *r, const char *what, int batch,
+		      void (*soon)(struct mpesa *m, int ms))
+{
+	int n = r->status == DB_OK ? PQntuples(r->res) : 0;
+
+	c->running = false;
+	if (r->status != DB_OK && r->status != DB_CANCELLED)
+		log_warn("mpesa: claiming %s: %s", what, r->error);
+	if (n == batch || c->again) {
+		c->again = false;
+		soon(m, 0);
+	}
+	mpesa_unref(m);
+}
+
 static void work_begin(struct mpesa *m)
 {
 	m->unrecorded++;
@@ -398,16 +434,9 @@ static void push_claimed(const struct db_result *r, void *arg)
 	struct mpesa *m = arg;
 	int n = r->status == DB_OK ? PQntuples(r->res) : 0;
 
-	m->claiming = false;
-	if (r->status != DB_OK && r->status != DB_CANCELLED)
-		log_warn("mpesa: claiming pushes: %s", r->error);
 	for (int i = 0; i < n && !m->stopping; i++)
 		push_one(m, r->res, i);
-	if (n == PUSH_BATCH || m->repush) {
-		m->repush = false;
-		pushes_soon(m, 0);
-	}
-	mpesa_unref(m);
+	claim_end(m, &m->pushing, r, "pushes", PUSH_BATCH, pushes_soon);
 }
 
 /* Claims due pushes (SKIP LOCKED: several daemons share them) under a
@@ -418,14 +447,8 @@ static void push_tick(evutil_socket_t fd, short what, void *arg)
 	char lease[16];
 	const char *p[2] = { m->me, lease };
 
-	if (m->quiescing)
+	if (!claim_start(m, &m->pushing))
 		return;
-	if (m->claiming) {
-		m->repush = true;
-		return;
-	}
-	m->claiming = true;
-	mpesa_hold(m);
 	snprintf(lease, sizeof(lease), "%d", m->app->cfg->mpesa_timeout_ms / 1000 * 3 + 30);
 	db_query_durable(m->app->dbbg,
 			 "UPDATE mpesa_requests q SET push_attempts = 1, claimed_by = $1, "
@@ -597,9 +620,6 @@ static void callbacks_claimed(const struct db_result *r, void *arg)
 	struct mpesa *m = arg;
 	int n = r->status == DB_OK ? PQntuples(r->res) : 0;
 
-	m->cb_claiming = false;
-	if (r->status != DB_OK && r->status != DB_CANCELLED)
-		log_warn("mpesa: claiming callbacks: %s", r->error);
 	for (int i = 0; i < n && !m->stopping; i++) {
 		struct settle *s = xcalloc(1, sizeof(*s));
 		const PGresult *res = r->res;
@@ -619,11 +639,7 @@ static void callbacks_claimed(const struct db_result *r, void *arg)
 		else
 			settle_with(s, PQgetvalue(res, i, 7), PQgetvalue(res, i, 8), PQgetvalue(res, i, 9));
 	}
-	if (n == CB_BATCH || m->cb_again) {
-		m->cb_again = false;
-		callbacks_soon(m, 0);
-	}
-	mpesa_unref(m);
+	claim_end(m, &m->settling, r, "callbacks", CB_BATCH, callbacks_soon);
 }
 
 /* Claims stored callbacks that are due, with what settling needs of their
@@ -632,14 +648,8 @@ static void callbacks_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct mpesa *m = arg;
 
-	if (m->quiescing)
+	if (!claim_start(m, &m->settling))
 		return;
-	if (m->cb_claiming) {
-		m->cb_again = true;
-		return;
-	}
-	m->cb_claiming = true;
-	mpesa_hold(m);
 	db_query_durable(m->app->dbbg,
 			 "WITH c AS (UPDATE mpesa_callbacks k SET attempts = k.attempts + 1, "
 			 "lease_until = now() + interval '60 seconds' FROM (SELECT id FROM mpesa_callbacks "
