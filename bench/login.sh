@@ -37,6 +37,8 @@ cleanup() {
 }
 trap cleanup EXIT
 bash scripts/services.sh start bench >/dev/null
+# every bench starts from empty books: another bench may have left its members here
+psql -X -q "$CHAMAD_DATABASE_URL" -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public" 2>/dev/null
 bin/chamad migrate >/dev/null
 pin_hash=$(echo 1234 | bin/chamad hash-pin)
 [ -n "$pin_hash" ] || { echo "login bench: chamad hash-pin printed nothing" >&2; exit 1; }
@@ -100,7 +102,7 @@ pin = steps[1]
 print("%6s %9.1f %6.0f%% %7s %7d %8.0f %8.0f | %s %s %s %.1f" % (conc, s, 100.0 * s / float(rate), busy,
       d["errors"], pin["p50_ms"], pin["p99_ms"], cc, cp, cr, d["loadgen_cpu_s"]))
 PY
-  cp "$out" "/tmp/login-bench-c$c.json"
+  cp "$out" "/tmp/login-bench-c$c.json"; cp "$out.err" "/tmp/login-bench-c$c.err"
   rm -f "$out" "$out.err"
 done
 echo

@@ -47,6 +47,8 @@ cleanup() {
 }
 trap cleanup EXIT
 bash scripts/services.sh start bench >/dev/null
+# every bench starts from empty books: another bench may have left its members here
+psql -X -q "$CHAMAD_DATABASE_URL" -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public" 2>/dev/null
 bin/chamad migrate >/dev/null
 pin_hash=$(echo 1234 | bin/chamad hash-pin)
 [ -n "$pin_hash" ] || { echo "nav bench: chamad hash-pin printed nothing" >&2; exit 1; }

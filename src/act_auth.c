@@ -415,7 +415,7 @@ void act_login_check(struct ussd_hop *hop)
 	/* refused before any work (no lookup, no hashing) when the PIN
 	 * workers cannot answer within this hop */
 	if (!auth_admits(hop_app(hop)->auth, a.deadline_ms)) {
-		hop_unavailable(hop, "PIN workers cannot answer in time");
+		hop_overloaded(hop, "PIN workers cannot answer in time");
 		return;
 	}
 	snprintf(mins, sizeof(mins), "%d", hop_app(hop)->cfg->auth_pin_lock_minutes);

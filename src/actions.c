@@ -60,6 +60,8 @@ static void db_done(const struct db_result *r, void *arg)
 
 	if (r->status == DB_OK || r->status == DB_ERROR)
 		c->dbfn(c->hop, r);
+	else if (r->status == DB_BUSY)
+		hop_overloaded(c->hop, r->error ? r->error : db_status_name(r->status));
 	else
 		hop_unavailable(c->hop, r->error ? r->error : db_status_name(r->status));
 	free(c);
@@ -138,7 +140,9 @@ static void official_checked(const struct db_result *r, void *arg)
 {
 	struct act_call *c = arg;
 
-	if (r->status != DB_OK)
+	if (r->status == DB_BUSY)
+		hop_overloaded(c->hop, r->error ? r->error : db_status_name(r->status));
+	else if (r->status != DB_OK)
 		hop_unavailable(c->hop, r->error ? r->error : db_status_name(r->status));
 	else if (PQntuples(r->res) != 1)
 		hop_end(c->hop, "end_not_allowed");

@@ -87,6 +87,8 @@ static const struct cf_key cf_keys[] = {
 	STR(ussd, timezone, "Africa/Nairobi", true, NULL, "time zone of times shown to members (meetings, lock-outs)"),
 	INT(ussd, hop_timeout_ms, "4000", 200, 15000, true,
 	    "a hop not answered by then gets \"Service busy\" (aggregators allow about 10 s)"),
+	INT(ussd, busy_hold_ms, "2000", 0, 15000, true,
+	    "a \"Service busy\" for want of capacity is answered this late (within the hop), so redials come slower"),
 	STR(ussd, secrets, "", true, check_agg_list,
 	    "shared secrets per aggregator, \"africastalking:S1 hubtel:S2\"; sent as X-Chamad-Secret or ?secret="),
 	STR(ussd, allow_ips, "", true, check_agg_list,

@@ -49,6 +49,7 @@ struct config {
 	char *ussd_service_code;
 	char *ussd_timezone;
 	int ussd_hop_timeout_ms;
+	int ussd_busy_hold_ms;
 	char *ussd_secrets;
 	char *ussd_allow_ips;
 	/* [auth] */

@@ -111,6 +111,7 @@ struct ussd_hop {
 		char until[16];
 	} dial;
 	struct event *timer;
+	struct event *hold;	/* hop_overloaded: the END waits on this */
 	struct buf screen;	/* rendered text */
 	uint64_t t0;
 };
@@ -301,6 +302,8 @@ static void hop_free(struct ussd_hop *h)
 {
 	if (h->timer)
 		event_free(h->timer);
+	if (h->hold)
+		event_free(h->hold);
 	if (h->secret) {
 		sodium_memzero(h->secret, strlen(h->secret));
 		free(h->secret);
@@ -673,13 +676,59 @@ void hop_end(struct ussd_hop *h, const char *key)
 	free(text);
 }
 
+/* Under load refusals come by the thousand a second: one log line a
+ * second says how many, instead of a line each. */
+static void log_cannot_serve(struct ussd_hop *h, const char *why)
+{
+	static uint64_t last_ms, quiet;
+	uint64_t now = util_now_ms();
+
+	if (now - last_ms < 1000) {
+		quiet++;
+		return;
+	}
+	log_msg(LOG_WARN, http_ctx_reqid(h->ctx), "ussd: %s %s: cannot serve: %s%s", h->ad->name, h->sid, why,
+		quiet ? " (and more in the last second)" : "");
+	if (quiet)
+		log_msg(LOG_WARN, NULL, "ussd: %llu more hop(s) not served since the last such line",
+			(unsigned long long)quiet);
+	last_ms = now;
+	quiet = 0;
+}
+
 void hop_unavailable(struct ussd_hop *h, const char *why)
 {
-	log_msg(LOG_WARN, http_ctx_reqid(h->ctx), "ussd: %s %s: cannot serve: %s", h->ad->name, h->sid, why);
+	log_cannot_serve(h, why);
 	/* nothing of this hop is kept: the user dials again from the start */
 	h->phase = PH_START;
 	reply(h, true, text_for(h, "busy"), OUT_BUSY);
 	save(h, true);
+}
+
+static void hold_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct ussd_hop *h = arg;
+
+	reply(h, true, text_for(h, "busy"), OUT_BUSY);
+	save(h, true);
+}
+
+void hop_overloaded(struct ussd_hop *h, const char *why)
+{
+	int64_t left = (int64_t)hop_deadline_ms(h) - (int64_t)util_now_ms();
+	int64_t ms = h->app->cfg->ussd_busy_hold_ms < left ? h->app->cfg->ussd_busy_hold_ms : left;
+	struct timeval tv;
+
+	if (ms <= 0 || h->hold) {
+		hop_unavailable(h, why);
+		return;
+	}
+	log_cannot_serve(h, why);
+	h->phase = PH_START;
+	h->hold = evtimer_new(h->app->base, hold_done, h);
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(h->hold, &tv);
 }
 
 /* ---- navigation ------------------------------------------------------- */
@@ -1053,7 +1102,10 @@ static void user_looked_up(const struct db_result *r, void *arg)
 	struct ussd_hop *h = arg;
 
 	if (r->status != DB_OK) {
-		hop_unavailable(h, r->error);
+		if (r->status == DB_BUSY)
+			hop_overloaded(h, r->error);
+		else
+			hop_unavailable(h, r->error);
 		return;
 	}
 	if (PQntuples(r->res) == 1) {

@@ -90,6 +90,11 @@ void hop_fail(struct ussd_hop *hop, const char *key);
 void hop_end(struct ussd_hop *hop, const char *key);
 /* PostgreSQL, Redis or the PIN workers cannot serve now: the polite END. */
 void hop_unavailable(struct ussd_hop *hop, const char *why);
+/* The same when the cause is load (a queue cannot answer in time): the END
+ * is held for [ussd] busy_hold_ms (within the hop's deadline), so a phone
+ * or gateway that redials at once does not turn refusals into a storm that
+ * takes the cores from the work being served. */
+void hop_overloaded(struct ussd_hop *hop, const char *why);
 
 /* Audit context for one statement: "WITH audit_ctx AS MATERIALIZED (...)"
  * setting chamad.channel = 'ussd', msisdn = $1, request_id = $2 and

@@ -875,3 +875,50 @@ def test_ussd_navigation_needs_no_postgres(env):
     s.login()
     assert "Savings: KES 200" in s.send("1")[1]
     c.stop()
+
+
+def test_ussd_overload_refusals_are_held(env):
+    """With more logins than the PIN workers can answer within the hop, the
+    ones refused for want of capacity get "Service busy" only after
+    [ussd] busy_hold_ms, so a gateway that redials at once cannot turn
+    refusals into a storm; the admitted ones log in.  (A behaviour, not a
+    speed: the hold is a deliberate lower bound.)"""
+    import threading
+    slow = {"CHAMAD_AUTH_PIN_OPSLIMIT": "20"}
+    c = env.chamad(dict(slow, CHAMAD_AUTH_WORKERS="1", CHAMAD_USSD_HOP_TIMEOUT_MS="2000",
+                        CHAMAD_USSD_BUSY_HOLD_MS="1000", CHAMAD_HTTP_REQUEST_TIMEOUT_MS="8000"))
+    h = pin_hash(env, extra_env=slow)
+    phones = [new_phone() for _ in range(41)]
+    cid, _ = seed_chama(env)
+    for p in phones:
+        (uid,), = q(env, "INSERT INTO users (phone, full_name, pin_hash, phone_verified) VALUES ('%s', 'Busy', "
+                         "'%s', true) RETURNING id" % (p, h))
+        q(env, "INSERT INTO memberships (user_id, chama_id) VALUES (%s, %s)" % (uid, cid))
+    # one login first: the workers' service time is measured
+    s = AT(c, phones[0])
+    s.dial()
+    assert "Main menu" in s.send(PIN)[1]
+    results = []
+    lock = threading.Lock()
+
+    def login(p):
+        s = AT(c, p)
+        s.dial()
+        t0 = time.monotonic()
+        end, screen = s.send(PIN)
+        with lock:
+            results.append((screen, time.monotonic() - t0))
+
+    ts = [threading.Thread(target=login, args=(p,)) for p in phones[1:]]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    busy = [dt for screen, dt in results if screen == "Service busy, please try again."]
+    ok = [dt for screen, dt in results if "Main menu" in screen]
+    assert len(busy) + len(ok) == 40, results
+    assert busy and ok, results
+    assert min(busy) >= 0.9, sorted(busy)[:5]
+    # and the log says so in a line a second, not a line a refusal
+    log = c.stop()
+    assert len(busy) < 3 or log.count("cannot serve") < len(busy), (log.count("cannot serve"), len(busy))
