@@ -43,4 +43,7 @@ struct app {
 	uint64_t started_ms;
 };
 
+/* Something on this daemon queued outbox rows: wakes its sender (sms.c). */
+void app_outbox_queued(struct app *app);
+
 #endif

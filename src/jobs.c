@@ -33,8 +33,10 @@ static void ran(const struct db_result *r, void *arg)
 	j->running = false;
 	if (r->status != DB_OK)
 		log_warn("jobs: reminders: %s", r->error);
-	else if (atoi(PQgetvalue(r->res, 0, 0)) > 0)
+	else if (atoi(PQgetvalue(r->res, 0, 0)) > 0) {
 		log_info("jobs: reminders: %s message(s) queued", PQgetvalue(r->res, 0, 0));
+		app_outbox_queued(j->app);
+	}
 }
 
 static void tick(evutil_socket_t fd, short what, void *arg)

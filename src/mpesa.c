@@ -337,6 +337,8 @@ static void outcome_recorded(const struct db_result *r, void *arg)
 		log_warn("mpesa: request %s: outcome not recorded: %s", c->id, r->error);
 	else if (c->checkout[0])
 		callbacks_soon(c->m, 0);	/* a callback may have overtaken this answer */
+	else
+		app_outbox_queued(c->m->app);	/* a failed push's notice */
 	work_end(c->m);
 	free(c);
 }
@@ -515,9 +517,11 @@ static void settled(const struct db_result *r, void *arg)
 
 	if (r->status != DB_OK)
 		log_warn("mpesa: settling %s failed: %s", s->checkout, r->error);
-	else if (PQntuples(r->res) == 1)
+	else if (PQntuples(r->res) == 1) {
 		log_info("mpesa: %s %s by %s: %s", s->checkout, PQgetvalue(r->res, 0, 0), s->source,
 			 PQgetvalue(r->res, 0, 1)[0] == 't' ? "settled now" : "already settled");
+		app_outbox_queued(s->m->app);	/* the receipt or the failure notice */
+	}
 	work_end(s->m);
 	settle_free(s);
 }
@@ -853,6 +857,7 @@ static void c2b_done(const struct db_result *r, void *arg)
 		log_msg(LOG_INFO, http_ctx_reqid(c->ctx), "mpesa c2b: %s%s", PQgetvalue(r->res, 0, 0),
 			PQgetvalue(r->res, 0, 1)[0] == 't' ? "" : " (seen before)");
 		http_reply(c->ctx, 200, "application/json", ok, sizeof(ok) - 1);
+		app_outbox_queued(http_ctx_app(c->ctx));
 	}
 	http_ctx_release(c->ctx);
 	free(c->body);

@@ -39,7 +39,7 @@ struct sms_sender {
 	int inflight;		/* claimed messages whose outcome is not recorded yet */
 	int with_provider;	/* of those, the ones the provider has not answered */
 	json_t *pending;	/* outcomes waiting for the next flush */
-	struct event *flush_ev;
+	struct event *flush_ev, *soon_ev;
 	uint64_t flushes;
 	int64_t tokens;		/* thousandths of a message */
 	uint64_t refilled_ms;
@@ -91,6 +91,7 @@ static void sender_unref(struct sms_sender *s)
 	event_free(s->poll_ev);
 	event_free(s->refill_ev);
 	event_free(s->flush_ev);
+	event_free(s->soon_ev);
 	json_decref(s->pending);
 	free(s);
 }
@@ -387,6 +388,22 @@ void sms_sender_wake(struct sms_sender *s)
 		event_active(s->wake_ev, EV_TIMEOUT, 0);
 }
 
+void app_outbox_queued(struct app *app)
+{
+	sms_sender_wake_soon(app->sms);
+}
+
+/* Coalesced: many writes in a burst make one claim, WAKE_SOON_MS later. */
+#define WAKE_SOON_MS 20
+
+void sms_sender_wake_soon(struct sms_sender *s)
+{
+	struct timeval tv = { 0, WAKE_SOON_MS * 1000 };
+
+	if (s && !s->stopping && !evtimer_pending(s->soon_ev, NULL))
+		evtimer_add(s->soon_ev, &tv);
+}
+
 struct sms_sender *sms_sender_new(struct app *app, char *err, size_t errlen)
 {
 	const struct config *cfg = app->cfg;
@@ -413,6 +430,7 @@ struct sms_sender *sms_sender_new(struct app *app, char *err, size_t errlen)
 	s->poll_ev = event_new(app->base, -1, EV_PERSIST, on_wake, s);
 	s->refill_ev = evtimer_new(app->base, on_wake, s);
 	s->flush_ev = evtimer_new(app->base, on_flush, s);
+	s->soon_ev = evtimer_new(app->base, on_wake, s);
 	s->pending = json_array();
 	s->refilled_ms = util_now_ms();
 	s->tokens = 1000;
@@ -455,6 +473,7 @@ void sms_sender_free(struct sms_sender *s)
 	event_del(s->refill_ev);
 	event_del(s->wake_ev);
 	event_del(s->flush_ev);
+	event_del(s->soon_ev);
 	/* cancels sends in flight: each comes back through sms_sent */
 	httpc_free(s->http);
 	s->http = NULL;

@@ -69,6 +69,10 @@ int sms_sender_unrecorded(const struct sms_sender *s);
  * again after the lease).  Must not be called from a callback. */
 void sms_sender_free(struct sms_sender *s);
 void sms_sender_wake(struct sms_sender *s);
+/* This daemon queued SMS rows: look for due rows shortly (coalesced).  Only
+ * urgent rows (priority <= 2: codes, replies, alerts) NOTIFY every daemon;
+ * a NOTIFY serialises the commits of every transaction that sends one. */
+void sms_sender_wake_soon(struct sms_sender *s);
 void sms_sent(struct sms_sender *s, struct sms_msg *m, const struct sms_outcome *o);
 struct app *sms_sender_app(struct sms_sender *s);
 struct httpc *sms_sender_http(struct sms_sender *s);

@@ -500,6 +500,8 @@ static void finish(struct ussd_hop *h)
 	json_object_set_new(h->st, "end", json_boolean(h->end));
 	json_object_set_new(h->st, "hops", json_integer(st_int(h->st, "hops") + 1));
 	prune_cache(h);
+	if (h->effects)		/* what it wrote may have queued an SMS */
+		app_outbox_queued(h->app);
 	if (!h->effects) {
 		h->trailing = true;
 		reply(h, h->end, h->screen.data ? h->screen.data : "", h->end ? OUT_END : OUT_SCREEN);

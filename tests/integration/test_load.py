@@ -175,3 +175,42 @@ def test_load_callback_not_stored_is_not_acknowledged(env):
     assert r.status == 503, (r.status, r.body)
     log = c.stop()
     assert "NOT stored" in log and "ws_CO_frozen" in log, log[-2000:]
+
+
+def test_load_postings_do_not_notify_but_receipts_go_out(env):
+    """A NOTIFY serialises the commits of every transaction that sends one,
+    so chamad's postings no longer NOTIFY for their receipt SMS: only urgent
+    rows (one-time codes, replies, alerts) and rows written by anything but
+    chamad do.  The daemon that posted wakes its own sender, so the receipt
+    still goes out at once even with the poll fallback ten minutes away."""
+    url = env.fresh_db("chamasmart_load_notify")
+    env.migrate(url)
+    script = ("LISTEN chamad_sms;\n"
+              "INSERT INTO notifications (channel, kind, recipient, body, priority, idempotency_key) "
+              "VALUES ('sms', 't', '+254700000001', 'by psql', 5, 'n1');\n"
+              "SELECT 'mark-1';\n"
+              "BEGIN;\nSELECT audit_context('mpesa', NULL, NULL, NULL);\n"
+              "INSERT INTO notifications (channel, kind, recipient, body, priority, idempotency_key) "
+              "VALUES ('sms', 't', '+254700000001', 'a receipt', 5, 'n2');\nCOMMIT;\n"
+              "SELECT 'mark-2';\n"
+              "BEGIN;\nSELECT audit_context('ussd', NULL, NULL, NULL);\n"
+              "INSERT INTO notifications (channel, kind, recipient, body, priority, idempotency_key) "
+              "VALUES ('sms', 'otp', '+254700000001', 'a code', 0, 'n3');\nCOMMIT;\n")
+    import subprocess as sp
+    out = sp.run(["psql", "-X", "-q", url], input=script, capture_output=True, text=True).stdout
+    parts = out.split("mark-")
+    assert [p.count("Asynchronous notification") for p in parts] == [1, 0, 1], out
+
+    at = ATEmulator(env, api_key="k-notify")
+    url2, daraja, e = tm.setup(env, "notify")
+    e.update({"CHAMAD_SMS_PROVIDER": "africastalking",
+              "CHAMAD_SMS_AT_BASE_URL": at.url, "CHAMAD_SMS_AT_API_KEY": "k-notify",
+              "CHAMAD_SMS_POLL_MS": "600000"})
+    c = tm.start(env, e)
+    phone, uid, cid = tm.seed(env, url2)
+    time.sleep(0.5)  # the sender's first look (start-up) is done
+    assert tm.contribute(c, phone, 250).startswith("END Check your phone")
+    assert tm.wait_status(env, url2, ["confirmed"]) == ["confirmed"]
+    msgs = at.wait_messages(1, timeout=10)
+    assert any("received KES 250" in m["message"] for m in msgs), msgs
+    c.stop()
