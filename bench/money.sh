@@ -51,7 +51,7 @@ SQL
 port=18093
 CHAMAD_HTTP_LISTEN=127.0.0.1:$port CHAMAD_LOG_LEVEL=warn CHAMAD_MPESA_CONSUMER_KEY=bench \
   CHAMAD_MPESA_CALLBACK_SECRET=bench CHAMAD_MPESA_QUERY_EVERY_S=3600 CHAMAD_DATABASE_POOL_SIZE=8 \
-  CHAMAD_DATABASE_BACKGROUND_POOL_SIZE=4 \
+  CHAMAD_DATABASE_BACKGROUND_POOL_SIZE=${BG:-4} \
   bin/chamad >/tmp/chamad-money-bench.log 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.05; done

@@ -46,7 +46,7 @@ fi
 emu=$!
 for _ in $(seq 1 100); do curl -sf "localhost:$port/_stats" >/dev/null && break; sleep 0.05; done
 
-CHAMAD_HTTP_LISTEN=127.0.0.1:18091 CHAMAD_LOG_LEVEL=warn CHAMAD_SMS_PROVIDER=africastalking \
+CHAMAD_DATABASE_URL="${SMS_BENCH_DB_URL:-$CHAMAD_DATABASE_URL}" CHAMAD_HTTP_LISTEN=127.0.0.1:18091 CHAMAD_LOG_LEVEL=warn CHAMAD_SMS_PROVIDER=africastalking \
   CHAMAD_SMS_AT_BASE_URL=http://127.0.0.1:$port CHAMAD_SMS_AT_API_KEY=bench-key \
   CHAMAD_SMS_RATE_PER_SEC=$rate CHAMAD_SMS_BATCH=$batch \
   bin/chamad >/tmp/chamad-sms-bench.log 2>&1 &

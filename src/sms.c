@@ -116,7 +116,7 @@ static void pump(struct sms_sender *s);
  * the first one waited: a row is never left 'sending' for want of room in
  * a queue, which is what made its lease run out and the row go out twice.
  */
-#define FLUSH_MAX 500
+#define FLUSH_MAX 200
 #define FLUSH_MS 20
 
 static const char record_sql[] =
@@ -338,13 +338,17 @@ static void pump(struct sms_sender *s)
 	}
 	refill(s);
 	n = s->tokens / 1000;
-	if (n > cfg->sms_batch - s->inflight)
-		n = cfg->sms_batch - s->inflight;
+	/* two batches in flight: the next is claimed while the last is still
+	 * with the provider or being recorded, so neither waits on the other */
+	if (n > cfg->sms_batch)
+		n = cfg->sms_batch;
+	if (n > 2 * cfg->sms_batch - s->inflight)
+		n = 2 * cfg->sms_batch - s->inflight;
 	if (n <= 0) {
 		/* come back when a token has accrued (or a send finished) */
 		struct timeval tv = { 0, (suseconds_t)(1000000 / cfg->sms_rate_per_sec) + 1000 };
 
-		if (s->inflight < cfg->sms_batch)
+		if (s->inflight < 2 * cfg->sms_batch)
 			evtimer_add(s->refill_ev, &tv);
 		return;
 	}
