@@ -4,7 +4,8 @@
 #
 #   raw KDF:  ../shared/bench kdfrate, [auth] workers threads, chamad's
 #             pin_memlimit_kib and pin_opslimit: the most PIN checks per
-#             second these cores can do
+#             second these cores can do; measured for 5 s before and after each
+#             run too, and each ratio is against the mean of those two
 #   logins:   ../shared/bench ussdload, Africa's Talking sessions "dial,
 #             PIN" ending on the logged-in main menu, at 32, 128 and 512
 #             concurrent connections (512 is about 4x what the KDF rate can
@@ -84,14 +85,21 @@ busy_count() {
 # The session: dial, the PIN (answered by the logged-in main menu), 9 (Exit).
 # A "busy" END on the PIN hop is a flow error for ussdload.
 script='login=|1234|1234*9'
+kdf() { "$tools/kdfrate" "$workers" 5 "$mem" "$ops" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hashes_per_s"])'; }
 for c in $concs; do
   out=$(mktemp)
+  # the raw rate of these cores right before and after each run (its speed
+  # drifts between runs on a shared host): the ratio is against their mean
+  k0=$(kdf)
   b0=$(busy_count)
   c0=$(ticks "$pid"); p0=$(ticks_of postgres); r0=$(ticks_of redis-server)
   "$tools/ussdload" -q --url "http://127.0.0.1:$port/ussd/africastalking" -c "$c" -d "$dur" --warmup 2 \
       --phone-range "254713000001:$nphones" --define "$script" --script login --label "c$c" >"$out" 2>"$out.err" || true
   c1=$(ticks "$pid"); p1=$(ticks_of postgres); r1=$(ticks_of redis-server)
   b1=$(busy_count)
+  k1=$(kdf)
+  rate=$(python3 -c "print(($k0 + $k1) / 2)")
+  echo "  (raw argon2id around this run: $k0 and $k1 /s)"
   python3 - "$out" "$rate" "$c" "$((b1 - b0))" "$(secs $((c1 - c0)))" "$(secs $((p1 - p0)))" "$(secs $((r1 - r0)))" <<'PY'
 import json, sys
 path, rate, conc, busy, cc, cp, cr = sys.argv[1:]

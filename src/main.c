@@ -29,6 +29,7 @@
 #include "verify.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,6 +222,13 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 static int run_daemon(struct app *app)
 {
 	char err[512];
+
+	/* Each PIN check takes [auth] pin_memlimit_kib (19 MiB by default).
+	 * Left to glibc, that block is mmapped or trimmed away after every
+	 * check and its pages faulted in again for the next: keep such blocks
+	 * in the workers' arenas instead (sizes up to 32 MiB, glibc's cap). */
+	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 
 	signal(SIGPIPE, SIG_IGN);
 	app->started_ms = util_now_ms();
