@@ -400,7 +400,10 @@ static void pin_checked(const struct pin_result *r, void *arg)
 		hop_end(hop, "expired");
 		break;
 	case PIN_UNAVAILABLE:
-		hop_unavailable(hop, r->error ? r->error : "PIN check unavailable");
+		if (r->overloaded)
+			hop_overloaded(hop, r->error ? r->error : "PIN workers busy");
+		else
+			hop_unavailable(hop, r->error ? r->error : "PIN check unavailable");
 		break;
 	}
 }

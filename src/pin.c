@@ -27,6 +27,7 @@ struct pin_job {
 	struct app *app;
 	char *phone, *pin, *channel, *request_id, *alert[2];
 	char user_id[24], lang[4], until[8];
+	bool overloaded;	/* PIN_UNAVAILABLE for want of capacity */
 	char *full_name;
 	bool dirty;		/* a failed-attempt count or a lock to clear */
 	uint64_t deadline_ms;
@@ -37,7 +38,7 @@ struct pin_job {
 static void job_finish(struct pin_job *j, enum pin_outcome o, int tries_left, const char *error)
 {
 	struct pin_result r = { o, j->user_id, j->full_name ? j->full_name : "", j->lang, tries_left, j->until,
-				error };
+				error, j->overloaded };
 
 	j->cb(&r, j->arg);
 	sodium_memzero(j->pin, strlen(j->pin));
@@ -127,6 +128,7 @@ static void verified(void *arg, enum auth_status st, char *rehash)
 			 "coalesce(to_char(locked_until AT TIME ZONE $9, 'HH24:MI'), '') FROM u",
 			 9, p, miss_recorded, j);
 	} else {
+		j->overloaded = st == AUTH_BUSY;
 		job_finish(j, PIN_UNAVAILABLE, 0, st == AUTH_BUSY ? "PIN workers busy" : "PIN check failed");
 	}
 	free(rehash);
@@ -137,6 +139,7 @@ static void looked_up(const struct db_result *r, void *arg)
 	struct pin_job *j = arg;
 
 	if (r->status != DB_OK) {
+		j->overloaded = r->status == DB_BUSY;
 		job_finish(j, PIN_UNAVAILABLE, 0, r->error);
 		return;
 	}

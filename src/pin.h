@@ -13,6 +13,8 @@
 #ifndef CHAMAD_PIN_H
 #define CHAMAD_PIN_H
 
+#include <stdbool.h>
+
 #include <stdint.h>
 
 struct app;
@@ -34,6 +36,7 @@ struct pin_result {
 	int tries_left;
 	const char *until;	/* "HH:MM" in [ussd] timezone when locked */
 	const char *error;	/* PIN_UNAVAILABLE: why */
+	bool overloaded;	/* PIN_UNAVAILABLE for want of capacity (queue full or too slow) */
 };
 
 /* Strings are borrowed for the duration of the callback. */
