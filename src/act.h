@@ -22,6 +22,12 @@ void act_query(struct ussd_hop *hop, const char *sql, int nparams, const char *c
  * one name, one SQL text). */
 void act_query_prepared(struct ussd_hop *hop, const char *name, const char *sql, int nparams,
 			const char *const *params, act_db_fn fn);
+/* A list screen: sql takes $1 user, $2 the picked chama, $3 the time zone
+ * and returns (value, label) rows, which become the screen's items. */
+void act_list(struct ussd_hop *hop, const char *name, const char *sql);
+/* The same for officials only, checked in the same statement (else the
+ * session ends with "end_not_allowed"). */
+void act_list_for_officials(struct ussd_hop *hop, const char *name, const char *sql);
 void act_redis(struct ussd_hop *hop, int argc, const char **argv, act_redis_fn fn);
 
 /* Ends the hop as unavailable when r is a server error; returns true then. */

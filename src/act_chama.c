@@ -127,32 +127,9 @@ void act_balance_load(struct ussd_hop *hop)
 		  4, p, balance_loaded);
 }
 
-static void items_loaded(struct ussd_hop *hop, const struct db_result *r)
-{
-	if (act_db_failed(hop, r))
-		return;
-	for (int i = 0; i < PQntuples(r->res); i++)
-		hop_add_item(hop, PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 0));
-	hop_done(hop, NULL);
-}
-
-/* A list query: $1 user, $2 chama, $3 time zone; returns (value, label). */
-static void load_list(struct ussd_hop *hop, const char *name, const char *sql)
-{
-	const char *c = act_chama(hop);
-	const char *p[3];
-
-	if (!c)
-		return;
-	p[0] = hop_user(hop);
-	p[1] = c;
-	p[2] = hop_app(hop)->cfg->ussd_timezone;
-	act_query_prepared(hop, name, sql, 3, p, items_loaded);
-}
-
 void act_meetings_load(struct ussd_hop *hop)
 {
-	load_list(hop, "meetings", "SELECT id, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon HH24:MI') || ' ' || title "
+	act_list(hop, "meetings", "SELECT id, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon HH24:MI') || ' ' || title "
 		       "FROM meetings WHERE chama_id = $2::bigint AND status = 'scheduled' "
 		       "AND scheduled_at >= now() - interval '1 day' AND" MEMBER_OF("$1", "$2::bigint")
 		       "ORDER BY scheduled_at LIMIT 100");
@@ -160,7 +137,7 @@ void act_meetings_load(struct ussd_hop *hop)
 
 void act_members_load(struct ussd_hop *hop)
 {
-	load_list(hop, "members", "SELECT u.id, u.full_name || CASE WHEN m.role <> 'member' THEN ' (' || m.role || ')' "
+	act_list(hop, "members", "SELECT u.id, u.full_name || CASE WHEN m.role <> 'member' THEN ' (' || m.role || ')' "
 		       "ELSE '' END FROM memberships m JOIN users u ON u.id = m.user_id "
 		       "WHERE m.chama_id = $2::bigint AND m.status = 'active' AND $3::text IS NOT NULL AND"
 		       MEMBER_OF("$1", "$2::bigint")
@@ -390,16 +367,11 @@ void act_invite_phone(struct ussd_hop *hop)
 	act_require_official(hop, invite_phone_checked);
 }
 
-static void join_requests_checked(struct ussd_hop *hop)
-{
-	load_list(hop, "join_requests", "SELECT j.id, u.full_name || ' ' || u.phone FROM join_requests j "
-		       "JOIN users u ON u.id = j.user_id WHERE j.chama_id = $2::bigint AND j.status = 'pending' "
-		       "AND $1::bigint IS NOT NULL AND $3::text IS NOT NULL ORDER BY j.created_at LIMIT 200");
-}
-
 void act_join_requests_load(struct ussd_hop *hop)
 {
-	act_require_official(hop, join_requests_checked);
+	act_list_for_officials(hop, "join_requests", "SELECT j.id, u.full_name || ' ' || u.phone FROM join_requests j "
+			       "JOIN users u ON u.id = j.user_id WHERE j.chama_id = $2::bigint AND j.status = 'pending' "
+			       "ORDER BY j.created_at LIMIT 200");
 }
 
 static void join_decided(struct ussd_hop *hop, const struct db_result *r)
@@ -522,7 +494,7 @@ void act_mpesa_contribute(struct ussd_hop *hop)
  * ledger: date, in or out, amount and reference. */
 void act_statement_load(struct ussd_hop *hop)
 {
-	load_list(hop, "statement", "SELECT l.id, to_char(e.created_at AT TIME ZONE $3, 'DD Mon') || ' ' || "
+	act_list(hop, "statement", "SELECT l.id, to_char(e.created_at AT TIME ZONE $3, 'DD Mon') || ' ' || "
 		       "CASE WHEN l.side = 'credit' THEN '+' ELSE '-' END || format_kes(l.amount_cents) || ' ' || "
 		       "coalesce(k.external_reference, CASE WHEN e.kind = 'contribution_reversal' THEN 'reversal' "
 		       "ELSE k.method END, e.kind) FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id "

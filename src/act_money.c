@@ -89,32 +89,15 @@ void act_cash_record(struct ussd_hop *hop)
 
 /* ---- suspense ---- */
 
-static void suspense_listed(struct ussd_hop *hop, const struct db_result *r)
+void act_suspense_load(struct ussd_hop *hop)
 {
-	if (act_db_failed(hop, r))
-		return;
-	for (int i = 0; i < PQntuples(r->res); i++)
-		hop_add_item(hop, PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 0));
-	hop_done(hop, NULL);
-}
-
-static void suspense_checked(struct ussd_hop *hop)
-{
-	const char *p[1] = { hop_var(hop, "chama_id") };
-
-	act_query(hop,
+	act_list_for_officials(hop, "suspense",
 		  "SELECT e.id, 'KES ' || (l.amount_cents / 100) || ' ' || coalesce(f.external_reference, '') || ' ' || "
 		  "to_char(e.created_at, 'DD Mon') FROM journal_entries e "
 		  "JOIN journal_lines l ON l.entry_id = e.id AND l.side = 'credit' "
 		  "LEFT JOIN financial_audit_logs f ON f.idempotency_key = 'suspense:' || e.idempotency_key "
-		  "WHERE e.chama_id = $1::bigint AND e.kind = 'c2b_unmatched' AND NOT EXISTS (SELECT 1 FROM "
-		  "journal_entries a WHERE a.idempotency_key = 'suspense:' || e.id || ':allocated') ORDER BY e.id LIMIT 100",
-		  1, p, suspense_listed);
-}
-
-void act_suspense_load(struct ussd_hop *hop)
-{
-	act_require_official(hop, suspense_checked);
+		  "WHERE e.chama_id = $2::bigint AND e.kind = 'c2b_unmatched' AND NOT EXISTS (SELECT 1 FROM "
+		  "journal_entries a WHERE a.idempotency_key = 'suspense:' || e.id || ':allocated') ORDER BY e.id LIMIT 100");
 }
 
 static void allocated(struct ussd_hop *hop, const struct db_result *r)
@@ -143,22 +126,14 @@ void act_suspense_allocate(struct ussd_hop *hop)
 
 /* ---- reversals ---- */
 
-static void reversible_checked(struct ussd_hop *hop)
+void act_reverse_load(struct ussd_hop *hop)
 {
-	const char *p[1] = { hop_var(hop, "chama_id") };
-
-	act_query(hop,
+	act_list_for_officials(hop, "reversible",
 		  "SELECT k.id, to_char(k.contributed_at, 'DD Mon') || ' KES ' || (k.amount_cents / 100) || "
 		  "CASE WHEN k.amount_cents % 100 <> 0 THEN '.' || lpad((k.amount_cents % 100)::text, 2, '0') ELSE '' END "
 		  "|| ' ' || u.full_name FROM contributions k JOIN users u ON u.id = k.user_id "
-		  "WHERE k.chama_id = $1::bigint AND k.status = 'confirmed' AND k.deleted_at IS NULL "
-		  "ORDER BY k.contributed_at DESC, k.id DESC LIMIT 30",
-		  1, p, suspense_listed);
-}
-
-void act_reverse_load(struct ussd_hop *hop)
-{
-	act_require_official(hop, reversible_checked);
+		  "WHERE k.chama_id = $2::bigint AND k.status = 'confirmed' AND k.deleted_at IS NULL "
+		  "ORDER BY k.contributed_at DESC, k.id DESC LIMIT 30");
 }
 
 static void reversed(struct ussd_hop *hop, const struct db_result *r)

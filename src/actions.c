@@ -5,6 +5,7 @@
  */
 #include "act.h"
 #include "app.h"
+#include "config.h"
 #include "log.h"
 #include "util.h"
 
@@ -54,6 +55,9 @@ struct act_call {
 	void (*then)(struct ussd_hop *hop);
 };
 
+/* who may see the officials' lists and run their actions */
+#define OFFICIAL_ROLES "('chairperson', 'treasurer', 'secretary')"
+
 static void db_done(const struct db_result *r, void *arg)
 {
 	struct act_call *c = arg;
@@ -83,7 +87,69 @@ void act_query_prepared(struct ussd_hop *hop, const char *name, const char *sql,
 
 	c->hop = hop;
 	c->dbfn = fn;
-	db_query_prepared(hop_app(hop)->db, name, sql, nparams, params, db_done, c);
+	db_query_prepared_by(hop_app(hop)->db, hop_deadline_ms(hop), name, sql, nparams, params, db_done, c);
+}
+
+static void items_loaded(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	for (int i = 0; i < PQntuples(r->res); i++)
+		hop_add_item(hop, PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 0));
+	hop_done(hop, NULL);
+}
+
+/* $1 user, $2 the picked chama, $3 the time zone */
+static bool list_params(struct ussd_hop *hop, const char *p[3])
+{
+	const char *c = act_chama(hop);
+
+	if (!c)
+		return false;
+	p[0] = hop_user(hop);
+	p[1] = c;
+	p[2] = hop_app(hop)->cfg->ussd_timezone;
+	return true;
+}
+
+void act_list(struct ussd_hop *hop, const char *name, const char *sql)
+{
+	const char *p[3];
+
+	if (list_params(hop, p))
+		act_query_prepared(hop, name, sql, 3, p, items_loaded);
+}
+
+/* First column: whether the user is an official; then the list's (value,
+ * label), NULL when the list is empty or not theirs to see. */
+static void official_items_loaded(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	if (PQntuples(r->res) < 1 || strcmp(PQgetvalue(r->res, 0, 0), "t")) {
+		hop_end(hop, "end_not_allowed");
+		return;
+	}
+	for (int i = 0; i < PQntuples(r->res); i++)
+		if (!PQgetisnull(r->res, i, 1))
+			hop_add_item(hop, PQgetvalue(r->res, i, 2), PQgetvalue(r->res, i, 1));
+	hop_done(hop, NULL);
+}
+
+void act_list_for_officials(struct ussd_hop *hop, const char *name, const char *sql)
+{
+	const char *p[3];
+	char *full;
+
+	if (!list_params(hop, p))
+		return;
+	/* one statement: the role check and the list together */
+	full = xasprintf("SELECT ok.allowed, x.* FROM (SELECT EXISTS (SELECT 1 FROM memberships WHERE user_id = $1::bigint "
+			 "AND chama_id = $2::bigint AND status = 'active' AND role IN " OFFICIAL_ROLES ") "
+			 "AND $3::text IS NOT NULL) ok (allowed) LEFT JOIN LATERAL (%s) x ON ok.allowed",
+			 sql);
+	act_query_prepared(hop, name, full, 3, p, official_items_loaded);
+	free(full);
 }
 
 static void redis_done(const struct redis_result *r, void *arg)
@@ -166,6 +232,6 @@ void act_require_official(struct ussd_hop *hop, void (*fn)(struct ussd_hop *hop)
 	c->then = fn;
 	db_query_prepared_by(hop_app(hop)->db, hop_deadline_ms(hop), "is_official",
 			     "SELECT 1 FROM memberships WHERE user_id = $1 AND chama_id = $2 AND status = 'active' "
-			     "AND role IN ('chairperson', 'treasurer', 'secretary')",
+			     "AND role IN " OFFICIAL_ROLES,
 			     2, params, official_checked, c);
 }

@@ -652,8 +652,12 @@ def test_ussd_join_and_officials(env):
     s = AT(c, chair)
     s.login()
     s.send("10")
+    queries = lambda: int(re.search(r"^chamad_db_queries_total (\d+)", c.get("/metrics").body, re.M).group(1))
+    before = queries()
     end, screen = s.send("1")
     assert "1. New Comer " + newcomer in screen, screen
+    # an officials' list is one statement: the role check is in it
+    assert queries() - before == 1, queries() - before
     end, screen = s.send("1")
     assert "1. Approve" in screen and "2. Reject" in screen
     end, screen = s.send("1")
