@@ -384,6 +384,8 @@ static void pin_checked(const struct pin_result *r, void *arg)
 	switch (r->outcome) {
 	case PIN_OK:
 		hop_login(hop, r->user_id);
+		if (r->chamas)
+			hop_prefetch(hop, "chamas", r->chamas);
 		hop_done(hop, NULL);
 		break;
 	case PIN_WRONG:

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 /* "AND the user ($U) is an active member of the chama ($C)" */
 #define MEMBER_OF(u, c) \
 	" EXISTS (SELECT 1 FROM memberships me WHERE me.user_id = " u " AND me.chama_id = " c \
@@ -31,11 +33,16 @@ static void set_money_var(struct ussd_hop *hop, const char *name, const char *ce
 	hop_set_var(hop, name, out);
 }
 
+static void pick_chama(struct ussd_hop *hop, const char *id, const char *name, const char *role)
+{
+	hop_set_var(hop, "chama_id", id);
+	hop_set_var(hop, "chama_name", name);
+	hop_set_var(hop, "role", role);
+}
+
 static void pick(struct ussd_hop *hop, const PGresult *res, int row)
 {
-	hop_set_var(hop, "chama_id", PQgetvalue(res, row, 0));
-	hop_set_var(hop, "chama_name", PQgetvalue(res, row, 1));
-	hop_set_var(hop, "role", PQgetvalue(res, row, 2));
+	pick_chama(hop, PQgetvalue(res, row, 0), PQgetvalue(res, row, 1), PQgetvalue(res, row, 2));
 }
 
 /* ---- choosing the chama ---- */
@@ -45,16 +52,14 @@ static void pick(struct ussd_hop *hop, const PGresult *res, int row)
 	"SELECT m.chama_id, c.name, m.role FROM memberships m JOIN chamas c ON c.id = m.chama_id " \
 	"AND c.deleted_at IS NULL WHERE m.user_id = $1 AND m.status = 'active' "
 
-static void chamas_loaded(struct ussd_hop *hop, const struct db_result *r)
+/* One chama: it is picked; none: no chama; more: the list to choose from.
+ * id/name/role(i) give row i. */
+static void chamas_shown(struct ussd_hop *hop, int n, const char *(*col)(const void *src, int i, int c),
+			 const void *src)
 {
-	int n;
-
-	if (act_db_failed(hop, r))
-		return;
-	n = PQntuples(r->res);
 	if (n <= 1) {		/* nothing to choose */
 		if (n == 1)
-			pick(hop, r->res, 0);
+			pick_chama(hop, col(src, 0, 0), col(src, 0, 1), col(src, 0, 2));
 		else {
 			hop_del_var(hop, "chama_id");
 			hop_del_var(hop, "role");
@@ -64,13 +69,43 @@ static void chamas_loaded(struct ussd_hop *hop, const struct db_result *r)
 		return;
 	}
 	for (int i = 0; i < n; i++)
-		hop_add_item(hop, PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 0));
+		hop_add_item(hop, col(src, i, 1), col(src, i, 0));
 	hop_done(hop, NULL);
+}
+
+static const char *pg_col(const void *src, int i, int c)
+{
+	return PQgetvalue(src, i, c);
+}
+
+/* [[id, name, role], ...] as the PIN check left it */
+static const char *json_col(const void *src, int i, int c)
+{
+	const char *v = json_string_value(json_array_get(json_array_get(src, (size_t)i), (size_t)c));
+
+	return v ? v : "";
+}
+
+static void chamas_loaded(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	chamas_shown(hop, PQntuples(r->res), pg_col, r->res);
 }
 
 void act_chamas_load(struct ussd_hop *hop)
 {
 	const char *p[1] = { hop_user(hop) };
+	const char *pre = hop_prefetched(hop, "chamas");
+	json_t *list = pre ? json_loads(pre, 0, NULL) : NULL;
+
+	/* right after a log-in the PIN check brought the list along */
+	if (json_is_array(list)) {
+		chamas_shown(hop, (int)json_array_size(list), json_col, list);
+		json_decref(list);
+		return;
+	}
+	json_decref(list);
 
 	act_query_prepared(hop, "my_chamas",
 		  MY_CHAMAS "ORDER BY lower(c.name), c.id LIMIT 200",

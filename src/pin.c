@@ -28,6 +28,7 @@ struct pin_job {
 	char *phone, *pin, *channel, *request_id, *alert[2];
 	char user_id[24], lang[4], until[8];
 	bool overloaded;	/* PIN_UNAVAILABLE for want of capacity */
+	char *chamas;
 	char *full_name;
 	bool dirty;		/* a failed-attempt count or a lock to clear */
 	uint64_t deadline_ms;
@@ -38,7 +39,7 @@ struct pin_job {
 static void job_finish(struct pin_job *j, enum pin_outcome o, int tries_left, const char *error)
 {
 	struct pin_result r = { o, j->user_id, j->full_name ? j->full_name : "", j->lang, tries_left, j->until,
-				error, j->overloaded };
+				error, j->overloaded, j->chamas };
 
 	j->cb(&r, j->arg);
 	sodium_memzero(j->pin, strlen(j->pin));
@@ -49,6 +50,7 @@ static void job_finish(struct pin_job *j, enum pin_outcome o, int tries_left, co
 	free(j->alert[0]);
 	free(j->alert[1]);
 	free(j->full_name);
+	free(j->chamas);
 	free(j);
 }
 
@@ -152,6 +154,7 @@ static void looked_up(const struct db_result *r, void *arg)
 	snprintf(j->until, sizeof(j->until), "%s", PQgetvalue(r->res, 0, 3));
 	j->full_name = xstrdup(PQgetvalue(r->res, 0, 4));
 	j->dirty = !strcmp(PQgetvalue(r->res, 0, 6), "t");
+	j->chamas = xstrdup(PQgetvalue(r->res, 0, 7));
 	if (!strcmp(PQgetvalue(r->res, 0, 2), "t"))
 		job_finish(j, PIN_LOCKED, 0, NULL);
 	else if (PQgetisnull(r->res, 0, 1))
@@ -179,7 +182,12 @@ void pin_check(struct app *app, const struct pin_check_args *a, pin_cb cb, void 
 	db_query_prepared_by(app->db, a->deadline_ms, "pin_user",
 			     "SELECT id, pin_hash, coalesce(locked_until > now(), false), "
 			     "coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), ''), full_name, preferred_language, "
-			     "failed_pin_attempts <> 0 OR locked_until IS NOT NULL "
+			     "failed_pin_attempts <> 0 OR locked_until IS NOT NULL, "
+			     /* what the first screen after a log-in shows, in the same statement */
+			     "(SELECT coalesce(json_agg(json_build_array(x.chama_id::text, x.name, x.role) ORDER BY lower(x.name), "
+			     "x.chama_id), '[]') FROM (SELECT m.chama_id, c.name, m.role FROM memberships m JOIN chamas c "
+			     "ON c.id = m.chama_id AND c.deleted_at IS NULL WHERE m.user_id = users.id AND m.status = 'active' "
+			     "ORDER BY lower(c.name), c.id LIMIT 200) x) "
 			     "FROM users WHERE phone = $1 AND deleted_at IS NULL",
 			     2, p, looked_up, j);
 }

@@ -112,6 +112,7 @@ struct ussd_hop {
 	} dial;
 	struct event *timer;
 	struct event *hold;	/* hop_overloaded: the END waits on this */
+	json_t *prefetch;	/* hop_prefetch: this hop's only */
 	struct buf screen;	/* rendered text */
 	uint64_t t0;
 };
@@ -228,6 +229,18 @@ void hop_login(struct ussd_hop *h, const char *user_id)
 	json_array_clear(json_object_get(h->st, "stack"));
 }
 
+void hop_prefetch(struct ussd_hop *h, const char *key, const char *value)
+{
+	if (!h->prefetch)
+		h->prefetch = json_object();
+	json_object_set_new(h->prefetch, key, json_string(value));
+}
+
+const char *hop_prefetched(const struct ussd_hop *h, const char *key)
+{
+	return json_string_value(json_object_get(h->prefetch, key));
+}
+
 bool hop_dial_user(const struct ussd_hop *h, bool *no_pin, bool *locked, const char **until)
 {
 	if (!h->dial.have)
@@ -310,6 +323,7 @@ static void hop_free(struct ussd_hop *h)
 	}
 	free(h->notice);
 	json_decref(h->items);
+	json_decref(h->prefetch);
 	json_decref(h->shown_vars);
 	json_decref(h->st);
 	ussd_req_clear(&h->req);

@@ -57,6 +57,12 @@ void hop_set_lang(struct ussd_hop *hop, enum menu_lang lang);
 const char *hop_user(const struct ussd_hop *hop);
 /* Marks the session logged in as user_id (decimal) and clears the back stack. */
 void hop_login(struct ussd_hop *hop, const char *user_id);
+/* Data one handler of this hop already holds for a later one (the PIN
+ * check's chama list for the screen after log-in), so that screen needs no
+ * statement of its own.  Kept for this hop only, never in the session.
+ * hop_prefetched returns a borrowed string or NULL. */
+void hop_prefetch(struct ussd_hop *hop, const char *key, const char *value);
+const char *hop_prefetched(const struct ussd_hop *hop, const char *key);
 /* On the first hop of a session the engine has read the caller's user
  * row already: then this returns true with whether the user has no PIN,
  * is locked out, and until when (HH24:MI, borrowed), so that the log-in

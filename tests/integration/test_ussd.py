@@ -265,7 +265,13 @@ def test_ussd_login_writes_only_what_changed(env):
 
     before, audit_before = row(), audit_rows()
     AT(c, phone).login()
-    AT(c, phone).login()
+    # the PIN hop is one statement: the user, their hash and their chamas
+    queries = lambda: int(re.search(r"^chamad_db_queries_total (\d+)", c.get("/metrics").body, re.M).group(1))
+    s = AT(c, phone)
+    s.dial()
+    n0 = queries()
+    assert "Main menu" in s.send(PIN)[1]
+    assert queries() - n0 == 1, queries() - n0
     assert row() == before and audit_rows() == audit_before
     assert wait_login_audited(env, uid, 2) == 2
     (ch, msisdn, actor, req), = q(env, "SELECT DISTINCT channel, msisdn, actor_user_id, request_id LIKE "
