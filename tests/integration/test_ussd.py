@@ -932,3 +932,100 @@ def test_ussd_overload_refusals_are_held(env):
     # and the log says so in a line a second, not a line a refusal
     log = c.stop()
     assert len(busy) < 3 or log.count("cannot serve") < len(busy), (log.count("cannot serve"), len(busy))
+
+
+class _SlowRedis:
+    """A TCP proxy in front of Redis that holds every answer DELAY seconds
+    (order kept), so the number of Redis round trips a hop waits for shows
+    as a multiple of DELAY in its latency."""
+    DELAY = 0.4
+
+    def __init__(self, target_port):
+        import socket
+        import threading
+        self.target = target_port
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+        while not self.stopping:
+            try:
+                cl, _ = self.ls.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(cl, up, 0), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, cl, self.DELAY), daemon=True).start()
+
+    def _pipe(self, src, dst, delay):
+        import queue
+        import threading
+        q = queue.Queue()
+
+        def writer():
+            while True:
+                at, data = q.get()
+                if data is None:
+                    return
+                wait = at - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    return
+        threading.Thread(target=writer, daemon=True).start()
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                q.put((0, None))
+                return
+            q.put((time.monotonic() + delay, data))
+
+    def stop(self):
+        self.stopping = True
+        self.ls.close()
+
+
+def test_ussd_navigation_waits_for_one_redis_round_trip(env):
+    """A menu hop waits for one Redis round trip (lock and load); the save
+    goes out after the reply.  With every Redis answer held 0.4 s, a menu
+    hop takes about one hold, a hop with a write (the PIN) about two.  This
+    counts round trips, it does not measure speed."""
+    proxy = _SlowRedis(env.redis_port)
+    try:
+        c = env.chamad({"CHAMAD_REDIS_URL": "redis://127.0.0.1:%d/0" % proxy.port,
+                        "CHAMAD_REDIS_COMMAND_TIMEOUT_MS": "5000", "CHAMAD_USSD_HOP_TIMEOUT_MS": "8000",
+                        "CHAMAD_HTTP_REQUEST_TIMEOUT_MS": "10000"})
+        phone = new_phone()
+        seed_chama(env, members=[(phone, "Slow Redis", "member")])
+        c.wait_health(200)
+        s = AT(c, phone)
+        end, screen = s.dial()
+        assert "Enter your PIN" in screen, screen
+        t0 = time.monotonic()
+        end, screen = s.send(PIN)
+        login = time.monotonic() - t0
+        assert "Main menu" in screen, screen
+        menus = []
+        for inp in ("5", "0", "3", "0"):
+            t0 = time.monotonic()
+            end, screen = s.send(inp)
+            menus.append(time.monotonic() - t0)
+            assert not end, screen
+        d = _SlowRedis.DELAY
+        assert all(d * 0.9 <= m < d * 1.7 for m in menus), menus
+        assert login >= 2 * d * 0.9, login
+        c.stop()
+    finally:
+        proxy.stop()
