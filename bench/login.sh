@@ -38,17 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT
 bash scripts/services.sh start bench >/dev/null
-# every bench starts from empty books: another bench may have left its members here
-psql -X -q "$CHAMAD_DATABASE_URL" -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public" 2>/dev/null
-bin/chamad migrate >/dev/null
-pin_hash=$(echo 1234 | bin/chamad hash-pin)
-[ -n "$pin_hash" ] || { echo "login bench: chamad hash-pin printed nothing" >&2; exit 1; }
-export PGOPTIONS='--client-min-messages=warning'
-psql -X -q -v ON_ERROR_STOP=1 -v pin_hash="$pin_hash" "$CHAMAD_DATABASE_URL" -f scripts/demo_seed.sql
-
-# the bench members (bench/seed_members.sql)
-psql -X -q -v ON_ERROR_STOP=1 -v n="$nphones" -v prefix=+2547130 -v name='Bench Member' -v pin_hash="$pin_hash" \
-  -v tag=bench-login "$CHAMAD_DATABASE_URL" -f bench/seed_members.sql >/dev/null
+. bench/common.sh
+bench_books login "$nphones" +2547130 'Bench Member'
 
 CHAMAD_HTTP_LISTEN=127.0.0.1:$port CHAMAD_LOG_LEVEL=warn bin/chamad >"$log" 2>&1 &
 pid=$!

@@ -47,17 +47,8 @@ cleanup() {
 }
 trap cleanup EXIT
 bash scripts/services.sh start bench >/dev/null
-# every bench starts from empty books: another bench may have left its members here
-psql -X -q "$CHAMAD_DATABASE_URL" -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public" 2>/dev/null
-bin/chamad migrate >/dev/null
-pin_hash=$(echo 1234 | bin/chamad hash-pin)
-[ -n "$pin_hash" ] || { echo "nav bench: chamad hash-pin printed nothing" >&2; exit 1; }
-export PGOPTIONS='--client-min-messages=warning'
-psql -X -q -v ON_ERROR_STOP=1 -v pin_hash="$pin_hash" "$CHAMAD_DATABASE_URL" -f scripts/demo_seed.sql
-
-# the bench members (bench/seed_members.sql)
-psql -X -q -v ON_ERROR_STOP=1 -v n="$nphones" -v prefix=+2547140 -v name='Nav Member' -v pin_hash="$pin_hash" \
-  -v tag=bench-nav "$CHAMAD_DATABASE_URL" -f bench/seed_members.sql >/dev/null
+. bench/common.sh
+bench_books nav "$nphones" +2547140 'Nav Member'
 psql -X -q -tA "$CHAMAD_DATABASE_URL" >"$tmp/phones" -c "
     SELECT u.phone FROM users u JOIN memberships m ON m.user_id = u.id AND m.status = 'active'
      WHERE u.phone LIKE '+2547140%' AND u.deleted_at IS NULL ORDER BY u.phone"

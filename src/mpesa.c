@@ -511,6 +511,21 @@ static const char *settle_var(const char *name, void *arg)
 	return NULL;
 }
 
+/* $1..$6 of both statements that take a report: CheckoutRequestID, result
+ * code, description, receipt, amount (cents) and phone; code and cents are
+ * the caller's buffers. */
+static void report_params(const struct settle *s, char code[24], char cents[24], const char *p[6])
+{
+	snprintf(code, 24, "%lld", s->code);
+	snprintf(cents, 24, "%lld", s->amount_cents);
+	p[0] = s->checkout;
+	p[1] = code;
+	p[2] = s->desc;
+	p[3] = *s->receipt ? s->receipt : NULL;
+	p[4] = s->amount_cents >= 0 ? cents : NULL;
+	p[5] = *s->phone ? s->phone : NULL;
+}
+
 static void settled(const struct db_result *r, void *arg)
 {
 	struct settle *s = arg;
@@ -548,14 +563,7 @@ static void settle_with(struct settle *s, const char *amount_cents, const char *
 	ok_body = menu_text_format(app->menus, "sms_mpesa_receipt", lang, settle_var, (void *)vars);
 	fail_body = menu_text_format(app->menus, menu_string(app->menus, key, lang) ? key : "sms_mpesa_failed", lang,
 				     settle_var, (void *)vars);
-	snprintf(code, sizeof(code), "%lld", s->code);
-	snprintf(cents, sizeof(cents), "%lld", s->amount_cents);
-	p[0] = s->checkout;
-	p[1] = code;
-	p[2] = s->desc;
-	p[3] = *s->receipt ? s->receipt : NULL;
-	p[4] = cents;
-	p[5] = *s->phone ? s->phone : NULL;
+	report_params(s, code, cents, p);
 	p[6] = s->source;
 	p[7] = ok_body;
 	p[8] = fail_body;
@@ -801,14 +809,7 @@ static void callback(struct http_ctx *ctx)
 		log_warn("mpesa: callback %s: success without a usable Amount or receipt", s->checkout);
 		s->amount_cents = s->amount_cents < 0 ? 0 : s->amount_cents;
 	}
-	snprintf(code, sizeof(code), "%lld", s->code);
-	snprintf(cents, sizeof(cents), "%lld", s->amount_cents);
-	p[0] = s->checkout;
-	p[1] = code;
-	p[2] = s->desc;
-	p[3] = *s->receipt ? s->receipt : NULL;
-	p[4] = s->amount_cents >= 0 ? cents : NULL;
-	p[5] = *s->phone ? s->phone : NULL;
+	report_params(s, code, cents, p);
 	p[6] = s->body;
 	p[7] = http_ctx_peer(ctx);
 	p[8] = http_ctx_reqid(ctx);
