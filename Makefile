@@ -97,6 +97,12 @@ bench:
 	bash bench/run.sh
 	bash bench/ussd.sh
 	bash bench/sms.sh
+	bash bench/sms.sh 10000 10000 1000
+	bash bench/money.sh
+	bash bench/ledger.sh
+	bash bench/contribute.sh
+	bash bench/login.sh
+	bash bench/nav.sh
 
 clean:
 	rm -rf build bin
