@@ -34,7 +34,9 @@ UNIT    := bin/unit-tests
 DBTEST  := bin/db-tests
 endif
 
-SRCS     := $(wildcard src/*.c)
+# One folder per layer (see "Layers" in README.md; scripts/layers.sh holds them).
+LAYERS   := base net dom ussd sms mpesa ops
+SRCS     := $(wildcard src/*.c) $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
 OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
 T_SRCS   := $(wildcard tests/unit/*.c)

@@ -49,7 +49,7 @@ done
 [ "$(curl -s -o /dev/null -w '%{http_code}' localhost:$port/healthz)" = 200 ] \
   || { echo "login bench: chamad not healthy; see $log" >&2; exit 1; }
 
-# chamad's defaults (src/config.c) unless the environment sets them
+# chamad's defaults (src/base/config.c) unless the environment sets them
 workers=${CHAMAD_AUTH_WORKERS:-2} mem=${CHAMAD_AUTH_PIN_MEMLIMIT_KIB:-19456}
 ops=${CHAMAD_AUTH_PIN_OPSLIMIT:-2} hop=${CHAMAD_USSD_HOP_TIMEOUT_MS:-4000}
 

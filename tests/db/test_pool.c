@@ -5,10 +5,10 @@
  * CHAMAD_DATABASE_URL; prints "N passed, N failed".
  */
 #include "t.h"
-#include "config.h"
-#include "db.h"
-#include "log.h"
-#include "util.h"
+#include "base/config.h"
+#include "net/db.h"
+#include "base/log.h"
+#include "base/util.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

@@ -21,8 +21,8 @@ FUZZ_CFLAGS   = $(FUZZ_SAN) -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unu
 FUZZ_LDLIBS   = $(shell pkg-config --libs $(FUZZ_PKGS)) -lpthread -lm
 
 # What the targets need from src/ (never main.c).
-FUZZ_LIB_SRCS := src/ussd_at.c src/ussd_hubtel.c src/ussd_form.c src/menu.c src/gsm7.c src/phone.c \
-                 src/util.c src/log.c
+FUZZ_LIB_SRCS := src/ussd/ussd_at.c src/ussd/ussd_hubtel.c src/ussd/ussd_req.c src/base/form.c \
+                 src/base/menu.c src/base/gsm7.c src/base/phone.c src/base/util.c src/base/log.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:src/%.c=$(FUZZ_DIR)/src/%.o)
 FUZZ_LIB      := $(FUZZ_DIR)/libchamad-fuzz.a
 

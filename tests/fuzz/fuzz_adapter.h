@@ -8,8 +8,8 @@
 #define CHAMAD_FUZZ_ADAPTER_H
 
 #include "fuzz_common.h"
-#include "ussd.h"
-#include "util.h"
+#include "ussd/ussd.h"
+#include "base/util.h"
 
 /* Per-target checks of a request parsed from body (size bytes). */
 typedef void (*fuzz_req_check)(const struct ussd_req *r, const char *body, size_t size);

@@ -35,9 +35,9 @@
 #include <jansson.h>
 
 #include "fuzz_common.h"
-#include "gsm7.h"
-#include "menu.h"
-#include "util.h"
+#include "base/gsm7.h"
+#include "base/menu.h"
+#include "base/util.h"
 
 #define MAX_DOCS 4
 #define MAX_ITEMS 40

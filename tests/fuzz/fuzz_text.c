@@ -28,9 +28,9 @@
 #include <ctype.h>
 
 #include "fuzz_common.h"
-#include "gsm7.h"
-#include "phone.h"
-#include "ussd.h"
+#include "base/gsm7.h"
+#include "base/phone.h"
+#include "ussd/ussd.h"
 
 /* ---- reference GSM 03.38 ---------------------------------------------- */
 

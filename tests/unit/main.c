@@ -3,7 +3,7 @@
  * the summary line "N passed, N failed".  Tests need no services.
  */
 #include "t.h"
-#include "log.h"
+#include "base/log.h"
 
 #include <stdlib.h>
 #include <unistd.h>

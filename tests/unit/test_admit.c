@@ -6,9 +6,9 @@
  * of slack at each boundary.
  */
 #include "t.h"
-#include "admit.h"
-#include "util.h"
-#include "workpool.h"
+#include "base/admit.h"
+#include "base/util.h"
+#include "base/workpool.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>

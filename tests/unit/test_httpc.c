@@ -10,8 +10,8 @@
  *   /big?n=N[&chunked=1]  N bytes of 'x', with Content-Length or chunked
  */
 #include "t.h"
-#include "httpc.h"
-#include "util.h"
+#include "net/httpc.h"
+#include "base/util.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

@@ -4,14 +4,14 @@
  * rendering within the cap, and the trivial-PIN rule.
  */
 #include "t.h"
-#include "auth.h"
-#include "config.h"
-#include "gsm7.h"
-#include "menu.h"
-#include "phone.h"
-#include "ussd.h"
-#include "ussd_hop.h"
-#include "util.h"
+#include "dom/auth.h"
+#include "base/config.h"
+#include "base/gsm7.h"
+#include "base/menu.h"
+#include "base/phone.h"
+#include "ussd/ussd.h"
+#include "ussd/ussd_hop.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 

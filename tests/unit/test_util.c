@@ -1,7 +1,7 @@
 #include "t.h"
-#include "util.h"
-#include "log.h"
-#include "redis.h"
+#include "base/util.h"
+#include "base/log.h"
+#include "net/redis.h"
 
 #include <stdlib.h>
 

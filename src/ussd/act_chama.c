@@ -1,0 +1,539 @@
+/*
+ * act_chama: picking a chama, balance, meetings, members, officials, chama
+ * info, joining with an invite code, creating a chama, and the officials'
+ * actions (invite codes, deciding join requests).
+ *
+ * Every read is scoped to a chama the user is an active member of, checked
+ * in the query; every official's action checks the role in the database
+ * (act_require_official or the statement itself), whatever the menu showed.
+ */
+#include "ussd/act.h"
+#include "app.h"
+#include "base/config.h"
+#include "mpesa/mpesa.h"
+#include "ops/jobs.h"
+#include "base/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+/* "AND the user ($U) is an active member of the chama ($C)" */
+#define MEMBER_OF(u, c) \
+	" EXISTS (SELECT 1 FROM memberships me WHERE me.user_id = " u " AND me.chama_id = " c \
+	" AND me.status = 'active') "
+
+static void set_money_var(struct ussd_hop *hop, const char *name, const char *cents)
+{
+	char out[40];
+
+	util_format_cents(atoll(cents), out, sizeof(out));
+	hop_set_var(hop, name, out);
+}
+
+static void pick_chama(struct ussd_hop *hop, const char *id, const char *name, const char *role)
+{
+	hop_set_var(hop, "chama_id", id);
+	hop_set_var(hop, "chama_name", name);
+	hop_set_var(hop, "role", role);
+}
+
+static void pick(struct ussd_hop *hop, const PGresult *res, int row)
+{
+	pick_chama(hop, PQgetvalue(res, row, 0), PQgetvalue(res, row, 1), PQgetvalue(res, row, 2));
+}
+
+/* ---- choosing the chama ---- */
+
+/* The user's ($1) active memberships in live chamas: id, name, role. */
+#define MY_CHAMAS \
+	"SELECT m.chama_id, c.name, m.role FROM memberships m JOIN chamas c ON c.id = m.chama_id " \
+	"AND c.deleted_at IS NULL WHERE m.user_id = $1 AND m.status = 'active' "
+
+/* One chama: it is picked; none: no chama; more: the list to choose from.
+ * id/name/role(i) give row i. */
+static void chamas_shown(struct ussd_hop *hop, int n, const char *(*col)(const void *src, int i, int c),
+			 const void *src)
+{
+	if (n <= 1) {		/* nothing to choose */
+		if (n == 1)
+			pick_chama(hop, col(src, 0, 0), col(src, 0, 1), col(src, 0, 2));
+		else {
+			hop_del_var(hop, "chama_id");
+			hop_del_var(hop, "role");
+			hop_set_var(hop, "chama_name", "");
+		}
+		hop_goto(hop, "main", NULL);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		hop_add_item(hop, col(src, i, 1), col(src, i, 0));
+	hop_done(hop, NULL);
+}
+
+static const char *pg_col(const void *src, int i, int c)
+{
+	return PQgetvalue(src, i, c);
+}
+
+/* [[id, name, role], ...] as the PIN check left it */
+static const char *json_col(const void *src, int i, int c)
+{
+	const char *v = json_string_value(json_array_get(json_array_get(src, (size_t)i), (size_t)c));
+
+	return v ? v : "";
+}
+
+static void chamas_loaded(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	chamas_shown(hop, PQntuples(r->res), pg_col, r->res);
+}
+
+void act_chamas_load(struct ussd_hop *hop)
+{
+	const char *p[1] = { hop_user(hop) };
+	const char *pre = hop_prefetched(hop, "chamas");
+	json_t *list = pre ? json_loads(pre, 0, NULL) : NULL;
+
+	/* right after a log-in the PIN check brought the list along */
+	if (json_is_array(list)) {
+		chamas_shown(hop, (int)json_array_size(list), json_col, list);
+		json_decref(list);
+		return;
+	}
+	json_decref(list);
+
+	act_query_prepared(hop, "my_chamas",
+		  MY_CHAMAS "ORDER BY lower(c.name), c.id LIMIT 200",
+		  1, p, chamas_loaded);
+}
+
+static void chama_selected(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (!act_one_row(hop, r, "err_not_member"))
+		return;
+	pick(hop, r->res, 0);
+	hop_done(hop, NULL);
+}
+
+void act_chama_select(struct ussd_hop *hop)
+{
+	const char *p[2] = { hop_user(hop), hop_var(hop, "pick_id") };
+
+	act_query_prepared(hop, "my_chama",
+		  MY_CHAMAS "AND m.chama_id = $2::bigint",
+		  2, p, chama_selected);
+}
+
+/* ---- reading ---- */
+
+static void balance_loaded(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (!act_one_row(hop, r, "err_not_member"))
+		return;
+	set_money_var(hop, "savings", PQgetvalue(r->res, 0, 0));
+	set_money_var(hop, "welfare", PQgetvalue(r->res, 0, 1));
+	set_money_var(hop, "loan", PQgetvalue(r->res, 0, 2));
+	set_money_var(hop, "arrears", PQgetvalue(r->res, 0, 3));
+	hop_done(hop, NULL);
+}
+
+void act_balance_load(struct ussd_hop *hop)
+{
+	const char *c = act_chama(hop);
+	const char *p[4];
+
+	if (!c)
+		return;
+	p[0] = hop_user(hop);
+	p[1] = c;
+	p[2] = jobs_now(hop_app(hop));
+	p[3] = hop_app(hop)->cfg->ussd_timezone;
+	act_query_prepared(hop, "balance",
+		  /* from the ledger, the books every other figure must agree with;
+		   * arrears against the chama's schedule */
+		  "SELECT b.savings_cents, b.welfare_cents, b.loan_cents, coalesce(a.arrears_cents, 0) "
+		  "FROM member_balances b LEFT JOIN LATERAL member_arrears(b.user_id, b.chama_id, "
+		  "coalesce($3::timestamptz, now()), $4) a ON true WHERE b.user_id = $1 AND b.chama_id = $2::bigint",
+		  4, p, balance_loaded);
+}
+
+void act_meetings_load(struct ussd_hop *hop)
+{
+	act_list(hop, "meetings", "SELECT id, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon HH24:MI') || ' ' || title "
+		       "FROM meetings WHERE chama_id = $2::bigint AND status = 'scheduled' "
+		       "AND scheduled_at >= now() - interval '1 day' AND" MEMBER_OF("$1", "$2::bigint")
+		       "ORDER BY scheduled_at LIMIT 100");
+}
+
+void act_members_load(struct ussd_hop *hop)
+{
+	act_list(hop, "members", "SELECT u.id, u.full_name || CASE WHEN m.role <> 'member' THEN ' (' || m.role || ')' "
+		       "ELSE '' END FROM memberships m JOIN users u ON u.id = m.user_id "
+		       "WHERE m.chama_id = $2::bigint AND m.status = 'active' AND $3::text IS NOT NULL AND"
+		       MEMBER_OF("$1", "$2::bigint")
+		       "ORDER BY m.role = 'member', m.member_number LIMIT 200");
+}
+
+/* One row of named columns into session variables. */
+static void row_to_vars(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (!act_one_row(hop, r, "err_not_found"))
+		return;
+	for (int i = 0; i < PQnfields(r->res); i++) {
+		const char *name = PQfname(r->res, i);
+
+		if (!strncmp(name, "cents_", 6))
+			set_money_var(hop, name + 6, PQgetvalue(r->res, 0, i));
+		else
+			hop_set_var(hop, name, PQgetvalue(r->res, 0, i));
+	}
+	hop_done(hop, NULL);
+}
+
+/* A detail query: $1 user, $2 chama, $3 time zone, $4 the chosen item. */
+static void load_row(struct ussd_hop *hop, const char *name, const char *item_var, const char *sql)
+{
+	const char *c = act_chama(hop);
+	const char *p[4];
+
+	if (!c)
+		return;
+	p[0] = hop_user(hop);
+	p[1] = c;
+	p[2] = hop_app(hop)->cfg->ussd_timezone;
+	p[3] = item_var ? hop_var(hop, item_var) : "0";
+	act_query_prepared(hop, name, sql, 4, p, row_to_vars);
+}
+
+void act_meeting_show(struct ussd_hop *hop)
+{
+	load_row(hop, "meeting", "meeting_id",
+		 "SELECT title AS m_title, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon YYYY HH24:MI') AS m_when, "
+		 "coalesce(location, '-') AS m_where, coalesce(left(agenda, 60), '-') AS m_agenda FROM meetings "
+		 "WHERE id = $4::bigint AND chama_id = $2::bigint AND" MEMBER_OF("$1", "$2::bigint"));
+}
+
+void act_member_show(struct ussd_hop *hop)
+{
+	load_row(hop, "member", "member_id",
+		 "SELECT u.full_name AS p_name, u.phone AS p_phone, m.role AS p_role, "
+		 "to_char(m.joined_at AT TIME ZONE $3, 'DD Mon YYYY') AS p_joined FROM memberships m "
+		 "JOIN users u ON u.id = m.user_id WHERE m.user_id = $4::bigint AND m.chama_id = $2::bigint "
+		 "AND m.status = 'active' AND" MEMBER_OF("$1", "$2::bigint"));
+}
+
+void act_officials_load(struct ussd_hop *hop)
+{
+	load_row(hop, "officials", NULL,
+		 "SELECT coalesce(string_agg(m.role || ': ' || u.full_name, E'\\n' ORDER BY m.role), '-') AS officials "
+		 "FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.chama_id = $2::bigint "
+		 "AND m.status = 'active' AND m.role <> 'member' AND $3::text IS NOT NULL AND $4::text IS NOT NULL "
+		 "AND" MEMBER_OF("$1", "$2::bigint"));
+}
+
+void act_chama_info_load(struct ussd_hop *hop)
+{
+	load_row(hop, "chama_info", NULL,
+		 "SELECT c.name AS c_name, c.type AS c_type, c.contribution_amount_cents AS cents_c_amount, "
+		 "c.contribution_frequency AS c_freq, c.member_count AS c_members FROM chamas c "
+		 "WHERE c.id = $2::bigint AND $3::text IS NOT NULL AND $4::text IS NOT NULL AND"
+		 MEMBER_OF("$1", "$2::bigint"));
+}
+
+/* ---- joining with an invite code ---- */
+
+static void join_inserted(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (r->status == DB_ERROR && r->sqlstate && !strcmp(r->sqlstate, "23505")) {
+		hop_end(hop, "end_join_pending");
+		return;
+	}
+	if (act_db_failed(hop, r))
+		return;
+	if (PQntuples(r->res) != 1) {	/* used up in the meantime */
+		hop_fail(hop, "err_code");
+		return;
+	}
+	hop_end(hop, "end_join_sent");
+}
+
+static void invite_found(struct ussd_hop *hop, const struct db_result *r)
+{
+	const char *p[5];
+
+	if (!act_one_row(hop, r, "err_code"))
+		return;
+	hop_set_var(hop, "join_chama", PQgetvalue(r->res, 0, 1));
+	if (!strcmp(PQgetvalue(r->res, 0, 2), "t")) {
+		hop_end(hop, "end_already_member");
+		return;
+	}
+	if (!strcmp(PQgetvalue(r->res, 0, 3), "t")) {
+		hop_end(hop, "end_join_pending");
+		return;
+	}
+	hop_audit_params(hop, p);
+	p[3] = PQgetvalue(r->res, 0, 0);
+	act_query(hop,
+		  HOP_AUDIT_CTE ", inv AS (UPDATE invites SET uses = uses + 1 FROM audit_ctx WHERE id = $4::bigint "
+		  "AND uses < max_uses AND revoked_at IS NULL AND expires_at > now() RETURNING id, chama_id) "
+		  "INSERT INTO join_requests (chama_id, user_id, invite_id) SELECT chama_id, $3::bigint, id FROM inv "
+		  "RETURNING id",
+		  4, p, join_inserted);
+}
+
+void act_join_request(struct ussd_hop *hop)
+{
+	const char *p[3] = { hop_var(hop, "invite_code"), hop_user(hop), hop_phone(hop) };
+
+	act_query(hop,
+		  "SELECT i.id, c.name, "
+		  "EXISTS (SELECT 1 FROM memberships m WHERE m.chama_id = i.chama_id AND m.user_id = $2 "
+		  "AND m.status = 'active'), "
+		  "EXISTS (SELECT 1 FROM join_requests j WHERE j.chama_id = i.chama_id AND j.user_id = $2 "
+		  "AND j.status = 'pending') "
+		  "FROM invites i JOIN chamas c ON c.id = i.chama_id AND c.deleted_at IS NULL AND c.status = 'active' "
+		  "WHERE i.code = $1 AND i.revoked_at IS NULL AND i.expires_at > now() AND i.uses < i.max_uses "
+		  "AND (i.invitee_phone IS NULL OR i.invitee_phone = $3)",
+		  3, p, invite_found);
+}
+
+/* ---- creating a chama ---- */
+
+static void chama_created(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	pick(hop, r->res, 0);
+	hop_set_var(hop, "invite_code", PQgetvalue(r->res, 0, 3));
+	hop_done(hop, NULL);
+}
+
+void act_create_chama(struct ussd_hop *hop)
+{
+	char code[9];
+	const char *p[8];
+
+	util_random_code(code, 8);
+	hop_audit_params(hop, p);
+	p[3] = hop_var(hop, "create_name");
+	p[4] = hop_var(hop, "create_type");
+	p[5] = hop_var(hop, "create_amount");
+	p[6] = hop_var(hop, "create_freq");
+	p[7] = code;
+	if (!p[3] || !p[4] || !p[5] || !p[6]) {
+		hop_end(hop, "expired");
+		return;
+	}
+	act_query(hop,
+		  "SELECT chama_id, name, role, invite_code FROM chama_create('ussd', $1, $2, $3::bigint, $4, $5, "
+		  "$6::bigint * 100, $7, $8)",
+		  8, p, chama_created);
+}
+
+/* ---- officials ---- */
+
+static void invite_made(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	hop_set_var(hop, "invite_code", PQgetvalue(r->res, 0, 0));
+	hop_done(hop, NULL);
+}
+
+static void invite_made_phone(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	hop_done(hop, NULL);
+}
+
+static void invite_create_checked(struct ussd_hop *hop)
+{
+	char code[9];
+	const char *p[5];
+
+	util_random_code(code, 8);
+	hop_audit_params(hop, p);
+	p[3] = hop_var(hop, "chama_id");
+	p[4] = code;
+	act_query(hop,
+		  HOP_AUDIT_CTE "INSERT INTO invites (chama_id, created_by_user_id, code, max_uses, expires_at) "
+		  "SELECT $4::bigint, $3::bigint, $5, 50, now() + interval '30 days' FROM audit_ctx RETURNING code",
+		  5, p, invite_made);
+}
+
+void act_invite_create(struct ussd_hop *hop)
+{
+	act_require_official(hop, invite_create_checked);
+}
+
+/* An invite for one number (single use, 7 days) and its SMS, together. */
+static void invite_phone_checked(struct ussd_hop *hop)
+{
+	char code[9], *body;
+	const char *p[7];
+
+	util_random_code(code, 8);
+	hop_set_var(hop, "invite_code", code);
+	body = hop_text(hop, "sms_invite");
+	hop_audit_params(hop, p);
+	p[3] = hop_var(hop, "chama_id");
+	p[4] = code;
+	p[5] = hop_var(hop, "invitee_phone");
+	p[6] = body;
+	act_query(hop,
+		  HOP_AUDIT_CTE ", i AS (INSERT INTO invites (chama_id, created_by_user_id, code, invitee_phone, max_uses, "
+		  "expires_at) SELECT $4::bigint, $3::bigint, $5, $6, 1, now() + interval '7 days' FROM audit_ctx "
+		  "RETURNING id, code) "
+		  "INSERT INTO notifications (chama_id, channel, kind, recipient, body, priority, idempotency_key) "
+		  "SELECT $4::bigint, 'sms', 'invite', $6, $7, 5, 'invite:' || i.id FROM i RETURNING 1",
+		  7, p, invite_made_phone);
+	free(body);
+}
+
+void act_invite_phone(struct ussd_hop *hop)
+{
+	act_require_official(hop, invite_phone_checked);
+}
+
+void act_join_requests_load(struct ussd_hop *hop)
+{
+	act_list_for_officials(hop, "join_requests", "SELECT j.id, u.full_name || ' ' || u.phone FROM join_requests j "
+			       "JOIN users u ON u.id = j.user_id WHERE j.chama_id = $2::bigint AND j.status = 'pending' "
+			       "ORDER BY j.created_at LIMIT 200");
+}
+
+static void join_decided(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	if (strcmp(PQgetvalue(r->res, 0, 0), "t")) {	/* no longer an official */
+		hop_end(hop, "end_not_allowed");
+		return;
+	}
+	if (strcmp(PQgetvalue(r->res, 0, 1), "t")) {	/* decided by someone else meanwhile */
+		hop_done(hop, "err_already_decided");
+		return;
+	}
+	hop_done(hop, !strcmp(hop_var(hop, "decision"), "approved") ? "ok_approved" : "ok_rejected");
+}
+
+/*
+ * The role check, the decision, the membership and the member's SMS in one
+ * statement: an official demoted a second ago decides nothing.
+ */
+void act_join_decide(struct ussd_hop *hop)
+{
+	const char *c = act_chama(hop);
+	const char *p[8];
+	char *body_en, *body_sw;
+
+	if (!c)
+		return;
+	hop_set_var(hop, "join_chama", hop_var(hop, "chama_name"));
+	/* the member reads it in their own language */
+	body_en = hop_text_lang(hop, "sms_join_approved", LANG_EN);
+	body_sw = hop_text_lang(hop, "sms_join_approved", LANG_SW);
+	hop_audit_params(hop, p);
+	p[3] = c;
+	p[4] = hop_var(hop, "request_id");
+	p[5] = hop_var(hop, "decision");
+	p[6] = body_en;
+	p[7] = body_sw;
+	act_query(hop,
+		  HOP_AUDIT_CTE ", me AS (SELECT 1 FROM memberships WHERE user_id = $3::bigint AND chama_id = $4::bigint "
+		  "AND status = 'active' AND role IN ('chairperson', 'treasurer', 'secretary')), "
+		  "jr AS (UPDATE join_requests SET status = $6, decided_by_user_id = $3::bigint, decided_at = now() "
+		  "FROM audit_ctx, me WHERE id = $5::bigint AND chama_id = $4::bigint AND status = 'pending' "
+		  "AND $6 IN ('approved', 'rejected') RETURNING user_id, chama_id), "
+		  "mb AS (INSERT INTO memberships (user_id, chama_id) SELECT user_id, chama_id FROM jr "
+		  "WHERE $6 = 'approved' ON CONFLICT (user_id, chama_id) DO UPDATE SET status = 'active', left_at = NULL "
+		  "RETURNING id), "
+		  "sms AS (INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, "
+		  "priority, idempotency_key) SELECT u.id, jr.chama_id, 'sms', 'join_approved', u.phone, "
+		  "CASE WHEN u.preferred_language = 'sw' THEN $8 ELSE $7 END, "
+		  "u.preferred_language, 5, 'join_request:' || $5 || ':approved' FROM jr JOIN users u ON u.id = jr.user_id "
+		  "WHERE $6 = 'approved') "
+		  "SELECT EXISTS (SELECT 1 FROM me), EXISTS (SELECT 1 FROM jr)",
+		  8, p, join_decided);
+	free(body_en);
+	free(body_sw);
+}
+
+/* ---- contributing by M-Pesa ---- */
+
+static void mpesa_requested(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (!act_one_row(hop, r, "err_daily_limit"))
+		return;
+	/* the prompt reaches the phone only once this session has ended */
+	mpesa_push_later(hop_app(hop)->mpesa, PQgetvalue(r->res, 0, 0));
+	hop_done(hop, NULL);
+}
+
+/*
+ * The END screen of a contribution: a payment request, pushed a moment
+ * after the session closes.  Limits from [mpesa]: per transaction here, per
+ * day in the statement (requests still open count).
+ */
+void act_mpesa_contribute(struct ussd_hop *hop)
+{
+	const struct config *cfg = hop_app(hop)->cfg;
+	const char *c = act_chama(hop), *amount = hop_var(hop, "amount");
+	char ref[16], key[128], daily[16], delay[16];
+	const char *p[10];
+	long long kes;
+
+	if (!c)
+		return;
+	if (!hop_app(hop)->mpesa) {
+		hop_fail(hop, "err_mpesa_off");
+		return;
+	}
+	if (!amount || util_parse_ll(amount, cfg->mpesa_min_amount, cfg->mpesa_max_amount, &kes) < 0) {
+		hop_fail(hop, "err_amount_limit");
+		return;
+	}
+	snprintf(ref, sizeof(ref), "CHAMA%.7s", c);
+	snprintf(key, sizeof(key), "ussd:%s:contribute", hop_session_id(hop));
+	snprintf(daily, sizeof(daily), "%d", cfg->mpesa_daily_limit);
+	hop_audit_params(hop, p);
+	p[3] = c;
+	p[4] = amount;
+	p[5] = ref;
+	p[6] = key;
+	p[7] = daily;
+	p[8] = cfg->ussd_timezone;
+	snprintf(delay, sizeof(delay), "%d", cfg->mpesa_push_delay_ms);
+	p[9] = delay;
+	/* the row is the push: due push_delay_ms from now, for any daemon */
+	act_query(hop,
+		  HOP_AUDIT_CTE "INSERT INTO mpesa_requests (chama_id, user_id, phone, amount_cents, account_ref, "
+		  "idempotency_key, push_at) SELECT $4::bigint, $3::bigint, $1, $5::bigint * 100, $6, $7, "
+		  "now() + make_interval(secs => $10::int / 1000.0) FROM audit_ctx "
+		  "WHERE (SELECT coalesce(sum(amount_cents), 0) FROM mpesa_requests WHERE user_id = $3::bigint "
+		  "AND status IN ('created', 'pushed', 'confirmed', 'unknown') "
+		  "AND created_at >= (date_trunc('day', now() AT TIME ZONE $9) AT TIME ZONE $9)) "
+		  "+ $5::bigint * 100 <= $8::bigint * 100 "
+		  "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+		  10, p, mpesa_requested);
+}
+
+/* The member's last movements in this chama, newest first, from the
+ * ledger: date, in or out, amount and reference. */
+void act_statement_load(struct ussd_hop *hop)
+{
+	act_list(hop, "statement", "SELECT l.id, to_char(e.created_at AT TIME ZONE $3, 'DD Mon') || ' ' || "
+		       "CASE WHEN l.side = 'credit' THEN '+' ELSE '-' END || format_kes(l.amount_cents) || ' ' || "
+		       "coalesce(k.external_reference, CASE WHEN e.kind = 'contribution_reversal' THEN 'reversal' "
+		       "ELSE k.method END, e.kind) FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id "
+		       "JOIN ledger_accounts a ON a.id = l.account_id LEFT JOIN contributions k ON e.ref_table = "
+		       "'contributions' AND k.id = e.ref_id WHERE a.user_id = $1 AND a.chama_id = $2::bigint "
+		       "ORDER BY l.id DESC LIMIT 50");
+}

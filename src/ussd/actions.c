@@ -1,0 +1,237 @@
+/*
+ * actions: the one table binding the action names used in menus/NAME.json to
+ * their C handlers, and the helpers every handler shares.  The menu loader
+ * refuses a name that is not here.
+ */
+#include "ussd/act.h"
+#include "app.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const struct ussd_action ussd_actions[] = {
+	{ "signup_send_otp", act_signup_send_otp },
+	{ "signup_check_otp", act_signup_check_otp },
+	{ "pin_first", act_pin_first },
+	{ "signup_finish", act_signup_finish },
+	{ "login_start", act_login_start, ACT_NO_EFFECT },
+	{ "login_check", act_login_check },
+	{ "reset_send_otp", act_reset_send_otp },
+	{ "reset_check_otp", act_reset_check_otp },
+	{ "reset_finish", act_reset_finish },
+	{ "lang_save", act_lang_save },
+	{ "chamas_load", act_chamas_load, ACT_NO_EFFECT },
+	{ "chama_select", act_chama_select, ACT_NO_EFFECT },
+	{ "balance_load", act_balance_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "meetings_load", act_meetings_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "meeting_show", act_meeting_show, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "members_load", act_members_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "member_show", act_member_show, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "officials_load", act_officials_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "chama_info_load", act_chama_info_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "join_request", act_join_request },
+	{ "create_chama", act_create_chama },
+	{ "invite_create", act_invite_create },
+	{ "invite_phone", act_invite_phone },
+	{ "join_requests_load", act_join_requests_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "join_decide", act_join_decide },
+	{ "mpesa_contribute", act_mpesa_contribute },
+	{ "statement_load", act_statement_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "cash_record", act_cash_record },
+	{ "suspense_load", act_suspense_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "suspense_allocate", act_suspense_allocate },
+	{ "reverse_load", act_reverse_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "contribution_reverse", act_contribution_reverse },
+	{ NULL, NULL },
+};
+
+struct act_call {
+	struct ussd_hop *hop;
+	act_db_fn dbfn;
+	act_redis_fn rfn;
+	void (*then)(struct ussd_hop *hop);
+};
+
+/* who may see the officials' lists and run their actions */
+#define OFFICIAL_ROLES "('chairperson', 'treasurer', 'secretary')"
+
+static void db_done(const struct db_result *r, void *arg)
+{
+	struct act_call *c = arg;
+
+	if (r->status == DB_OK || r->status == DB_ERROR)
+		c->dbfn(c->hop, r);
+	else if (r->status == DB_BUSY)
+		hop_overloaded(c->hop, r->error ? r->error : db_status_name(r->status));
+	else
+		hop_unavailable(c->hop, r->error ? r->error : db_status_name(r->status));
+	free(c);
+}
+
+void act_query(struct ussd_hop *hop, const char *sql, int nparams, const char *const *params, act_db_fn fn)
+{
+	struct act_call *c = xcalloc(1, sizeof(*c));
+
+	c->hop = hop;
+	c->dbfn = fn;
+	db_query_by(hop_app(hop)->db, hop_deadline_ms(hop), sql, nparams, params, db_done, c);
+}
+
+void act_query_prepared(struct ussd_hop *hop, const char *name, const char *sql, int nparams,
+			const char *const *params, act_db_fn fn)
+{
+	struct act_call *c = xcalloc(1, sizeof(*c));
+
+	c->hop = hop;
+	c->dbfn = fn;
+	db_query_prepared_by(hop_app(hop)->db, hop_deadline_ms(hop), name, sql, nparams, params, db_done, c);
+}
+
+static void items_loaded(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	for (int i = 0; i < PQntuples(r->res); i++)
+		hop_add_item(hop, PQgetvalue(r->res, i, 1), PQgetvalue(r->res, i, 0));
+	hop_done(hop, NULL);
+}
+
+/* $1 user, $2 the picked chama, $3 the time zone */
+static bool list_params(struct ussd_hop *hop, const char *p[3])
+{
+	const char *c = act_chama(hop);
+
+	if (!c)
+		return false;
+	p[0] = hop_user(hop);
+	p[1] = c;
+	p[2] = hop_app(hop)->cfg->ussd_timezone;
+	return true;
+}
+
+void act_list(struct ussd_hop *hop, const char *name, const char *sql)
+{
+	const char *p[3];
+
+	if (list_params(hop, p))
+		act_query_prepared(hop, name, sql, 3, p, items_loaded);
+}
+
+/* First column: whether the user is an official; then the list's (value,
+ * label), NULL when the list is empty or not theirs to see. */
+static void official_items_loaded(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	if (PQntuples(r->res) < 1 || strcmp(PQgetvalue(r->res, 0, 0), "t")) {
+		hop_end(hop, "end_not_allowed");
+		return;
+	}
+	for (int i = 0; i < PQntuples(r->res); i++)
+		if (!PQgetisnull(r->res, i, 1))
+			hop_add_item(hop, PQgetvalue(r->res, i, 2), PQgetvalue(r->res, i, 1));
+	hop_done(hop, NULL);
+}
+
+void act_list_for_officials(struct ussd_hop *hop, const char *name, const char *sql)
+{
+	const char *p[3];
+	char *full;
+
+	if (!list_params(hop, p))
+		return;
+	/* one statement: the role check and the list together */
+	full = xasprintf("SELECT ok.allowed, x.* FROM (SELECT EXISTS (SELECT 1 FROM memberships WHERE user_id = $1::bigint "
+			 "AND chama_id = $2::bigint AND status = 'active' AND role IN " OFFICIAL_ROLES ") "
+			 "AND $3::text IS NOT NULL) ok (allowed) LEFT JOIN LATERAL (%s) x ON ok.allowed",
+			 sql);
+	act_query_prepared(hop, name, full, 3, p, official_items_loaded);
+	free(full);
+}
+
+static void redis_done(const struct redis_result *r, void *arg)
+{
+	struct act_call *c = arg;
+
+	if (r->status == REDIS_S_OK)
+		c->rfn(c->hop, r->reply);
+	else
+		hop_unavailable(c->hop, r->error ? r->error : redis_status_name(r->status));
+	free(c);
+}
+
+void act_redis(struct ussd_hop *hop, int argc, const char **argv, act_redis_fn fn)
+{
+	struct act_call *c = xcalloc(1, sizeof(*c));
+
+	c->hop = hop;
+	c->rfn = fn;
+	redis_cmd(hop_app(hop)->redis, redis_done, c, argc, argv, NULL);
+}
+
+bool act_db_failed(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (r->status == DB_OK)
+		return false;
+	hop_unavailable(hop, r->error ? r->error : "database error");
+	return true;
+}
+
+bool act_one_row(struct ussd_hop *hop, const struct db_result *r, const char *missing)
+{
+	if (act_db_failed(hop, r))
+		return false;
+	if (PQntuples(r->res) != 1) {
+		hop_fail(hop, missing);
+		return false;
+	}
+	return true;
+}
+
+const char *act_chama(struct ussd_hop *hop)
+{
+	const char *c = hop_var(hop, "chama_id");
+
+	if (!c || !*c) {
+		hop_fail(hop, "err_no_chama");
+		return NULL;
+	}
+	return c;
+}
+
+static void official_checked(const struct db_result *r, void *arg)
+{
+	struct act_call *c = arg;
+
+	if (r->status == DB_BUSY)
+		hop_overloaded(c->hop, r->error ? r->error : db_status_name(r->status));
+	else if (r->status != DB_OK)
+		hop_unavailable(c->hop, r->error ? r->error : db_status_name(r->status));
+	else if (PQntuples(r->res) != 1)
+		hop_end(c->hop, "end_not_allowed");
+	else
+		c->then(c->hop);
+	free(c);
+}
+
+void act_require_official(struct ussd_hop *hop, void (*fn)(struct ussd_hop *hop))
+{
+	const char *chama = act_chama(hop);
+	const char *params[2];
+	struct act_call *c;
+
+	if (!chama)
+		return;
+	params[0] = hop_user(hop);
+	params[1] = chama;
+	c = xcalloc(1, sizeof(*c));
+	c->hop = hop;
+	c->then = fn;
+	db_query_prepared_by(hop_app(hop)->db, hop_deadline_ms(hop), "is_official",
+			     "SELECT 1 FROM memberships WHERE user_id = $1 AND chama_id = $2 AND status = 'active' "
+			     "AND role IN " OFFICIAL_ROLES,
+			     2, params, official_checked, c);
+}

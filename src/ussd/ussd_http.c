@@ -1,0 +1,182 @@
+/*
+ * ussd_http: the aggregators' HTTP routes.  ussd_adapters[] is the one list
+ * of aggregators: each gets POST <adapter path>, guarded by its optional
+ * shared secret and IP allow-list ([ussd] secrets, allow_ips), parsed by
+ * its adapter and served by the engine.  Africa's Talking's end-of-session
+ * notification is recorded here too.
+ */
+#include "ussd/ussd.h"
+#include "app.h"
+#include "base/config.h"
+#include "net/db.h"
+#include "net/httpd.h"
+#include "base/log.h"
+#include "base/phone.h"
+#include "net/redis.h"
+#include "base/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+
+/* The aggregators: a new one is a file with its adapter and a line here. */
+static const struct ussd_adapter *const ussd_adapters[] = { &ussd_adapter_at, &ussd_adapter_hubtel };
+
+static void serve(struct http_ctx *ctx)
+{
+	const struct ussd_adapter *ad = http_ctx_route_data(ctx);
+	struct app *app = http_ctx_app(ctx);
+	struct ussd_req req;
+	size_t len;
+	const char *body = http_ctx_body(ctx, &len);
+	char err[128];
+
+	if (!http_guard(ctx, app->cfg->ussd_secrets, app->cfg->ussd_allow_ips, ad->name))
+		return;
+	if (ad->parse(body, len, &req, err, sizeof(err)) < 0) {
+		log_msg(LOG_INFO, http_ctx_reqid(ctx), "%s: bad request: %s", ad->name, err);
+		ussd_req_clear(&req);
+		http_reply_error(ctx, 400, err);
+		return;
+	}
+	ussd_serve(app, ad, ctx, &req);
+}
+
+/* ---- Africa's Talking end-of-session notification ---- */
+
+struct at_event {
+	char *f[10];
+	struct http_ctx *ctx;
+	int pending;
+	bool db_ok;
+};
+
+static const char *const ev_names[10] = { "sessionId", "status", "phoneNumber", "serviceCode", "networkCode",
+					  "durationInMillis", "hopsCount", "lastAppResponse", "errorMessage", "cost" };
+
+static void ev_field(const char *key, const char *val, void *arg)
+{
+	struct at_event *e = arg;
+
+	for (int i = 0; i < 10; i++)
+		if (!strcmp(key, ev_names[i]) && !e->f[i])
+			e->f[i] = xstrdup(val);
+}
+
+static void ev_free(struct at_event *e)
+{
+	for (int i = 0; i < 10; i++)
+		free(e->f[i]);
+	if (e->ctx)
+		http_ctx_release(e->ctx);
+	free(e);
+}
+
+static void ev_step(struct at_event *e)
+{
+	if (--e->pending > 0)
+		return;
+	if (e->db_ok)
+		http_reply(e->ctx, 200, "text/plain", "OK", 2);
+	else
+		http_reply_error(e->ctx, 503, "could not record the event, please retry");
+	ev_free(e);
+}
+
+static void ev_recorded(const struct db_result *r, void *arg)
+{
+	struct at_event *e = arg;
+
+	e->db_ok = r->status == DB_OK;
+	if (!e->db_ok)
+		log_msg(LOG_WARN, http_ctx_reqid(e->ctx), "ussd event not recorded: %s", r->error);
+	ev_step(e);
+}
+
+static void ev_dropped(const struct redis_result *r, void *arg)
+{
+	(void)r;		/* the session expires by itself anyway */
+	ev_step(arg);
+}
+
+/* Digits only, else NULL (the column takes NULL). */
+static const char *digits_or_null(const char *s)
+{
+	return s && *s && strspn(s, "0123456789") == strlen(s) && strlen(s) < 18 ? s : NULL;
+}
+
+static void at_events(struct http_ctx *ctx)
+{
+	struct app *app = http_ctx_app(ctx);
+	struct at_event *e;
+	size_t len;
+	const char *body = http_ctx_body(ctx, &len);
+	const char *status;
+	char phone[20], key[128], lowered[16];
+	const char *params[11];
+
+	if (!http_guard(ctx, app->cfg->ussd_secrets, app->cfg->ussd_allow_ips, ussd_adapter_at.name))
+		return;
+	e = xcalloc(1, sizeof(*e));
+	if (form_parse(body, len, ev_field, e) < 0 || !e->f[0] || !ussd_session_id_ok(e->f[0]) || !e->f[1]) {
+		http_reply_error(ctx, 400, "need sessionId and status");
+		ev_free(e);
+		return;
+	}
+	status = e->f[1];
+	if (strcasecmp(status, "Success") && strcasecmp(status, "Incomplete") && strcasecmp(status, "Failed")) {
+		http_reply_error(ctx, 400, "status must be Success, Incomplete or Failed");
+		ev_free(e);
+		return;
+	}
+	/* the three accepted words, lower-cased for the CHECK constraint */
+	snprintf(lowered, sizeof(lowered), "%s", status);
+	for (char *p = lowered; *p; p++)
+		*p = (char)(*p | 0x20);
+	e->ctx = ctx;
+	http_ctx_hold(ctx);
+	e->pending = 2;
+	params[0] = ussd_adapter_at.name;
+	params[1] = e->f[0];
+	params[2] = e->f[2] && phone_normalise(e->f[2], app->cfg->ussd_country_code, phone, sizeof(phone)) == 0 ? phone
+														     : NULL;
+	params[3] = e->f[3];
+	params[4] = e->f[4];
+	params[5] = lowered;
+	params[6] = digits_or_null(e->f[5]);
+	params[7] = digits_or_null(e->f[6]);
+	params[8] = e->f[7];
+	params[9] = e->f[8];
+	params[10] = e->f[9];
+	db_query(app->db,
+		 "INSERT INTO ussd_session_events (aggregator, session_id, phone, service_code, network_code, status, "
+		 "duration_ms, hops, last_response, error_message, cost) VALUES ($1, $2, $3, left($4, 64), left($5, 32), "
+		 "$6, $7::bigint, $8::int, left($9, 400), left($10, 400), left($11, 32)) "
+		 "ON CONFLICT (aggregator, session_id) DO NOTHING",
+		 11, params, ev_recorded, e);
+	snprintf(key, sizeof(key), "ussd:s:%s:%s", ussd_adapter_at.name, e->f[0]);
+	{
+		const char *argv[2] = { "DEL", key };
+
+		redis_cmd(app->redis, ev_dropped, e, 2, argv, NULL);
+	}
+	log_msg(LOG_INFO, http_ctx_reqid(ctx), "ussd session %s ended: %s, %s hops, %s ms%s%s", e->f[0], status,
+		e->f[6] ? e->f[6] : "?", e->f[5] ? e->f[5] : "?", e->f[8] ? ": " : "", e->f[8] ? e->f[8] : "");
+}
+
+size_t ussd_http_routes(struct http_route *out, size_t max)
+{
+	static char names[8][48];
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(ussd_adapters) / sizeof(ussd_adapters[0]) && n < max && i < 8; i++) {
+		snprintf(names[i], sizeof(names[i]), "ussd_%s", ussd_adapters[i]->name);
+		out[n++] = (struct http_route){ ussd_adapters[i]->path, HTTP_POST, serve, names[i], ussd_adapters[i] };
+	}
+	if (n < max)
+		out[n++] = (struct http_route){ "/ussd/africastalking/events", HTTP_POST, at_events,
+						"ussd_africastalking_events", NULL };
+	return n;
+}
