@@ -1,0 +1,68 @@
+-- schema/50_mpesa.sql: mpesa: settling an STK push from its callback.
+--
+-- Repeatable: chamad migrate applies this file, in one transaction,
+-- whenever its SHA-256 changes (after the pending migrations).  Only
+-- CREATE OR REPLACE: functions, trigger functions, views.  Migrations
+-- never call what is defined here.
+
+-- Settles one STK push, once: whoever comes first (callback, resent
+-- callback, status query) decides; later reports change nothing.  Success
+-- with the right amount and phone posts the contribution (receipt SMS in the
+-- outbox); a wrong amount or phone goes to suspense and the request is
+-- marked mismatch; a failure code marks it failed and queues the member's
+-- notice.  Returns the request's final status and whether this call set it.
+CREATE OR REPLACE FUNCTION mpesa_settle(p_checkout text, p_result_code integer, p_result_desc text, p_receipt text,
+                             p_amount_cents bigint, p_phone text, p_source text,
+                             p_receipt_body text, p_failure_body text)
+RETURNS TABLE (status text, settled_now boolean, contribution_id bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    r mpesa_requests%ROWTYPE;
+    k bigint;
+BEGIN
+    SELECT * INTO r FROM mpesa_requests WHERE checkout_request_id = p_checkout FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown'::text, false, NULL::bigint;
+        RETURN;
+    END IF;
+    IF r.status NOT IN ('created', 'pushed') THEN
+        RETURN QUERY SELECT r.status, false, r.contribution_id;
+        RETURN;
+    END IF;
+    PERFORM audit_context('mpesa', r.phone, p_checkout, NULL);
+    IF p_result_code = 0 AND (p_amount_cents IS DISTINCT FROM r.amount_cents
+                              OR (p_phone IS NOT NULL AND p_phone <> r.phone)) THEN
+        PERFORM post_suspense(r.chama_id, p_amount_cents, p_receipt, 'mpesa:' || p_checkout || ':mismatch', 'mpesa',
+                              p_checkout, format('STK %s: paid %s cents from %s, expected %s from %s', p_checkout,
+                                                 p_amount_cents, p_phone, r.amount_cents, r.phone));
+        UPDATE mpesa_requests SET status = 'mismatch', result_code = 0, result_desc = left(p_result_desc, 300),
+               mpesa_receipt = p_receipt, settled_by = p_source, completed_at = now()
+         WHERE id = r.id;
+        RETURN QUERY SELECT 'mismatch'::text, true, NULL::bigint;
+        RETURN;
+    END IF;
+    IF p_result_code = 0 THEN
+        SELECT pc.contribution_id INTO k
+          FROM post_contribution(r.chama_id, r.user_id, r.amount_cents, r.purpose, 'mpesa', p_receipt,
+                                 'mpesa:' || p_checkout, NULL, 'mpesa', r.phone, p_checkout,
+                                 replace(p_receipt_body, '{receipt}', coalesce(p_receipt, ''))) pc;
+        UPDATE mpesa_requests SET status = 'confirmed', result_code = 0, result_desc = left(p_result_desc, 300),
+               mpesa_receipt = p_receipt, contribution_id = k, settled_by = p_source, completed_at = now()
+         WHERE id = r.id;
+        RETURN QUERY SELECT 'confirmed'::text, true, k;
+        RETURN;
+    END IF;
+    UPDATE mpesa_requests SET status = 'failed', result_code = p_result_code, result_desc = left(p_result_desc, 300),
+           settled_by = p_source, completed_at = now()
+     WHERE id = r.id;
+    IF p_failure_body IS NOT NULL THEN
+        INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority,
+                                   idempotency_key)
+        SELECT r.user_id, r.chama_id, 'sms', 'mpesa_failed', r.phone, p_failure_body, u.preferred_language, 3,
+               'mpesa:' || p_checkout || ':failed'
+          FROM users u WHERE u.id = r.user_id
+        ON CONFLICT (idempotency_key) DO NOTHING;
+    END IF;
+    RETURN QUERY SELECT 'failed'::text, true, NULL::bigint;
+END
+$$;
