@@ -10,6 +10,7 @@
  * blocking calls on it.
  */
 #include "app.h"
+#include "base/clock.h"
 #include "dom/auth.h"
 #include "base/config.h"
 #include "net/db.h"
@@ -214,6 +215,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	log_info("reload: %d key(s) applied", config_apply_reload(app->cfg, next));
 	config_free(next);
 	apply_logging(app->cfg);
+	clock_set(app->cfg->jobs_now);
 	httpd_set_config(app->httpd, app->cfg);
 	auth_set_config(app->auth, app->cfg);
 	reload_menus(app);
@@ -398,6 +400,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	apply_logging(app.cfg);
+	clock_set(app.cfg->jobs_now);
 	if (!strcmp(cmd, "migrate"))
 		rc = migrate_run(app.cfg, stdout, stderr);
 	else if (!strcmp(cmd, "hash-pin"))

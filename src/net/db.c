@@ -916,6 +916,31 @@ void db_query_prepared(struct db_pool *p, const char *name, const char *sql, int
 	db_query_prepared_by(p, 0, name, sql, nparams, params, cb, arg);
 }
 
+void db_run(struct db_pool *p, const struct db_stmt *s, const char *const *params, db_cb cb, void *arg)
+{
+	db_query_prepared_by(p, 0, s->name, s->sql, s->nparams, params, cb, arg);
+}
+
+void db_run_by(struct db_pool *p, uint64_t deadline_ms, const struct db_stmt *s, const char *const *params,
+	       db_cb cb, void *arg)
+{
+	db_query_prepared_by(p, deadline_ms, s->name, s->sql, s->nparams, params, cb, arg);
+}
+
+void db_run_durable(struct db_pool *p, const struct db_stmt *s, const char *const *params, uint64_t deadline_ms,
+		    db_cb cb, void *arg)
+{
+	struct db_job *j = job_new(p, J_QUERY, s->sql, s->nparams, params);
+
+	j->stmt = xasprintf("chamad_%s", s->name);
+	j->cb = cb;
+	j->arg = arg;
+	j->durable = true;
+	j->durable_until_ms = deadline_ms;
+	j->deadline_ms = deadline_ms;
+	submit(p, j);
+}
+
 void db_tx_begin(struct db_pool *p, db_tx_cb cb, void *arg)
 {
 	struct db_job *j = job_new(p, J_BEGIN, "BEGIN", 0, NULL);

@@ -127,6 +127,25 @@ void db_query_prepared(struct db_pool *p, const char *name, const char *sql, int
 void db_query_prepared_by(struct db_pool *p, uint64_t deadline_ms, const char *name, const char *sql, int nparams,
 			  const char *const *params, db_cb cb, void *arg);
 
+/* A named statement.  Every SQL text lives in the domain layer
+ * (src/dom/), which defines each one with DB_STMT; the channels run them by
+ * reference and read the columns the dom header documents.  A statement is
+ * prepared once per connection under its name. */
+struct db_stmt {
+	const char *name;	/* unique: the C identifier */
+	const char *sql;
+	int nparams;
+};
+#define DB_STMT(id, n, text) const struct db_stmt id = { #id, text, n }
+
+/* db_query_prepared[_by] and db_query_durable for a named statement;
+ * params must hold s->nparams values. */
+void db_run(struct db_pool *p, const struct db_stmt *s, const char *const *params, db_cb cb, void *arg);
+void db_run_by(struct db_pool *p, uint64_t deadline_ms, const struct db_stmt *s, const char *const *params,
+	       db_cb cb, void *arg);
+void db_run_durable(struct db_pool *p, const struct db_stmt *s, const char *const *params, uint64_t deadline_ms,
+		    db_cb cb, void *arg);
+
 /*
  * Transactions pin one connection from BEGIN to COMMIT/ROLLBACK.  cb gets the
  * transaction handle when BEGIN succeeded (tx is NULL otherwise).  Inside,

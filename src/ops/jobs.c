@@ -4,6 +4,7 @@
  */
 #include "ops/jobs.h"
 #include "app.h"
+#include "base/clock.h"
 #include "base/config.h"
 #include "net/db.h"
 #include "base/log.h"
@@ -20,11 +21,6 @@ struct jobs {
 	struct event *ev;
 	bool running;
 };
-
-const char *jobs_now(const struct app *app)
-{
-	return *app->cfg->jobs_now ? app->cfg->jobs_now : NULL;
-}
 
 static void ran(const struct db_result *r, void *arg)
 {
@@ -46,7 +42,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	char lead[16];
 	/* the templates keep their {chama}, {amount} and {date}: the
 	 * statement fills them per member */
-	const char *p[7] = { jobs_now(app), app->cfg->ussd_timezone, lead,
+	const char *p[7] = { clock_fixed(), app->cfg->ussd_timezone, lead,
 			     menu_string(app->menus, "sms_due_reminder", LANG_EN),
 			     menu_string(app->menus, "sms_due_reminder", LANG_SW),
 			     menu_string(app->menus, "sms_arrears", LANG_EN), menu_string(app->menus, "sms_arrears", LANG_SW) };

@@ -12,8 +12,5 @@ struct jobs;
 
 struct jobs *jobs_new(struct app *app);
 void jobs_free(struct jobs *j);
-/* "now" for anything that depends on the date: [jobs] now if set (tests
- * and drills), else NULL meaning the database's now(). */
-const char *jobs_now(const struct app *app);
 
 #endif

@@ -23,7 +23,7 @@
 #include "base/menu.h"
 #include "base/phone.h"
 #include "dom/pin.h"
-#include "ops/jobs.h"
+#include "base/clock.h"
 #include "net/redis.h"
 #include "base/util.h"
 
@@ -230,7 +230,7 @@ static void run_money(struct cmd *c)
 		"WHERE l.user_id = $1 AND l.status IN ('disbursed', 'active', 'defaulted') AND $2::text IS NOT NULL "
 		"AND ($3::text IS NULL OR true) ORDER BY l.applied_at LIMIT 5",
 	};
-	const char *p[3] = { c->user_id, c->app->cfg->ussd_timezone, jobs_now(c->app) };
+	const char *p[3] = { c->user_id, c->app->cfg->ussd_timezone, clock_fixed() };
 
 	db_query(c->app->db, sql[c->kind], 3, p, money_lines, c);
 }

@@ -22,6 +22,9 @@ void act_query(struct ussd_hop *hop, const char *sql, int nparams, const char *c
  * one name, one SQL text). */
 void act_query_prepared(struct ussd_hop *hop, const char *name, const char *sql, int nparams,
 			const char *const *params, act_db_fn fn);
+/* act_query_prepared for a named statement from src/dom/: the way every
+ * action runs SQL once the layer check holds. */
+void act_run(struct ussd_hop *hop, const struct db_stmt *s, const char *const *params, act_db_fn fn);
 /* A list screen: sql takes $1 user, $2 the picked chama, $3 the time zone
  * and returns (value, label) rows, which become the screen's items. */
 void act_list(struct ussd_hop *hop, const char *name, const char *sql);

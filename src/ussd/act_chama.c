@@ -11,7 +11,7 @@
 #include "app.h"
 #include "base/config.h"
 #include "mpesa/mpesa.h"
-#include "ops/jobs.h"
+#include "base/clock.h"
 #include "base/util.h"
 
 #include <stdio.h>
@@ -151,7 +151,7 @@ void act_balance_load(struct ussd_hop *hop)
 		return;
 	p[0] = hop_user(hop);
 	p[1] = c;
-	p[2] = jobs_now(hop_app(hop));
+	p[2] = clock_fixed();
 	p[3] = hop_app(hop)->cfg->ussd_timezone;
 	act_query_prepared(hop, "balance",
 		  /* from the ledger, the books every other figure must agree with;

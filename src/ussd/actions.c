@@ -112,6 +112,11 @@ static bool list_params(struct ussd_hop *hop, const char *p[3])
 	return true;
 }
 
+void act_run(struct ussd_hop *hop, const struct db_stmt *s, const char *const *params, act_db_fn fn)
+{
+	act_query_prepared(hop, s->name, s->sql, s->nparams, params, fn);
+}
+
 void act_list(struct ussd_hop *hop, const char *name, const char *sql)
 {
 	const char *p[3];
