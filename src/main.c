@@ -10,6 +10,7 @@
  * blocking calls on it.
  */
 #include "app.h"
+#include "ussd/act.h"
 #include "base/clock.h"
 #include "dom/auth.h"
 #include "base/config.h"
@@ -325,6 +326,15 @@ static int hash_pin(const struct config *cfg)
 	return 0;
 }
 
+/* Every module's tables, one line each: its USSD actions, ...  Before the
+ * menus load (they refuse an action no table names). */
+static void register_modules(void)
+{
+	ussd_actions_register(act_auth_actions);
+	ussd_actions_register(act_chama_actions);
+	ussd_actions_register(act_money_actions);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -380,6 +390,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "chamad: libsodium failed to initialise\n");
 		return 1;
 	}
+	register_modules();
 	app.cfg = config_new();
 	if (config_load(app.cfg, app.config_path, app.config_required, err, sizeof(err)) < 0) {
 		fprintf(stderr, "chamad: configuration error: %s\n", err);

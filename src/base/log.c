@@ -8,6 +8,8 @@
 #include "base/util.h"
 
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
@@ -101,4 +103,11 @@ void log_msg(enum log_level l, const char *reqid, const char *fmt, ...)
 		fflush(out);
 	}
 	buf_free(&line);
+}
+
+void log_assert_failed(const char *expr, const char *file, int line, const char *func)
+{
+	log_msg(LOG_FATAL, NULL, "assertion failed: %s (%s:%d, %s)", expr, file, line, func);
+	fflush(NULL);
+	abort();
 }

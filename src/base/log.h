@@ -25,4 +25,15 @@ void log_msg(enum log_level l, const char *reqid, const char *fmt, ...)
 #define log_warn(...)  log_msg(LOG_WARN, NULL, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, NULL, __VA_ARGS__)
 
+/* An invariant: when it does not hold, logs the expression and where, then
+ * aborts (a bug, never a business refusal or bad input).  Always compiled
+ * in: every build, the sanitizer one included, runs with them on. */
+#define xassert(cond)                                                                        \
+	do {                                                                                 \
+		if (__builtin_expect(!(cond), 0))                                            \
+			log_assert_failed(#cond, __FILE__, __LINE__, __func__);              \
+	} while (0)
+void log_assert_failed(const char *expr, const char *file, int line, const char *func)
+	__attribute__((noreturn));
+
 #endif

@@ -48,39 +48,9 @@ const char *act_chama(struct ussd_hop *hop);
  * session with "end_not_allowed". */
 void act_require_official(struct ussd_hop *hop, void (*fn)(struct ussd_hop *hop));
 
-/* Action handlers, by module. */
-void act_signup_send_otp(struct ussd_hop *hop);
-void act_signup_check_otp(struct ussd_hop *hop);
-void act_pin_first(struct ussd_hop *hop);
-void act_signup_finish(struct ussd_hop *hop);
-void act_login_start(struct ussd_hop *hop);
-void act_login_check(struct ussd_hop *hop);
-void act_reset_send_otp(struct ussd_hop *hop);
-void act_reset_check_otp(struct ussd_hop *hop);
-void act_reset_finish(struct ussd_hop *hop);
-void act_lang_save(struct ussd_hop *hop);
-
-void act_chamas_load(struct ussd_hop *hop);
-void act_chama_select(struct ussd_hop *hop);
-void act_balance_load(struct ussd_hop *hop);
-void act_meetings_load(struct ussd_hop *hop);
-void act_meeting_show(struct ussd_hop *hop);
-void act_members_load(struct ussd_hop *hop);
-void act_member_show(struct ussd_hop *hop);
-void act_officials_load(struct ussd_hop *hop);
-void act_chama_info_load(struct ussd_hop *hop);
-void act_join_request(struct ussd_hop *hop);
-void act_create_chama(struct ussd_hop *hop);
-void act_invite_create(struct ussd_hop *hop);
-void act_invite_phone(struct ussd_hop *hop);
-void act_join_requests_load(struct ussd_hop *hop);
-void act_join_decide(struct ussd_hop *hop);
-void act_mpesa_contribute(struct ussd_hop *hop);
-void act_statement_load(struct ussd_hop *hop);
-void act_cash_record(struct ussd_hop *hop);
-void act_suspense_load(struct ussd_hop *hop);
-void act_suspense_allocate(struct ussd_hop *hop);
-void act_reverse_load(struct ussd_hop *hop);
-void act_contribution_reverse(struct ussd_hop *hop);
+/* Each module's table of actions (NULL-terminated), for main.c to register. */
+extern const struct ussd_action act_auth_actions[];
+extern const struct ussd_action act_chama_actions[];
+extern const struct ussd_action act_money_actions[];
 
 #endif

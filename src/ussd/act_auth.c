@@ -229,18 +229,18 @@ static const struct otp_issue *issuing(struct ussd_hop *hop)
 	return p && !strcmp(p, "reset") ? &reset_issue : &signup_issue;
 }
 
-void act_signup_send_otp(struct ussd_hop *hop)
+static void act_signup_send_otp(struct ussd_hop *hop)
 {
 	otp_issue(hop, &signup_issue);
 }
 
-void act_signup_check_otp(struct ussd_hop *hop)
+static void act_signup_check_otp(struct ussd_hop *hop)
 {
 	otp_check(hop, "signup");
 }
 
 /* First entry of a new PIN: only its keyed digest waits for the second. */
-void act_pin_first(struct ussd_hop *hop)
+static void act_pin_first(struct ussd_hop *hop)
 {
 	char digest[65];
 
@@ -301,7 +301,7 @@ static void signup_hashed(void *arg, enum auth_status st, char *hash)
 	free(hash);
 }
 
-void act_signup_finish(struct ussd_hop *hop)
+static void act_signup_finish(struct ussd_hop *hop)
 {
 	const char *ok = hop_var(hop, "otp_ok");
 
@@ -356,7 +356,7 @@ static void login_started(struct ussd_hop *hop, const struct db_result *r)
 	hop_done(hop, NULL);
 }
 
-void act_login_start(struct ussd_hop *hop)
+static void act_login_start(struct ussd_hop *hop)
 {
 	bool no_pin, locked;
 	const char *until;
@@ -411,7 +411,7 @@ static void pin_checked(const struct pin_result *r, void *arg)
 }
 
 /* The shared PIN path (pin.c): lock-out and its SMS alert included. */
-void act_login_check(struct ussd_hop *hop)
+static void act_login_check(struct ussd_hop *hop)
 {
 	char mins[16], *alert_en, *alert_sw;
 	struct pin_check_args a = { hop_phone(hop), hop_secret(hop), "ussd", hop_session_id(hop), { NULL, NULL },
@@ -436,12 +436,12 @@ void act_login_check(struct ussd_hop *hop)
 
 /* ---- PIN reset ("Forgot PIN", and first PIN for members an official added) */
 
-void act_reset_send_otp(struct ussd_hop *hop)
+static void act_reset_send_otp(struct ussd_hop *hop)
 {
 	otp_issue(hop, &reset_issue);
 }
 
-void act_reset_check_otp(struct ussd_hop *hop)
+static void act_reset_check_otp(struct ussd_hop *hop)
 {
 	otp_check(hop, "reset");
 }
@@ -478,7 +478,7 @@ static void reset_hashed(void *arg, enum auth_status st, char *hash)
 	free(hash);
 }
 
-void act_reset_finish(struct ussd_hop *hop)
+static void act_reset_finish(struct ussd_hop *hop)
 {
 	const char *ok = hop_var(hop, "reset_ok");
 
@@ -500,7 +500,7 @@ static void lang_saved(struct ussd_hop *hop, const struct db_result *r)
 	hop_done(hop, "ok_lang");
 }
 
-void act_lang_save(struct ussd_hop *hop)
+static void act_lang_save(struct ussd_hop *hop)
 {
 	const char *p[4];
 
@@ -510,3 +510,18 @@ void act_lang_save(struct ussd_hop *hop)
 		  HOP_AUDIT_CTE "UPDATE users SET preferred_language = $4 FROM audit_ctx WHERE id = $3::bigint",
 		  4, p, lang_saved);
 }
+
+/* The actions the menus name (menus/NN_x.json), registered by main.c. */
+const struct ussd_action act_auth_actions[] = {
+	{ "signup_send_otp", act_signup_send_otp },
+	{ "signup_check_otp", act_signup_check_otp },
+	{ "pin_first", act_pin_first },
+	{ "signup_finish", act_signup_finish },
+	{ "login_start", act_login_start, ACT_NO_EFFECT },
+	{ "login_check", act_login_check },
+	{ "reset_send_otp", act_reset_send_otp },
+	{ "reset_check_otp", act_reset_check_otp },
+	{ "reset_finish", act_reset_finish },
+	{ "lang_save", act_lang_save },
+	{ NULL, NULL },
+};

@@ -93,7 +93,7 @@ static void chamas_loaded(struct ussd_hop *hop, const struct db_result *r)
 	chamas_shown(hop, PQntuples(r->res), pg_col, r->res);
 }
 
-void act_chamas_load(struct ussd_hop *hop)
+static void act_chamas_load(struct ussd_hop *hop)
 {
 	const char *p[1] = { hop_user(hop) };
 	const char *pre = hop_prefetched(hop, "chamas");
@@ -120,7 +120,7 @@ static void chama_selected(struct ussd_hop *hop, const struct db_result *r)
 	hop_done(hop, NULL);
 }
 
-void act_chama_select(struct ussd_hop *hop)
+static void act_chama_select(struct ussd_hop *hop)
 {
 	const char *p[2] = { hop_user(hop), hop_var(hop, "pick_id") };
 
@@ -142,7 +142,7 @@ static void balance_loaded(struct ussd_hop *hop, const struct db_result *r)
 	hop_done(hop, NULL);
 }
 
-void act_balance_load(struct ussd_hop *hop)
+static void act_balance_load(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
 	const char *p[4];
@@ -162,7 +162,7 @@ void act_balance_load(struct ussd_hop *hop)
 		  4, p, balance_loaded);
 }
 
-void act_meetings_load(struct ussd_hop *hop)
+static void act_meetings_load(struct ussd_hop *hop)
 {
 	act_list(hop, "meetings", "SELECT id, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon HH24:MI') || ' ' || title "
 		       "FROM meetings WHERE chama_id = $2::bigint AND status = 'scheduled' "
@@ -170,7 +170,7 @@ void act_meetings_load(struct ussd_hop *hop)
 		       "ORDER BY scheduled_at LIMIT 100");
 }
 
-void act_members_load(struct ussd_hop *hop)
+static void act_members_load(struct ussd_hop *hop)
 {
 	act_list(hop, "members", "SELECT u.id, u.full_name || CASE WHEN m.role <> 'member' THEN ' (' || m.role || ')' "
 		       "ELSE '' END FROM memberships m JOIN users u ON u.id = m.user_id "
@@ -210,7 +210,7 @@ static void load_row(struct ussd_hop *hop, const char *name, const char *item_va
 	act_query_prepared(hop, name, sql, 4, p, row_to_vars);
 }
 
-void act_meeting_show(struct ussd_hop *hop)
+static void act_meeting_show(struct ussd_hop *hop)
 {
 	load_row(hop, "meeting", "meeting_id",
 		 "SELECT title AS m_title, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon YYYY HH24:MI') AS m_when, "
@@ -218,7 +218,7 @@ void act_meeting_show(struct ussd_hop *hop)
 		 "WHERE id = $4::bigint AND chama_id = $2::bigint AND" MEMBER_OF("$1", "$2::bigint"));
 }
 
-void act_member_show(struct ussd_hop *hop)
+static void act_member_show(struct ussd_hop *hop)
 {
 	load_row(hop, "member", "member_id",
 		 "SELECT u.full_name AS p_name, u.phone AS p_phone, m.role AS p_role, "
@@ -227,7 +227,7 @@ void act_member_show(struct ussd_hop *hop)
 		 "AND m.status = 'active' AND" MEMBER_OF("$1", "$2::bigint"));
 }
 
-void act_officials_load(struct ussd_hop *hop)
+static void act_officials_load(struct ussd_hop *hop)
 {
 	load_row(hop, "officials", NULL,
 		 "SELECT coalesce(string_agg(m.role || ': ' || u.full_name, E'\\n' ORDER BY m.role), '-') AS officials "
@@ -236,7 +236,7 @@ void act_officials_load(struct ussd_hop *hop)
 		 "AND" MEMBER_OF("$1", "$2::bigint"));
 }
 
-void act_chama_info_load(struct ussd_hop *hop)
+static void act_chama_info_load(struct ussd_hop *hop)
 {
 	load_row(hop, "chama_info", NULL,
 		 "SELECT c.name AS c_name, c.type AS c_type, c.contribution_amount_cents AS cents_c_amount, "
@@ -287,7 +287,7 @@ static void invite_found(struct ussd_hop *hop, const struct db_result *r)
 		  4, p, join_inserted);
 }
 
-void act_join_request(struct ussd_hop *hop)
+static void act_join_request(struct ussd_hop *hop)
 {
 	const char *p[3] = { hop_var(hop, "invite_code"), hop_user(hop), hop_phone(hop) };
 
@@ -314,7 +314,7 @@ static void chama_created(struct ussd_hop *hop, const struct db_result *r)
 	hop_done(hop, NULL);
 }
 
-void act_create_chama(struct ussd_hop *hop)
+static void act_create_chama(struct ussd_hop *hop)
 {
 	char code[9];
 	const char *p[8];
@@ -368,7 +368,7 @@ static void invite_create_checked(struct ussd_hop *hop)
 		  5, p, invite_made);
 }
 
-void act_invite_create(struct ussd_hop *hop)
+static void act_invite_create(struct ussd_hop *hop)
 {
 	act_require_official(hop, invite_create_checked);
 }
@@ -397,12 +397,12 @@ static void invite_phone_checked(struct ussd_hop *hop)
 	free(body);
 }
 
-void act_invite_phone(struct ussd_hop *hop)
+static void act_invite_phone(struct ussd_hop *hop)
 {
 	act_require_official(hop, invite_phone_checked);
 }
 
-void act_join_requests_load(struct ussd_hop *hop)
+static void act_join_requests_load(struct ussd_hop *hop)
 {
 	act_list_for_officials(hop, "join_requests", "SELECT j.id, u.full_name || ' ' || u.phone FROM join_requests j "
 			       "JOIN users u ON u.id = j.user_id WHERE j.chama_id = $2::bigint AND j.status = 'pending' "
@@ -428,7 +428,7 @@ static void join_decided(struct ussd_hop *hop, const struct db_result *r)
  * The role check, the decision, the membership and the member's SMS in one
  * statement: an official demoted a second ago decides nothing.
  */
-void act_join_decide(struct ussd_hop *hop)
+static void act_join_decide(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
 	const char *p[8];
@@ -482,7 +482,7 @@ static void mpesa_requested(struct ussd_hop *hop, const struct db_result *r)
  * after the session closes.  Limits from [mpesa]: per transaction here, per
  * day in the statement (requests still open count).
  */
-void act_mpesa_contribute(struct ussd_hop *hop)
+static void act_mpesa_contribute(struct ussd_hop *hop)
 {
 	const struct config *cfg = hop_app(hop)->cfg;
 	const char *c = act_chama(hop), *amount = hop_var(hop, "amount");
@@ -527,7 +527,7 @@ void act_mpesa_contribute(struct ussd_hop *hop)
 
 /* The member's last movements in this chama, newest first, from the
  * ledger: date, in or out, amount and reference. */
-void act_statement_load(struct ussd_hop *hop)
+static void act_statement_load(struct ussd_hop *hop)
 {
 	act_list(hop, "statement", "SELECT l.id, to_char(e.created_at AT TIME ZONE $3, 'DD Mon') || ' ' || "
 		       "CASE WHEN l.side = 'credit' THEN '+' ELSE '-' END || format_kes(l.amount_cents) || ' ' || "
@@ -537,3 +537,25 @@ void act_statement_load(struct ussd_hop *hop)
 		       "'contributions' AND k.id = e.ref_id WHERE a.user_id = $1 AND a.chama_id = $2::bigint "
 		       "ORDER BY l.id DESC LIMIT 50");
 }
+
+/* The actions the menus name (menus/NN_x.json), registered by main.c. */
+const struct ussd_action act_chama_actions[] = {
+	{ "chamas_load", act_chamas_load, ACT_NO_EFFECT },
+	{ "chama_select", act_chama_select, ACT_NO_EFFECT },
+	{ "balance_load", act_balance_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "meetings_load", act_meetings_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "meeting_show", act_meeting_show, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "members_load", act_members_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "member_show", act_member_show, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "officials_load", act_officials_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "chama_info_load", act_chama_info_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "join_request", act_join_request },
+	{ "create_chama", act_create_chama },
+	{ "invite_create", act_invite_create },
+	{ "invite_phone", act_invite_phone },
+	{ "join_requests_load", act_join_requests_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "join_decide", act_join_decide },
+	{ "mpesa_contribute", act_mpesa_contribute },
+	{ "statement_load", act_statement_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ NULL, NULL },
+};

@@ -52,7 +52,7 @@ static void cash_recorded(struct ussd_hop *hop, const struct db_result *r)
 	hop_done(hop, NULL);
 }
 
-void act_cash_record(struct ussd_hop *hop)
+static void act_cash_record(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
 	char key[128], *body;
@@ -89,7 +89,7 @@ void act_cash_record(struct ussd_hop *hop)
 
 /* ---- suspense ---- */
 
-void act_suspense_load(struct ussd_hop *hop)
+static void act_suspense_load(struct ussd_hop *hop)
 {
 	act_list_for_officials(hop, "suspense",
 		  "SELECT e.id, 'KES ' || (l.amount_cents / 100) || ' ' || coalesce(f.external_reference, '') || ' ' || "
@@ -107,7 +107,7 @@ static void allocated(struct ussd_hop *hop, const struct db_result *r)
 	hop_done(hop, NULL);
 }
 
-void act_suspense_allocate(struct ussd_hop *hop)
+static void act_suspense_allocate(struct ussd_hop *hop)
 {
 	char *body;
 	const char *p[6];
@@ -126,7 +126,7 @@ void act_suspense_allocate(struct ussd_hop *hop)
 
 /* ---- reversals ---- */
 
-void act_reverse_load(struct ussd_hop *hop)
+static void act_reverse_load(struct ussd_hop *hop)
 {
 	act_list_for_officials(hop, "reversible",
 		  "SELECT k.id, to_char(k.contributed_at, 'DD Mon') || ' KES ' || (k.amount_cents / 100) || "
@@ -147,7 +147,7 @@ static void reversed(struct ussd_hop *hop, const struct db_result *r)
 	hop_done(hop, NULL);
 }
 
-void act_contribution_reverse(struct ussd_hop *hop)
+static void act_contribution_reverse(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
 	char *body;
@@ -169,3 +169,13 @@ void act_contribution_reverse(struct ussd_hop *hop)
 		  7, p, reversed);
 	free(body);
 }
+
+/* The actions the menus name (menus/NN_x.json), registered by main.c. */
+const struct ussd_action act_money_actions[] = {
+	{ "cash_record", act_cash_record },
+	{ "suspense_load", act_suspense_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "suspense_allocate", act_suspense_allocate },
+	{ "reverse_load", act_reverse_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
+	{ "contribution_reverse", act_contribution_reverse },
+	{ NULL, NULL },
+};

@@ -1,7 +1,7 @@
 /*
- * actions: the one table binding the action names used in menus/NAME.json to
- * their C handlers, and the helpers every handler shares.  The menu loader
- * refuses a name that is not here.
+ * actions: the helpers every USSD action handler shares.  Each act_*.c
+ * exports its own table of actions (act_auth_actions, ...), which main.c
+ * registers with ussd_actions_register.
  */
 #include "ussd/act.h"
 #include "app.h"
@@ -12,41 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const struct ussd_action ussd_actions[] = {
-	{ "signup_send_otp", act_signup_send_otp },
-	{ "signup_check_otp", act_signup_check_otp },
-	{ "pin_first", act_pin_first },
-	{ "signup_finish", act_signup_finish },
-	{ "login_start", act_login_start, ACT_NO_EFFECT },
-	{ "login_check", act_login_check },
-	{ "reset_send_otp", act_reset_send_otp },
-	{ "reset_check_otp", act_reset_check_otp },
-	{ "reset_finish", act_reset_finish },
-	{ "lang_save", act_lang_save },
-	{ "chamas_load", act_chamas_load, ACT_NO_EFFECT },
-	{ "chama_select", act_chama_select, ACT_NO_EFFECT },
-	{ "balance_load", act_balance_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
-	{ "meetings_load", act_meetings_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
-	{ "meeting_show", act_meeting_show, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
-	{ "members_load", act_members_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
-	{ "member_show", act_member_show, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
-	{ "officials_load", act_officials_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
-	{ "chama_info_load", act_chama_info_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
-	{ "join_request", act_join_request },
-	{ "create_chama", act_create_chama },
-	{ "invite_create", act_invite_create },
-	{ "invite_phone", act_invite_phone },
-	{ "join_requests_load", act_join_requests_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
-	{ "join_decide", act_join_decide },
-	{ "mpesa_contribute", act_mpesa_contribute },
-	{ "statement_load", act_statement_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
-	{ "cash_record", act_cash_record },
-	{ "suspense_load", act_suspense_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
-	{ "suspense_allocate", act_suspense_allocate },
-	{ "reverse_load", act_reverse_load, ACT_NO_EFFECT | ACT_SHOWN_AGAIN },
-	{ "contribution_reverse", act_contribution_reverse },
-	{ NULL, NULL },
-};
 
 struct act_call {
 	struct ussd_hop *hop;

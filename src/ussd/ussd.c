@@ -553,11 +553,26 @@ static void settle(struct ussd_hop *h)
 
 /* ---- actions ---------------------------------------------------------- */
 
+/* The registered action tables (one per act_*.c module, registered by
+ * main.c before the menus load). */
+static const struct ussd_action *action_tables[16];
+static size_t n_action_tables;
+
+void ussd_actions_register(const struct ussd_action *table)
+{
+	for (size_t i = 0; i < n_action_tables; i++)
+		if (action_tables[i] == table)
+			return;
+	xassert(n_action_tables < ARRAY_LEN(action_tables));
+	action_tables[n_action_tables++] = table;
+}
+
 static const struct ussd_action *find_action(const char *name)
 {
-	for (size_t i = 0; ussd_actions[i].name; i++)
-		if (!strcmp(ussd_actions[i].name, name))
-			return &ussd_actions[i];
+	for (size_t t = 0; t < n_action_tables; t++)
+		for (const struct ussd_action *a = action_tables[t]; a->name; a++)
+			if (!strcmp(a->name, name))
+				return a;
 	return NULL;
 }
 

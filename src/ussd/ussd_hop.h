@@ -1,7 +1,7 @@
 /*
  * ussd_hop: what an action handler sees of the hop it serves.
  *
- * Handlers are named in the menus and registered in ussd_actions[]
+ * Handlers are named in the menus and registered by their module's table (ussd_actions_register)
  * (actions.c).  The engine calls a handler when a screen with "enter" is
  * shown, or when a screen with "action" gets valid input (or a menu option
  * or list item is chosen).  The handler starts its queries and, from their
@@ -41,7 +41,9 @@ struct ussd_action {
 	unsigned flags;
 };
 
-extern const struct ussd_action ussd_actions[];
+/* Adds a module's NULL-terminated table of actions (kept by reference);
+ * registering one twice is harmless.  Before the menus load. */
+void ussd_actions_register(const struct ussd_action *table);
 bool ussd_action_known(const char *name);
 
 struct app *hop_app(struct ussd_hop *hop);

@@ -10,6 +10,7 @@
 #include "base/menu.h"
 #include "base/phone.h"
 #include "ussd/ussd.h"
+#include "ussd/act.h"
 #include "ussd/ussd_hop.h"
 #include "base/util.h"
 
@@ -313,7 +314,13 @@ void test_real_menus(void)
 {
 	struct config *cfg = config_new();
 	char err[512];
-	struct menu_set *m = ussd_menus_load(cfg, err, sizeof(err));
+	struct menu_set *m;
+
+	/* what main.c registers */
+	ussd_actions_register(act_auth_actions);
+	ussd_actions_register(act_chama_actions);
+	ussd_actions_register(act_money_actions);
+	m = ussd_menus_load(cfg, err, sizeof(err));
 
 	T_CHECK(m != NULL);
 	if (!m)
