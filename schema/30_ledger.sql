@@ -60,6 +60,78 @@ BEGIN
 END
 $$;
 
+-- The one posting primitive: every money movement is one call of this, and
+-- nothing else writes journal_entries, journal_lines or
+-- financial_audit_logs (tests/integration/test_posting.py reads every
+-- function's source to hold that).  One call writes the entry, its lines and
+-- its financial audit row (which financial_audit_chain links to the end of
+-- the chama's chain), all dated p_at, once per idempotency key: a repeat of
+-- the key returns the entry the first call made (created false) and writes
+-- nothing, whatever else it says.  Corrections are new entries (p_reverses),
+-- never edits.  The entry must balance (journal_entry_balanced, at commit)
+-- and no account may go below zero (ledger_accounts_not_negative): those
+-- are bugs, so they raise.
+--   p_lines    [{"kind": account kind, "user": member id (member accounts
+--              only), "side": "debit" | "credit", "cents": n}, ...], or
+--              {"account": id, ...} for an account of this chama already
+--              known; written in this order (the order accounts are locked)
+--   p_ref_table, p_ref_id  what the entry is about ('contributions', 12)
+--   p_reverses the entry this one reverses, or NULL
+--   p_audit    the audit row: {"action", "user", "entity_type", "entity_id"
+--              (default: this entry), "direction", "method", "external_ref",
+--              "key" (its own idempotency key), "reverses_key" (the key of
+--              the audit row it reverses), "request_id", "details"}; its
+--              amount is the entry's total, its details gain journal_entry_id
+CREATE OR REPLACE FUNCTION ledger_post(p_chama bigint, p_kind text, p_idem_key text, p_lines jsonb,
+                                       p_ref_table text, p_ref_id bigint, p_reverses bigint, p_audit jsonb,
+                                       p_actor bigint, p_channel text, p_memo text, p_at timestamptz)
+RETURNS TABLE (entry_id bigint, created boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    e bigint;
+    a bigint;
+    l jsonb;
+    total bigint := 0;
+BEGIN
+    SELECT j.id INTO e FROM journal_entries j WHERE j.idempotency_key = p_idem_key;
+    IF FOUND THEN
+        RETURN QUERY SELECT e, false;
+        RETURN;
+    END IF;
+    INSERT INTO journal_entries (chama_id, kind, ref_table, ref_id, idempotency_key, reverses_entry_id,
+                                 actor_user_id, channel, memo, created_at)
+    VALUES (p_chama, p_kind, p_ref_table, p_ref_id, p_idem_key, p_reverses, p_actor, coalesce(p_channel, 'system'),
+            left(p_memo, 200), p_at)
+    RETURNING id INTO e;
+    FOR l IN SELECT x.value FROM jsonb_array_elements(p_lines) x LOOP
+        IF l ? 'account' THEN
+            a := (l ->> 'account')::bigint;
+            IF NOT EXISTS (SELECT 1 FROM ledger_accounts WHERE id = a AND chama_id = p_chama) THEN
+                RAISE EXCEPTION 'ledger_post: account % is not an account of chama %', a, p_chama
+                    USING ERRCODE = 'foreign_key_violation';
+            END IF;
+        ELSE
+            a := ledger_account(p_chama, l ->> 'kind', (l ->> 'user')::bigint);
+        END IF;
+        INSERT INTO journal_lines (entry_id, account_id, side, amount_cents)
+        VALUES (e, a, l ->> 'side', (l ->> 'cents')::bigint);
+        IF l ->> 'side' = 'debit' THEN
+            total := total + (l ->> 'cents')::bigint;
+        END IF;
+    END LOOP;
+    INSERT INTO financial_audit_logs (occurred_at, chama_id, user_id, actor_user_id, action, entity_type, entity_id,
+                                      amount_cents, direction, method, external_reference, idempotency_key,
+                                      reverses_id, channel, request_id, details)
+    VALUES (p_at, p_chama, (p_audit ->> 'user')::bigint, p_actor, p_audit ->> 'action',
+            coalesce(p_audit ->> 'entity_type', 'journal_entries'), coalesce((p_audit ->> 'entity_id')::bigint, e),
+            total, p_audit ->> 'direction', p_audit ->> 'method', p_audit ->> 'external_ref', p_audit ->> 'key',
+            (SELECT f.id FROM financial_audit_logs f WHERE f.idempotency_key = p_audit ->> 'reverses_key'),
+            coalesce(p_channel, 'system'), left(p_audit ->> 'request_id', 64),
+            coalesce(p_audit -> 'details', '{}'::jsonb) || jsonb_build_object('journal_entry_id', e));
+    RETURN QUERY SELECT e, true;
+END
+$$;
+
 -- What members see: balances from the ledger.
 CREATE OR REPLACE VIEW member_balances AS
 SELECT m.user_id, m.chama_id, c.name AS chama_name,

@@ -7,10 +7,12 @@
 
 -- Records money a member paid in, once per idempotency key (and once per
 -- external reference, e.g. an M-Pesa receipt): the contribution (confirmed),
--- its journal entry (debit M-Pesa float / cash / bank, or p_from_account
--- such as suspense; credit the member's savings or welfare account), its
--- financial audit row and its SMS receipt.
--- Returns the contribution and whether this call created it.
+-- its journal entry through ledger_post (debit M-Pesa float / cash / bank,
+-- or p_from_account such as suspense; credit the member's savings or
+-- welfare account) with its financial audit row, and its SMS receipt.
+-- Dated p_at (the DEFAULT is for psql and test fixtures; chamad always
+-- passes its clock).  Returns the contribution and whether this call
+-- created it.
 CREATE OR REPLACE FUNCTION post_contribution(
     p_chama bigint, p_user bigint, p_amount_cents bigint, p_purpose text, p_method text, p_external_ref text,
     p_idempotency_key text, p_actor bigint, p_channel text, p_msisdn text, p_request_id text,
@@ -19,9 +21,7 @@ RETURNS TABLE (contribution_id bigint, created boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     k bigint;
-    e bigint;
-    member_acct bigint;
-    cash_acct bigint;
+    posted boolean;
     phone text;
     lang text;
 BEGIN
@@ -41,27 +41,35 @@ BEGIN
     END IF;
     INSERT INTO contributions (chama_id, user_id, amount_cents, purpose, method, external_reference, status,
                                contributed_at, confirmed_at, recorded_by_user_id)
-    VALUES (p_chama, p_user, p_amount_cents, p_purpose, p_method, p_external_ref, 'confirmed', p_at, now(), p_actor)
+    VALUES (p_chama, p_user, p_amount_cents, p_purpose, p_method, p_external_ref, 'confirmed', p_at, p_at, p_actor)
     RETURNING id INTO k;
-    member_acct := ledger_account(p_chama, CASE p_purpose WHEN 'welfare' THEN 'member_welfare'
-                                                          WHEN 'shares' THEN 'member_shares'
-                                                          ELSE 'member_savings' END, p_user);
     -- the money came in through M-Pesa, cash or the bank; or it was already
     -- on the books (suspense) and is only now known to be this member's
-    cash_acct := ledger_account(p_chama, coalesce(p_from_account,
-                                                  CASE p_method WHEN 'mpesa' THEN 'mpesa_float'
-                                                                WHEN 'cash' THEN 'cash_on_hand' ELSE 'bank' END), NULL);
-    INSERT INTO journal_entries (chama_id, kind, ref_table, ref_id, idempotency_key, actor_user_id, channel)
-    VALUES (p_chama, 'contribution', 'contributions', k, p_idempotency_key, p_actor, p_channel)
-    RETURNING id INTO e;
-    INSERT INTO journal_lines (entry_id, account_id, side, amount_cents)
-    VALUES (e, cash_acct, 'debit', p_amount_cents), (e, member_acct, 'credit', p_amount_cents);
-    INSERT INTO financial_audit_logs (chama_id, user_id, actor_user_id, action, entity_type, entity_id,
-                                      amount_cents, direction, method, external_reference, idempotency_key, channel,
-                                      request_id, details)
-    VALUES (p_chama, p_user, p_actor, 'contribution_received', 'contributions', k, p_amount_cents, 'in', p_method,
-            p_external_ref, 'contribution:' || k || ':received', p_channel, left(p_request_id, 64),
-            jsonb_build_object('journal_entry_id', e, 'purpose', p_purpose));
+    SELECT lp.created INTO posted
+      FROM ledger_post(p_chama, 'contribution', p_idempotency_key,
+                       jsonb_build_array(
+                           jsonb_build_object('kind', coalesce(p_from_account,
+                                                               CASE p_method WHEN 'mpesa' THEN 'mpesa_float'
+                                                                             WHEN 'cash' THEN 'cash_on_hand'
+                                                                             ELSE 'bank' END),
+                                              'side', 'debit', 'cents', p_amount_cents),
+                           jsonb_build_object('kind', CASE p_purpose WHEN 'welfare' THEN 'member_welfare'
+                                                                     WHEN 'shares' THEN 'member_shares'
+                                                                     ELSE 'member_savings' END,
+                                              'user', p_user, 'side', 'credit', 'cents', p_amount_cents)),
+                       'contributions', k, NULL,
+                       jsonb_build_object('action', 'contribution_received', 'user', p_user,
+                                          'entity_type', 'contributions', 'entity_id', k, 'direction', 'in',
+                                          'method', p_method, 'external_ref', p_external_ref,
+                                          'key', 'contribution:' || k || ':received', 'request_id', p_request_id,
+                                          'details', jsonb_build_object('purpose', p_purpose)),
+                       p_actor, p_channel, NULL, p_at) lp;
+    IF NOT posted THEN
+        -- the same key committed by another call since the check above:
+        -- this contribution row must not stay (a race, not a refusal)
+        RAISE EXCEPTION 'contribution key % was posted meanwhile', p_idempotency_key
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'journal_entries_idempotency_key_key';
+    END IF;
     IF p_receipt_body IS NOT NULL THEN
         SELECT u.phone, u.preferred_language INTO phone, lang FROM users u WHERE u.id = p_user;
         INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority,
@@ -73,12 +81,16 @@ END
 $$;
 
 -- Takes a confirmed contribution back out of the books: the contribution is
--- marked reversed (never deleted), a reversal entry mirrors its lines, an
--- audit row and an SMS notice are written.  Once per contribution.
+-- marked reversed (never deleted), a reversal entry mirrors its lines (one
+-- ledger_post, with its audit row), an SMS notice is written.  Once per
+-- contribution.  Outcome: ok_reversed, or err_no_contribution,
+-- err_not_posted, err_already_reversed (with the reversal made before).
+-- No role check: this is the books' operation; officials come through
+-- payment_reverse.
 CREATE OR REPLACE FUNCTION reverse_contribution(
     p_contribution bigint, p_reason text, p_actor bigint, p_channel text, p_msisdn text, p_request_id text,
-    p_notice_body text)
-RETURNS TABLE (entry_id bigint, created boolean)
+    p_notice_body text, p_at timestamptz DEFAULT now())
+RETURNS TABLE (outcome text, entry_id bigint, created boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     orig journal_entries%ROWTYPE;
@@ -90,35 +102,36 @@ BEGIN
     PERFORM audit_context(p_channel, p_msisdn, p_request_id, p_actor);
     SELECT * INTO k FROM contributions WHERE id = p_contribution FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'contribution % does not exist', p_contribution USING ERRCODE = 'no_data_found';
+        RETURN QUERY SELECT 'err_no_contribution'::text, NULL::bigint, false;
+        RETURN;
     END IF;
     SELECT * INTO orig FROM journal_entries WHERE ref_table = 'contributions' AND ref_id = p_contribution
                                               AND kind = 'contribution';
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'contribution % was never posted', p_contribution USING ERRCODE = 'no_data_found';
-    END IF;
-    SELECT id INTO e FROM journal_entries WHERE reverses_entry_id = orig.id;
-    IF FOUND THEN
-        RETURN QUERY SELECT e, false;
+        RETURN QUERY SELECT 'err_not_posted'::text, NULL::bigint, false;
         RETURN;
     END IF;
-    UPDATE contributions SET status = 'reversed', reversed_at = now(), reversal_reason = left(p_reason, 500)
+    SELECT j.id INTO e FROM journal_entries j WHERE j.reverses_entry_id = orig.id;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'err_already_reversed'::text, e, false;
+        RETURN;
+    END IF;
+    UPDATE contributions SET status = 'reversed', reversed_at = p_at, reversal_reason = left(p_reason, 500)
      WHERE id = p_contribution;
-    INSERT INTO journal_entries (chama_id, kind, ref_table, ref_id, idempotency_key, reverses_entry_id,
-                                 actor_user_id, channel, memo)
-    VALUES (orig.chama_id, 'contribution_reversal', 'contributions', p_contribution,
-            'contribution:' || p_contribution || ':reversal', orig.id, p_actor, p_channel, left(p_reason, 200))
-    RETURNING id INTO e;
-    INSERT INTO journal_lines (entry_id, account_id, side, amount_cents)
-    SELECT e, account_id, CASE side WHEN 'debit' THEN 'credit' ELSE 'debit' END, amount_cents
-      FROM journal_lines WHERE journal_lines.entry_id = orig.id;
-    INSERT INTO financial_audit_logs (chama_id, user_id, actor_user_id, action, entity_type, entity_id,
-                                      amount_cents, direction, method, idempotency_key, reverses_id, channel,
-                                      request_id, details)
-    SELECT k.chama_id, k.user_id, p_actor, 'contribution_reversed', 'contributions', k.id, k.amount_cents, 'out',
-           k.method, 'contribution:' || k.id || ':reversed',
-           (SELECT f.id FROM financial_audit_logs f WHERE f.idempotency_key = 'contribution:' || k.id || ':received'),
-           p_channel, left(p_request_id, 64), jsonb_build_object('journal_entry_id', e, 'reason', p_reason);
+    SELECT lp.entry_id INTO e
+      FROM ledger_post(orig.chama_id, 'contribution_reversal', 'contribution:' || p_contribution || ':reversal',
+                       (SELECT jsonb_agg(jsonb_build_object('account', l.account_id,
+                                                            'side', CASE l.side WHEN 'debit' THEN 'credit'
+                                                                                ELSE 'debit' END,
+                                                            'cents', l.amount_cents) ORDER BY l.id)
+                          FROM journal_lines l WHERE l.entry_id = orig.id),
+                       'contributions', p_contribution, orig.id,
+                       jsonb_build_object('action', 'contribution_reversed', 'user', k.user_id,
+                                          'entity_type', 'contributions', 'entity_id', k.id, 'direction', 'out',
+                                          'method', k.method, 'key', 'contribution:' || k.id || ':reversed',
+                                          'reverses_key', 'contribution:' || k.id || ':received',
+                                          'request_id', p_request_id, 'details', jsonb_build_object('reason', p_reason)),
+                       p_actor, p_channel, p_reason, p_at) lp;
     IF p_notice_body IS NOT NULL THEN
         SELECT u.phone, u.preferred_language INTO phone, lang FROM users u WHERE u.id = k.user_id;
         INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority,
@@ -126,15 +139,70 @@ BEGIN
         VALUES (k.user_id, k.chama_id, 'sms', 'reversal', phone, p_notice_body, lang, 5,
                 'contribution:' || k.id || ':reversal');
     END IF;
-    RETURN QUERY SELECT e, true;
+    RETURN QUERY SELECT 'ok_reversed'::text, e, true;
+END
+$$;
+
+-- An official reverses a payment of their chama (policy
+-- money.payment_reverse), in one statement with the check.  Outcome as
+-- reverse_contribution's, or err_not_official, or err_no_contribution for
+-- a payment of another chama.
+CREATE OR REPLACE FUNCTION payment_reverse(p_chama bigint, p_contribution bigint, p_reason text, p_actor bigint,
+                                           p_channel text, p_msisdn text, p_request_id text, p_notice_body text,
+                                           p_at timestamptz)
+RETURNS TABLE (outcome text, entry_id bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT policy_allows(p_actor, p_chama, 'money.payment_reverse') THEN
+        RETURN QUERY SELECT 'err_not_official'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM contributions WHERE id = p_contribution AND chama_id = p_chama) THEN
+        RETURN QUERY SELECT 'err_no_contribution'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT r.outcome, r.entry_id
+                   FROM reverse_contribution(p_contribution, p_reason, p_actor, p_channel, p_msisdn, p_request_id,
+                                             p_notice_body, p_at) r;
+END
+$$;
+
+-- An official records cash a member handed over (policy money.cash_record):
+-- the member by their number in the chama, then post_contribution, in one
+-- statement.  Outcome: ok_cash_recorded (with the payer's name),
+-- err_not_official, err_member_number.
+CREATE OR REPLACE FUNCTION cash_record(p_chama bigint, p_member_number int, p_amount_cents bigint, p_key text,
+                                       p_actor bigint, p_channel text, p_msisdn text, p_request_id text,
+                                       p_receipt_body text, p_at timestamptz)
+RETURNS TABLE (outcome text, contribution_id bigint, payer_name text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    member bigint;
+    who text;
+    k bigint;
+BEGIN
+    IF NOT policy_allows(p_actor, p_chama, 'money.cash_record') THEN
+        RETURN QUERY SELECT 'err_not_official'::text, NULL::bigint, NULL::text;
+        RETURN;
+    END IF;
+    SELECT m.user_id, u.full_name INTO member, who FROM memberships m JOIN users u ON u.id = m.user_id
+     WHERE m.chama_id = p_chama AND m.member_number = p_member_number AND m.status = 'active';
+    IF member IS NULL THEN
+        RETURN QUERY SELECT 'err_member_number'::text, NULL::bigint, NULL::text;
+        RETURN;
+    END IF;
+    SELECT pc.contribution_id INTO k
+      FROM post_contribution(p_chama, member, p_amount_cents, 'savings', 'cash', NULL, p_key, p_actor, p_channel,
+                             p_msisdn, p_request_id, p_receipt_body, p_at) pc;
+    RETURN QUERY SELECT 'ok_cash_recorded'::text, k, who;
 END
 $$;
 
 -- Money whose owner is not known yet (a wrong amount, a paybill account
 -- number that names no member): debit the float, credit the chama's
--- suspense, for the treasurer to allocate.
+-- suspense, for the treasurer to allocate.  One ledger_post, dated p_at.
 CREATE OR REPLACE FUNCTION post_suspense(p_chama bigint, p_cents bigint, p_ref text, p_key text, p_channel text,
-                              p_request_id text, p_memo text)
+                                         p_request_id text, p_memo text, p_at timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -145,57 +213,70 @@ BEGIN
         RETURN e;
     END IF;
     PERFORM audit_context(p_channel, NULL, p_request_id, NULL);
-    INSERT INTO journal_entries (chama_id, kind, ref_table, idempotency_key, channel, memo)
-    VALUES (p_chama, 'c2b_unmatched', 'mpesa', p_key, p_channel, left(p_memo, 200))
-    RETURNING id INTO e;
-    INSERT INTO journal_lines (entry_id, account_id, side, amount_cents)
-    VALUES (e, ledger_account(p_chama, 'mpesa_float', NULL), 'debit', p_cents),
-           (e, ledger_account(p_chama, 'suspense', NULL), 'credit', p_cents);
-    INSERT INTO financial_audit_logs (chama_id, action, entity_type, entity_id, amount_cents, direction, method,
-                                      external_reference, idempotency_key, channel, request_id, details)
-    VALUES (p_chama, 'suspense_received', 'journal_entries', e, p_cents, 'in', 'mpesa', p_ref,
-            'suspense:' || p_key, p_channel, left(p_request_id, 64), jsonb_build_object('memo', p_memo));
+    SELECT lp.entry_id INTO e
+      FROM ledger_post(p_chama, 'c2b_unmatched', p_key,
+                       jsonb_build_array(jsonb_build_object('kind', 'mpesa_float', 'side', 'debit', 'cents', p_cents),
+                                         jsonb_build_object('kind', 'suspense', 'side', 'credit', 'cents', p_cents)),
+                       'mpesa', NULL, NULL,
+                       jsonb_build_object('action', 'suspense_received', 'direction', 'in', 'method', 'mpesa',
+                                          'external_ref', p_ref, 'key', 'suspense:' || p_key,
+                                          'request_id', p_request_id, 'details', jsonb_build_object('memo', p_memo)),
+                       NULL, p_channel, p_memo, p_at) lp;
     RETURN e;
 END
 $$;
 
--- The treasurer (or chairperson) says whose money a suspense entry was: it
--- becomes the member's contribution, moved out of suspense, once.
-CREATE OR REPLACE FUNCTION suspense_allocate(p_entry bigint, p_member_number int, p_actor bigint, p_channel text,
-                                  p_msisdn text, p_request_id text, p_receipt_body text)
-RETURNS TABLE (contribution_id bigint, created boolean)
+-- The treasurer (or chairperson: policy money.suspense_allocate) says whose
+-- money a suspense entry of their chama was: it becomes the member's
+-- contribution, moved out of suspense, once.  The entry is locked, so two
+-- officials allocating it at once decide once.  Outcome: ok_allocated,
+-- err_not_official, err_no_suspense, err_member_number,
+-- err_already_allocated.
+CREATE OR REPLACE FUNCTION suspense_allocate(p_chama bigint, p_entry bigint, p_member_number int, p_actor bigint,
+                                             p_channel text, p_msisdn text, p_request_id text, p_receipt_body text,
+                                             p_at timestamptz)
+RETURNS TABLE (outcome text, contribution_id bigint, created boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     e journal_entries%ROWTYPE;
     member bigint;
     cents bigint;
     ref text;
+    k bigint;
+    made boolean;
 BEGIN
-    SELECT * INTO e FROM journal_entries WHERE id = p_entry AND kind = 'c2b_unmatched';
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no suspense entry %', p_entry USING ERRCODE = 'no_data_found';
+    IF NOT policy_allows(p_actor, p_chama, 'money.suspense_allocate') THEN
+        RETURN QUERY SELECT 'err_not_official'::text, NULL::bigint, false;
+        RETURN;
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM memberships WHERE user_id = p_actor AND chama_id = e.chama_id AND status = 'active'
-                   AND role IN ('treasurer', 'chairperson')) THEN
-        RAISE EXCEPTION 'only the treasurer or chairperson allocates suspense' USING ERRCODE = 'insufficient_privilege';
+    SELECT * INTO e FROM journal_entries WHERE id = p_entry AND kind = 'c2b_unmatched' AND chama_id = p_chama
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'err_no_suspense'::text, NULL::bigint, false;
+        RETURN;
     END IF;
     SELECT user_id INTO member FROM memberships
      WHERE chama_id = e.chama_id AND member_number = p_member_number AND status = 'active';
     IF member IS NULL THEN
-        RAISE EXCEPTION 'no member number % in chama %', p_member_number, e.chama_id USING ERRCODE = 'no_data_found';
+        RETURN QUERY SELECT 'err_member_number'::text, NULL::bigint, false;
+        RETURN;
     END IF;
     SELECT amount_cents INTO cents FROM journal_lines WHERE entry_id = e.id AND side = 'credit';
     SELECT external_reference INTO ref FROM financial_audit_logs WHERE idempotency_key = 'suspense:' || e.idempotency_key;
-    RETURN QUERY SELECT * FROM post_contribution(e.chama_id, member, cents, 'savings', 'mpesa', NULL,
-                                                 'suspense:' || e.id || ':allocated', p_actor, p_channel, p_msisdn,
-                                                 p_request_id, replace(p_receipt_body, '{receipt}', coalesce(ref, '')),
-                                                 now(), 'suspense');
+    SELECT pc.contribution_id, pc.created INTO k, made
+      FROM post_contribution(e.chama_id, member, cents, 'savings', 'mpesa', NULL,
+                             'suspense:' || e.id || ':allocated', p_actor, p_channel, p_msisdn,
+                             p_request_id, replace(p_receipt_body, '{receipt}', coalesce(ref, '')),
+                             p_at, 'suspense') pc;
+    RETURN QUERY SELECT CASE WHEN made THEN 'ok_allocated' ELSE 'err_already_allocated' END, k, made;
 END
 $$;
 
--- "12-3" -> chama 12, member number 3; "12" -> chama 12 only.
+-- A paybill payment, once per M-Pesa transaction, dated p_at: "12-3" ->
+-- chama 12, member number 3 (a contribution); "12" or an unknown number ->
+-- chama 12's suspense; anything else is kept unassigned for an operator.
 CREATE OR REPLACE FUNCTION c2b_confirm(p_trans_id text, p_amount_cents bigint, p_bill_ref text, p_payer text, p_msisdn text,
-                            p_receipt_body text)
+                            p_receipt_body text, p_at timestamptz)
 RETURNS TABLE (outcome text, created boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -223,7 +304,7 @@ BEGIN
     IF member IS NOT NULL THEN
         SELECT pc.contribution_id INTO k
           FROM post_contribution(chama, member, p_amount_cents, 'savings', 'mpesa', p_trans_id, 'c2b:' || p_trans_id,
-                                 NULL, 'mpesa', NULL, p_trans_id, p_receipt_body) pc;
+                                 NULL, 'mpesa', NULL, p_trans_id, p_receipt_body, p_at) pc;
         INSERT INTO mpesa_c2b (trans_id, amount_cents, bill_ref, payer_name, msisdn_masked, chama_id, user_id,
                                outcome, contribution_id)
         VALUES (p_trans_id, p_amount_cents, left(p_bill_ref, 40), left(p_payer, 120), left(p_msisdn, 80), chama,
@@ -231,7 +312,7 @@ BEGIN
         RETURN QUERY SELECT 'contribution'::text, true;
     ELSIF chama IS NOT NULL THEN
         e := post_suspense(chama, p_amount_cents, p_trans_id, 'c2b:' || p_trans_id, 'mpesa', p_trans_id,
-                           format('paybill %s from %s, account "%s"', p_trans_id, p_payer, p_bill_ref));
+                           format('paybill %s from %s, account "%s"', p_trans_id, p_payer, p_bill_ref), p_at);
         INSERT INTO mpesa_c2b (trans_id, amount_cents, bill_ref, payer_name, msisdn_masked, chama_id, outcome,
                                entry_id)
         VALUES (p_trans_id, p_amount_cents, left(p_bill_ref, 40), left(p_payer, 120), left(p_msisdn, 80), chama,

@@ -10,10 +10,11 @@
 -- with the right amount and phone posts the contribution (receipt SMS in the
 -- outbox); a wrong amount or phone goes to suspense and the request is
 -- marked mismatch; a failure code marks it failed and queues the member's
--- notice.  Returns the request's final status and whether this call set it.
+-- notice.  The money is posted dated p_at.  Returns the request's final
+-- status and whether this call set it.
 CREATE OR REPLACE FUNCTION mpesa_settle(p_checkout text, p_result_code integer, p_result_desc text, p_receipt text,
                              p_amount_cents bigint, p_phone text, p_source text,
-                             p_receipt_body text, p_failure_body text)
+                             p_receipt_body text, p_failure_body text, p_at timestamptz)
 RETURNS TABLE (status text, settled_now boolean, contribution_id bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -34,7 +35,7 @@ BEGIN
                               OR (p_phone IS NOT NULL AND p_phone <> r.phone)) THEN
         PERFORM post_suspense(r.chama_id, p_amount_cents, p_receipt, 'mpesa:' || p_checkout || ':mismatch', 'mpesa',
                               p_checkout, format('STK %s: paid %s cents from %s, expected %s from %s', p_checkout,
-                                                 p_amount_cents, p_phone, r.amount_cents, r.phone));
+                                                 p_amount_cents, p_phone, r.amount_cents, r.phone), p_at);
         UPDATE mpesa_requests SET status = 'mismatch', result_code = 0, result_desc = left(p_result_desc, 300),
                mpesa_receipt = p_receipt, settled_by = p_source, completed_at = now()
          WHERE id = r.id;
@@ -45,7 +46,7 @@ BEGIN
         SELECT pc.contribution_id INTO k
           FROM post_contribution(r.chama_id, r.user_id, r.amount_cents, r.purpose, 'mpesa', p_receipt,
                                  'mpesa:' || p_checkout, NULL, 'mpesa', r.phone, p_checkout,
-                                 replace(p_receipt_body, '{receipt}', coalesce(p_receipt, ''))) pc;
+                                 replace(p_receipt_body, '{receipt}', coalesce(p_receipt, '')), p_at) pc;
         UPDATE mpesa_requests SET status = 'confirmed', result_code = 0, result_desc = left(p_result_desc, 300),
                mpesa_receipt = p_receipt, contribution_id = k, settled_by = p_source, completed_at = now()
          WHERE id = r.id;

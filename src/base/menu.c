@@ -92,12 +92,14 @@ void menu_set_unref(struct menu_set *m)
 			free(sc->options[k].next);
 			free(sc->options[k].set_var);
 			free(sc->options[k].set_val);
+			free(sc->options[k].policy);
 		}
 		free(sc->options);
 		free(sc->var);
 		free(sc->enter);
 		free(sc->action);
 		free(sc->next);
+		free(sc->policy);
 	}
 	for (size_t i = 0; i < m->nstrings; i++) {
 		free(m->strings[i].key);
@@ -262,34 +264,35 @@ static int load_validator(struct loader *l, json_t *v, struct menu_screen *sc)
 	return fail(l, "unknown validator \"%s\"", kind);
 }
 
-static int load_roles(struct loader *l, json_t *v, unsigned *out)
+/* "policy": the name of a protected action as policy_actions.action spells
+ * it: [a-z]+ then one or more ".[a-z_]+" ("money.cash_record"). */
+static int load_policy(struct loader *l, json_t *o, char **out)
 {
-	static const struct {
-		const char *name;
-		unsigned bit;
-	} roles[] = { { "chairperson", MENU_ROLE_CHAIRPERSON }, { "treasurer", MENU_ROLE_TREASURER },
-		      { "secretary", MENU_ROLE_SECRETARY }, { "member", MENU_ROLE_MEMBER },
-		      { "official", MENU_ROLE_OFFICIAL } };
-	size_t i;
-	json_t *r;
+	const char *p, *q;
 
-	if (!json_is_array(v))
-		return fail(l, "\"roles\" must be an array");
-	json_array_foreach(v, i, r) {
-		size_t k = 0;
+	if (opt_str(l, o, "policy", out) < 0)
+		return -1;
+	if (!*out)
+		return 0;
+	p = *out;
+	q = p + strspn(p, "abcdefghijklmnopqrstuvwxyz");
+	if (q == p || *q != '.')
+		return fail(l, "\"policy\" must name an action like \"money.cash_record\"");
+	while (*q == '.') {
+		size_t n = strspn(q + 1, "abcdefghijklmnopqrstuvwxyz_");
 
-		while (k < ARRAY_LEN(roles) && (!json_is_string(r) || strcmp(roles[k].name, json_string_value(r))))
-			k++;
-		if (k == ARRAY_LEN(roles))
-			return fail(l, "unknown role in \"roles\"");
-		*out |= roles[k].bit;
+		if (!n)
+			break;
+		q += 1 + n;
 	}
+	if (*q || strlen(p) > 64)
+		return fail(l, "\"policy\" must name an action like \"money.cash_record\"");
 	return 0;
 }
 
 static int load_options(struct loader *l, json_t *arr, struct menu_screen *sc)
 {
-	static const char *const keys[] = { "label", "next", "set", "roles", "key", NULL };
+	static const char *const keys[] = { "label", "next", "set", "policy", "key", NULL };
 	size_t i;
 	json_t *o;
 
@@ -328,7 +331,7 @@ static int load_options(struct loader *l, json_t *arr, struct menu_screen *sc)
 				op->set_val = xstrdup(json_string_value(v));
 			}
 		}
-		if (json_object_get(o, "roles") && load_roles(l, json_object_get(o, "roles"), &op->roles) < 0)
+		if (load_policy(l, o, &op->policy) < 0)
 			return -1;
 	}
 	return 0;
@@ -337,7 +340,7 @@ static int load_options(struct loader *l, json_t *arr, struct menu_screen *sc)
 static int load_screen(struct loader *l, const char *id, json_t *o, struct menu_screen *sc)
 {
 	static const char *const keys[] = { "type", "text", "options", "validate", "var", "enter", "action",
-					    "next", "empty", "back", "home", "auth", "secret", "comment", NULL };
+					    "next", "empty", "back", "home", "auth", "secret", "policy", "comment", NULL };
 	static const char *const types[] = { "menu", "input", "list", "info", "end" };
 	const char *type = json_string_value(json_object_get(o, "type"));
 	size_t t = 0;
@@ -360,6 +363,8 @@ static int load_screen(struct loader *l, const char *id, json_t *o, struct menu_
 	    opt_bool(l, o, "auth", true, &sc->auth) < 0 || opt_bool(l, o, "secret", false, &sc->secret) < 0)
 		return -1;
 	if (json_object_get(o, "empty") && load_text(l, json_object_get(o, "empty"), "empty", &sc->empty) < 0)
+		return -1;
+	if (load_policy(l, o, &sc->policy) < 0)
 		return -1;
 	if (json_object_get(o, "options") && load_options(l, json_object_get(o, "options"), sc) < 0)
 		return -1;
@@ -516,10 +521,105 @@ static void put_text(struct buf *b, const char *t, const struct menu_view *v)
 	}
 }
 
-static bool option_visible(const struct menu_option *op, unsigned roles)
+/* ---- visibility -------------------------------------------------------- */
+
+static bool allowed(const struct menu_view *v, const char *action)
 {
-	return !op->roles || (op->roles & roles);
+	return !action || (v->allows && v->allows(action, v->var_arg));
 }
+
+static bool option_offered(const struct menu_set *m, const struct menu_option *op, const struct menu_view *v,
+			   unsigned char *seen);
+
+/* seen: the screens on the way here (by index), so a loop ends */
+static bool screen_offered(const struct menu_set *m, const struct menu_screen *sc, const struct menu_view *v,
+			   unsigned char *seen)
+{
+	size_t at = (size_t)(sc - m->screens);
+	bool any = false;
+
+	if (!sc->gated)
+		return true;
+	if (!allowed(v, sc->policy))
+		return false;
+	if (sc->type != SCREEN_MENU || seen[at])
+		return true;
+	seen[at] = 1;
+	for (size_t i = 0; i < sc->noptions && !any; i++)
+		any = option_offered(m, &sc->options[i], v, seen);
+	seen[at] = 0;
+	return any;
+}
+
+static bool option_offered(const struct menu_set *m, const struct menu_option *op, const struct menu_view *v,
+			   unsigned char *seen)
+{
+	const struct menu_screen *to = menu_screen(m, op->next);
+
+	return allowed(v, op->policy) && (!to || screen_offered(m, to, v, seen));
+}
+
+bool menu_screen_offered(const struct menu_set *m, const struct menu_screen *sc, const struct menu_view *v)
+{
+	unsigned char *seen;
+	bool r;
+
+	if (!sc->gated)
+		return true;
+	seen = xcalloc(m->nscreens ? m->nscreens : 1, 1);
+	r = screen_offered(m, sc, v, seen);
+	free(seen);
+	return r;
+}
+
+bool menu_option_offered(const struct menu_set *m, const struct menu_screen *sc, size_t i, const struct menu_view *v)
+{
+	const struct menu_option *op = &sc->options[i];
+	const struct menu_screen *to = menu_screen(m, op->next);
+	unsigned char *seen;
+	bool r;
+
+	if (!op->policy && (!to || !to->gated))
+		return true;
+	seen = xcalloc(m->nscreens ? m->nscreens : 1, 1);
+	seen[sc - m->screens] = 1;
+	r = option_offered(m, op, v, seen);
+	free(seen);
+	return r;
+}
+
+/* Marks the screens whose visibility can depend on the policy: those with
+ * a "policy", and menus whose every option is gated (an option is gated by
+ * its own "policy" or by the screen it leads to).  The least fixed point,
+ * so a loop of menus with nothing else is not gated. */
+static void mark_gated(struct menu_set *m)
+{
+	bool changed = true;
+
+	for (size_t i = 0; i < m->nscreens; i++)
+		m->screens[i].gated = m->screens[i].policy != NULL;
+	while (changed) {
+		changed = false;
+		for (size_t i = 0; i < m->nscreens; i++) {
+			struct menu_screen *sc = &m->screens[i];
+			bool all = sc->type == SCREEN_MENU && sc->noptions > 0;
+
+			if (sc->gated)
+				continue;
+			for (size_t k = 0; k < sc->noptions && all; k++) {
+				const struct menu_screen *to = menu_screen(m, sc->options[k].next);
+
+				all = sc->options[k].policy || (to && to->gated);
+			}
+			if (all) {
+				sc->gated = true;
+				changed = true;
+			}
+		}
+	}
+}
+
+/* ---- rendering, continued ------------------------------------------------ */
 
 size_t menu_render(const struct menu_set *m, const struct menu_screen *sc, const struct menu_view *v,
 		   struct buf *out)
@@ -542,7 +642,7 @@ size_t menu_render(const struct menu_set *m, const struct menu_screen *sc, const
 	else
 		put_text(&text, sc->text.s[v->lang], v);
 	for (size_t i = 0; i < sc->noptions; i++) {
-		if (!option_visible(&sc->options[i], v->roles))
+		if (!menu_option_offered(m, sc, i, v))
 			continue;
 		if (sc->options[i].key)
 			buf_printf(&tail, "\n%s. %s", sc->options[i].key, sc->options[i].label.s[v->lang]);
@@ -620,6 +720,14 @@ static const char *no_vars(const char *name, void *arg)
 	return NULL;
 }
 
+/* The loader measures every screen with everything offered. */
+static bool allow_all(const char *action, void *arg)
+{
+	(void)action;
+	(void)arg;
+	return true;
+}
+
 /* The screen as rendered with every option, both navigation links and the
  * longest notice: its length must be within the cap, without cutting. */
 static int check_size(const struct menu_set *m, const struct menu_screen *sc, const struct menu_opts *o,
@@ -640,7 +748,7 @@ static int check_size(const struct menu_set *m, const struct menu_screen *sc, co
 	bool list = sc->type == SCREEN_LIST;
 
 	for (int lang = 0; lang < LANG_COUNT; lang++) {
-		struct menu_view v = { (enum menu_lang)lang, no_vars, NULL, ~0u, reserve > 0 ? notice : NULL,
+		struct menu_view v = { (enum menu_lang)lang, no_vars, NULL, allow_all, reserve > 0 ? notice : NULL,
 				       list ? two : NULL, list ? 2 : 0, 0, sc->back, sc->home, 1 << 20 };
 		int n;
 
@@ -722,6 +830,13 @@ int menu_set_finish(struct menu_set *m, const struct menu_opts *o, char *err, si
 		for (size_t k = 0; k < sc->noptions; k++)
 			if (check_link(m, &l, "option", sc->options[k].next) < 0)
 				return -1;
+	}
+	mark_gated(m);
+	for (size_t i = 0; i < m->nscreens; i++) {
+		const struct menu_screen *sc = &m->screens[i];
+
+		l.file = sc->file;
+		l.where = sc->id;
 		if (check_size(m, sc, o, &l) < 0)
 			return -1;
 	}

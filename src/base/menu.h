@@ -10,6 +10,8 @@
  *   { "strings": { "<key>": {"en": "...", "sw": "..."}, ... },
  *     "screens": { "<id>": { "type": "menu" | "input" | "list" | "info" | "end",
  *                            "text": {"en": ..., "sw": ...}, ... }, ... } }
+ * A screen or option may name the protected action it belongs to:
+ * "policy": "money.cash_record" (the policy_actions rows say who may).
  */
 #ifndef CHAMAD_MENU_H
 #define CHAMAD_MENU_H
@@ -42,14 +44,8 @@ struct menu_option {
 	char *key;		/* input screens: the shortcut typed ("9"); menus number options 1.. */
 	char *next;		/* screen id (validated) */
 	char *set_var, *set_val;	/* "set": {"var": "val"} applied when chosen */
-	unsigned roles;		/* bit set of MENU_ROLE_*; 0 = everyone */
+	char *policy;		/* the protected action it leads to ("money.cash_record"), or NULL */
 };
-
-#define MENU_ROLE_CHAIRPERSON 0x1
-#define MENU_ROLE_TREASURER   0x2
-#define MENU_ROLE_SECRETARY   0x4
-#define MENU_ROLE_MEMBER      0x8
-#define MENU_ROLE_OFFICIAL    (MENU_ROLE_CHAIRPERSON | MENU_ROLE_TREASURER | MENU_ROLE_SECRETARY)
 
 struct menu_screen {
 	char *id;
@@ -69,6 +65,10 @@ struct menu_screen {
 	bool home;		/* "00. Main menu" offered (default true) */
 	bool auth;		/* needs a logged-in user (default true) */
 	bool secret;		/* input never stored as typed nor replayed from dial strings */
+	char *policy;		/* the protected action this screen is part of, or NULL */
+	/* whether who may see it can depend on the policy: its own "policy",
+	 * or a menu whose every option is gated (computed by menu_set_finish) */
+	bool gated;
 };
 
 struct menu_set;
@@ -109,7 +109,9 @@ struct menu_view {
 	/* Value of {name} in texts (raw; transliterated to GSM-7 here), or NULL. */
 	const char *(*var)(const char *name, void *arg);
 	void *var_arg;
-	unsigned roles;		/* MENU_ROLE_* of the user: options for others are hidden */
+	/* Whether the user may do the protected action (called with var_arg);
+	 * what it refuses is hidden.  NULL refuses every protected action. */
+	bool (*allows)(const char *action, void *arg);
 	const char *notice;	/* a first line (error or confirmation), or NULL */
 	const char *const *items;	/* list labels */
 	size_t nitems, first;	/* list: all items, and the first one on this page */
@@ -118,8 +120,21 @@ struct menu_view {
 };
 
 /*
+ * Visibility, from the policy alone (v->allows): a screen is offered when
+ * its own "policy" (if any) is allowed and, for a menu, when it offers at
+ * least one of its options; an option is offered when its own "policy" (if
+ * any) is allowed and the screen it leads to is offered.  So a menu whose
+ * every item its role may not do is hidden, and the option leading to it
+ * with it.  (A screen met again on the way, a loop back, counts as
+ * offered.)
+ */
+bool menu_screen_offered(const struct menu_set *m, const struct menu_screen *sc, const struct menu_view *v);
+bool menu_option_offered(const struct menu_set *m, const struct menu_screen *sc, size_t i,
+			 const struct menu_view *v);
+
+/*
  * Renders a screen into out (reset first): the notice, the text with its
- * {vars}, the visible options (numbered by their place in the menu, so a
+ * {vars}, the offered options (numbered by their place in the menu, so a
  * hidden option never renumbers the others) or one page of list items
  * (numbered from 1 on every page, as many as fit, then "98" for more), then
  * the navigation line.  Never longer than cap septets: variables are cut

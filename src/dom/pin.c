@@ -184,7 +184,8 @@ void pin_check(struct app *app, const struct pin_check_args *a, pin_cb cb, void 
 			     "coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), ''), full_name, preferred_language, "
 			     "failed_pin_attempts <> 0 OR locked_until IS NOT NULL, "
 			     /* what the first screen after a log-in shows, in the same statement */
-			     "(SELECT coalesce(json_agg(json_build_array(x.chama_id::text, x.name, x.role) ORDER BY lower(x.name), "
+			     "(SELECT coalesce(json_agg(json_build_array(x.chama_id::text, x.name, x.role, "
+			     "policy_allowed(x.role)) ORDER BY lower(x.name), "
 			     "x.chama_id), '[]') FROM (SELECT m.chama_id, c.name, m.role FROM memberships m JOIN chamas c "
 			     "ON c.id = m.chama_id AND c.deleted_at IS NULL WHERE m.user_id = users.id AND m.status = 'active' "
 			     "ORDER BY lower(c.name), c.id LIMIT 200) x) "

@@ -37,7 +37,7 @@ struct pin_result {
 	const char *until;	/* "HH:MM" in [ussd] timezone when locked */
 	const char *error;	/* PIN_UNAVAILABLE: why */
 	bool overloaded;	/* PIN_UNAVAILABLE for want of capacity (queue full or too slow) */
-	const char *chamas;	/* PIN_OK: the user's active chamas, JSON [["id", name, role], ...], or NULL */
+	const char *chamas;	/* PIN_OK: the user's active chamas, JSON [["id", name, role, allowed], ...] (allowed: policy.h), or NULL */
 };
 
 /* Strings are borrowed for the duration of the callback. */

@@ -18,6 +18,7 @@
  */
 #include "mpesa/mpesa.h"
 #include "app.h"
+#include "base/clock.h"
 #include "base/config.h"
 #include "net/db.h"
 #include "net/httpc.h"
@@ -551,9 +552,9 @@ static void settle_with(struct settle *s, const char *amount_cents, const char *
 {
 	struct app *app = s->m->app;
 	enum menu_lang lang = LANG_EN;
-	char amount[40], code[24], key[48], cents[24], *ok_body, *fail_body;
+	char amount[40], code[24], key[48], cents[24], at[CLOCK_TEXT_MAX], *ok_body, *fail_body;
 	const char *vars[] = { "amount", amount, "chama", chama, "receipt", s->receipt, "desc", s->desc, NULL };
-	const char *p[10];
+	const char *p[11];
 
 	menu_lang_parse(lang_s, &lang);
 	util_format_cents(atoll(amount_cents), amount, sizeof(amount));
@@ -568,14 +569,16 @@ static void settle_with(struct settle *s, const char *amount_cents, const char *
 	p[7] = ok_body;
 	p[8] = fail_body;
 	p[9] = *s->cbid ? s->cbid : NULL;
+	p[10] = clock_p_at(at);	/* the posting's date */
 	db_query_durable(app->dbbg,
-			 "WITH s AS (SELECT * FROM mpesa_settle($1, $2::int, $3, $4, $5::bigint, $6, $7, $8, $9)), "
+			 "WITH s AS (SELECT * FROM mpesa_settle($1, $2::int, $3, $4, $5::bigint, $6, $7, $8, $9, "
+			 "$11::timestamptz)), "
 			 "k AS (UPDATE mpesa_callbacks SET status = 'settled', settled_at = now(), lease_until = NULL, "
 			 "outcome = (SELECT s.status || CASE WHEN s.settled_now THEN '' ELSE ' before' END FROM s), "
 			 "request_id = (SELECT id FROM mpesa_requests WHERE checkout_request_id = $1) "
 			 "WHERE id = $10::bigint) "
 			 "SELECT status, settled_now FROM s",
-			 10, p, 0, settled, s);
+			 11, p, 0, settled, s);
 	free(ok_body);
 	free(fail_body);
 }
@@ -908,11 +911,12 @@ static void c2b_route(struct http_ctx *ctx, bool confirm)
 	c->body = xstrndup(body, len);
 	http_ctx_hold(ctx);
 	{
-		const char *p[6] = { trans, centss, ref, json_string_value(json_object_get(doc, "FirstName")),
-				     json_string_value(json_object_get(doc, "MSISDN")), receipt };
+		char at[CLOCK_TEXT_MAX];
+		const char *p[7] = { trans, centss, ref, json_string_value(json_object_get(doc, "FirstName")),
+				     json_string_value(json_object_get(doc, "MSISDN")), receipt, clock_p_at(at) };
 
 		/* retried while the answer can still reach Safaricom in time */
-		db_query_durable(app->dbbg, "SELECT * FROM c2b_confirm($1, $2::bigint, $3, $4, $5, $6)", 6, p,
+		db_query_durable(app->dbbg, "SELECT * FROM c2b_confirm($1, $2::bigint, $3, $4, $5, $6, $7::timestamptz)", 7, p,
 				 util_now_ms() + (uint64_t)app->cfg->http_request_timeout_ms / 2, c2b_done, c);
 	}
 	free(receipt);

@@ -28,9 +28,13 @@ void act_run(struct ussd_hop *hop, const struct db_stmt *s, const char *const *p
 /* A list screen: sql takes $1 user, $2 the picked chama, $3 the time zone
  * and returns (value, label) rows, which become the screen's items. */
 void act_list(struct ussd_hop *hop, const char *name, const char *sql);
-/* The same for officials only, checked in the same statement (else the
- * session ends with "end_not_allowed"). */
-void act_list_for_officials(struct ussd_hop *hop, const char *name, const char *sql);
+/* act_list for a named statement from src/dom/ (the same parameters). */
+void act_list_run(struct ussd_hop *hop, const struct db_stmt *s);
+/* A list for the holders of one policy action: s is a POLICY_LIST
+ * statement (dom/policy.h), the check and the list in one statement.  A
+ * role the session's policy or the statement refuses gets err_not_official
+ * (the screen before, with its words). */
+void act_list_for(struct ussd_hop *hop, const char *action, const struct db_stmt *s);
 void act_redis(struct ussd_hop *hop, int argc, const char **argv, act_redis_fn fn);
 
 /* Ends the hop as unavailable when r is a server error; returns true then. */
@@ -43,10 +47,23 @@ bool act_one_row(struct ussd_hop *hop, const struct db_result *r, const char *mi
 /* The chama the user picked, or NULL after hop_fail("err_no_chama"). */
 const char *act_chama(struct ussd_hop *hop);
 
-/* Runs fn if the user is an active official (chairperson, treasurer,
- * secretary) of the picked chama, checked in the database; else ends the
- * session with "end_not_allowed". */
-void act_require_official(struct ussd_hop *hop, void (*fn)(struct ussd_hop *hop));
+/* Runs fn if the policy lets the user do action in the picked chama:
+ * checked first against the actions the session keeps with the role
+ * (no round trip for a refusal), then in the database (policy_allows), for
+ * a statement that cannot check it itself.  Else err_not_official. */
+void act_require(struct ussd_hop *hop, const char *action, void (*fn)(struct ussd_hop *hop));
+
+/* The audit context of a write statement from src/dom/ (dom/member.h):
+ * MSISDN, request id, user, channel. */
+void act_audit_params(const struct ussd_hop *hop, const char *out[4]);
+
+/* Reads the outcome row of a dom statement (first column: a menu string
+ * key).  ok_*: returns the key, and the caller reads the other columns and
+ * ends the hop (the END screen's text is the confirmation, so the key's
+ * words are for the other channels).  err_*: the screen again with the
+ * key's words (hop_fail); end_*: the session ends with them (hop_end);
+ * a failed statement: unavailable.  These return NULL, the hop ended. */
+const char *act_outcome(struct ussd_hop *hop, const struct db_result *r);
 
 /* Each module's table of actions (NULL-terminated), for main.c to register. */
 extern const struct ussd_action act_auth_actions[];

@@ -3,9 +3,10 @@
  * info, joining with an invite code, creating a chama, and the officials'
  * actions (invite codes, deciding join requests).
  *
- * Every read is scoped to a chama the user is an active member of, checked
- * in the query; every official's action checks the role in the database
- * (act_require_official or the statement itself), whatever the menu showed.
+ * The statements are dom/chama's and dom/member's: every read is scoped to
+ * a chama the user is an active member of, checked in the statement; every
+ * official's action checks the policy in the database (the statement
+ * itself, or act_require), whatever the menu showed.
  */
 #include "ussd/act.h"
 #include "app.h"
@@ -13,17 +14,15 @@
 #include "mpesa/mpesa.h"
 #include "base/clock.h"
 #include "base/util.h"
+#include "dom/chama.h"
+#include "dom/member.h"
+#include "dom/money.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
-
-/* "AND the user ($U) is an active member of the chama ($C)" */
-#define MEMBER_OF(u, c) \
-	" EXISTS (SELECT 1 FROM memberships me WHERE me.user_id = " u " AND me.chama_id = " c \
-	" AND me.status = 'active') "
 
 static void set_money_var(struct ussd_hop *hop, const char *name, const char *cents)
 {
@@ -33,36 +32,37 @@ static void set_money_var(struct ussd_hop *hop, const char *name, const char *ce
 	hop_set_var(hop, name, out);
 }
 
-static void pick_chama(struct ussd_hop *hop, const char *id, const char *name, const char *role)
+/* The chama picked, the role in it and what the role may do (dom/policy.h:
+ * the session keeps the policy with the role it goes with). */
+static void pick_chama(struct ussd_hop *hop, const char *id, const char *name, const char *role, const char *allowed)
 {
 	hop_set_var(hop, "chama_id", id);
 	hop_set_var(hop, "chama_name", name);
 	hop_set_var(hop, "role", role);
+	hop_set_var(hop, "allowed", allowed);
 }
 
+/* A row of (chama_id, name, role, allowed). */
 static void pick(struct ussd_hop *hop, const PGresult *res, int row)
 {
-	pick_chama(hop, PQgetvalue(res, row, 0), PQgetvalue(res, row, 1), PQgetvalue(res, row, 2));
+	pick_chama(hop, PQgetvalue(res, row, 0), PQgetvalue(res, row, 1), PQgetvalue(res, row, 2),
+		   PQgetvalue(res, row, 3));
 }
 
 /* ---- choosing the chama ---- */
 
-/* The user's ($1) active memberships in live chamas: id, name, role. */
-#define MY_CHAMAS \
-	"SELECT m.chama_id, c.name, m.role FROM memberships m JOIN chamas c ON c.id = m.chama_id " \
-	"AND c.deleted_at IS NULL WHERE m.user_id = $1 AND m.status = 'active' "
-
 /* One chama: it is picked; none: no chama; more: the list to choose from.
- * id/name/role(i) give row i. */
+ * col(src, i, c) gives column c (id, name, role, allowed) of row i. */
 static void chamas_shown(struct ussd_hop *hop, int n, const char *(*col)(const void *src, int i, int c),
 			 const void *src)
 {
 	if (n <= 1) {		/* nothing to choose */
 		if (n == 1)
-			pick_chama(hop, col(src, 0, 0), col(src, 0, 1), col(src, 0, 2));
+			pick_chama(hop, col(src, 0, 0), col(src, 0, 1), col(src, 0, 2), col(src, 0, 3));
 		else {
 			hop_del_var(hop, "chama_id");
 			hop_del_var(hop, "role");
+			hop_del_var(hop, "allowed");
 			hop_set_var(hop, "chama_name", "");
 		}
 		hop_goto(hop, "main", NULL);
@@ -78,7 +78,7 @@ static const char *pg_col(const void *src, int i, int c)
 	return PQgetvalue(src, i, c);
 }
 
-/* [[id, name, role], ...] as the PIN check left it */
+/* [[id, name, role, allowed], ...] as the PIN check left it */
 static const char *json_col(const void *src, int i, int c)
 {
 	const char *v = json_string_value(json_array_get(json_array_get(src, (size_t)i), (size_t)c));
@@ -107,9 +107,7 @@ static void act_chamas_load(struct ussd_hop *hop)
 	}
 	json_decref(list);
 
-	act_query_prepared(hop, "my_chamas",
-		  MY_CHAMAS "ORDER BY lower(c.name), c.id LIMIT 200",
-		  1, p, chamas_loaded);
+	act_run(hop, &chama_mine, p, chamas_loaded);
 }
 
 static void chama_selected(struct ussd_hop *hop, const struct db_result *r)
@@ -124,9 +122,7 @@ static void act_chama_select(struct ussd_hop *hop)
 {
 	const char *p[2] = { hop_user(hop), hop_var(hop, "pick_id") };
 
-	act_query_prepared(hop, "my_chama",
-		  MY_CHAMAS "AND m.chama_id = $2::bigint",
-		  2, p, chama_selected);
+	act_run(hop, &chama_pick, p, chama_selected);
 }
 
 /* ---- reading ---- */
@@ -164,19 +160,12 @@ static void act_balance_load(struct ussd_hop *hop)
 
 static void act_meetings_load(struct ussd_hop *hop)
 {
-	act_list(hop, "meetings", "SELECT id, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon HH24:MI') || ' ' || title "
-		       "FROM meetings WHERE chama_id = $2::bigint AND status = 'scheduled' "
-		       "AND scheduled_at >= now() - interval '1 day' AND" MEMBER_OF("$1", "$2::bigint")
-		       "ORDER BY scheduled_at LIMIT 100");
+	act_list_run(hop, &chama_meetings);
 }
 
 static void act_members_load(struct ussd_hop *hop)
 {
-	act_list(hop, "members", "SELECT u.id, u.full_name || CASE WHEN m.role <> 'member' THEN ' (' || m.role || ')' "
-		       "ELSE '' END FROM memberships m JOIN users u ON u.id = m.user_id "
-		       "WHERE m.chama_id = $2::bigint AND m.status = 'active' AND $3::text IS NOT NULL AND"
-		       MEMBER_OF("$1", "$2::bigint")
-		       "ORDER BY m.role = 'member', m.member_number LIMIT 200");
+	act_list_run(hop, &chama_members);
 }
 
 /* One row of named columns into session variables. */
@@ -195,8 +184,8 @@ static void row_to_vars(struct ussd_hop *hop, const struct db_result *r)
 	hop_done(hop, NULL);
 }
 
-/* A detail query: $1 user, $2 chama, $3 time zone, $4 the chosen item. */
-static void load_row(struct ussd_hop *hop, const char *name, const char *item_var, const char *sql)
+/* A detail statement: $1 user, $2 chama, $3 time zone, $4 the chosen item. */
+static void load_row(struct ussd_hop *hop, const struct db_stmt *s, const char *item_var)
 {
 	const char *c = act_chama(hop);
 	const char *p[4];
@@ -207,100 +196,48 @@ static void load_row(struct ussd_hop *hop, const char *name, const char *item_va
 	p[1] = c;
 	p[2] = hop_app(hop)->cfg->ussd_timezone;
 	p[3] = item_var ? hop_var(hop, item_var) : "0";
-	act_query_prepared(hop, name, sql, 4, p, row_to_vars);
+	act_run(hop, s, p, row_to_vars);
 }
 
 static void act_meeting_show(struct ussd_hop *hop)
 {
-	load_row(hop, "meeting", "meeting_id",
-		 "SELECT title AS m_title, to_char(scheduled_at AT TIME ZONE $3, 'DD Mon YYYY HH24:MI') AS m_when, "
-		 "coalesce(location, '-') AS m_where, coalesce(left(agenda, 60), '-') AS m_agenda FROM meetings "
-		 "WHERE id = $4::bigint AND chama_id = $2::bigint AND" MEMBER_OF("$1", "$2::bigint"));
+	load_row(hop, &chama_meeting, "meeting_id");
 }
 
 static void act_member_show(struct ussd_hop *hop)
 {
-	load_row(hop, "member", "member_id",
-		 "SELECT u.full_name AS p_name, u.phone AS p_phone, m.role AS p_role, "
-		 "to_char(m.joined_at AT TIME ZONE $3, 'DD Mon YYYY') AS p_joined FROM memberships m "
-		 "JOIN users u ON u.id = m.user_id WHERE m.user_id = $4::bigint AND m.chama_id = $2::bigint "
-		 "AND m.status = 'active' AND" MEMBER_OF("$1", "$2::bigint"));
+	load_row(hop, &chama_member, "member_id");
 }
 
 static void act_officials_load(struct ussd_hop *hop)
 {
-	load_row(hop, "officials", NULL,
-		 "SELECT coalesce(string_agg(m.role || ': ' || u.full_name, E'\\n' ORDER BY m.role), '-') AS officials "
-		 "FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.chama_id = $2::bigint "
-		 "AND m.status = 'active' AND m.role <> 'member' AND $3::text IS NOT NULL AND $4::text IS NOT NULL "
-		 "AND" MEMBER_OF("$1", "$2::bigint"));
+	load_row(hop, &chama_officials, NULL);
 }
 
 static void act_chama_info_load(struct ussd_hop *hop)
 {
-	load_row(hop, "chama_info", NULL,
-		 "SELECT c.name AS c_name, c.type AS c_type, c.contribution_amount_cents AS cents_c_amount, "
-		 "c.contribution_frequency AS c_freq, c.member_count AS c_members FROM chamas c "
-		 "WHERE c.id = $2::bigint AND $3::text IS NOT NULL AND $4::text IS NOT NULL AND"
-		 MEMBER_OF("$1", "$2::bigint"));
+	load_row(hop, &chama_about, NULL);
 }
 
 /* ---- joining with an invite code ---- */
 
-static void join_inserted(struct ussd_hop *hop, const struct db_result *r)
+/* Outcome: end_join_sent, end_join_pending, end_already_member (their
+ * texts name the chama), or err_code. */
+static void join_requested(struct ussd_hop *hop, const struct db_result *r)
 {
-	if (r->status == DB_ERROR && r->sqlstate && !strcmp(r->sqlstate, "23505")) {
-		hop_end(hop, "end_join_pending");
-		return;
-	}
-	if (act_db_failed(hop, r))
-		return;
-	if (PQntuples(r->res) != 1) {	/* used up in the meantime */
-		hop_fail(hop, "err_code");
-		return;
-	}
-	hop_end(hop, "end_join_sent");
-}
-
-static void invite_found(struct ussd_hop *hop, const struct db_result *r)
-{
-	const char *p[5];
-
-	if (!act_one_row(hop, r, "err_code"))
-		return;
-	hop_set_var(hop, "join_chama", PQgetvalue(r->res, 0, 1));
-	if (!strcmp(PQgetvalue(r->res, 0, 2), "t")) {
-		hop_end(hop, "end_already_member");
-		return;
-	}
-	if (!strcmp(PQgetvalue(r->res, 0, 3), "t")) {
-		hop_end(hop, "end_join_pending");
-		return;
-	}
-	hop_audit_params(hop, p);
-	p[3] = PQgetvalue(r->res, 0, 0);
-	act_query(hop,
-		  HOP_AUDIT_CTE ", inv AS (UPDATE invites SET uses = uses + 1 FROM audit_ctx WHERE id = $4::bigint "
-		  "AND uses < max_uses AND revoked_at IS NULL AND expires_at > now() RETURNING id, chama_id) "
-		  "INSERT INTO join_requests (chama_id, user_id, invite_id) SELECT chama_id, $3::bigint, id FROM inv "
-		  "RETURNING id",
-		  4, p, join_inserted);
+	if (r->status == DB_OK && PQntuples(r->res) == 1 && !PQgetisnull(r->res, 0, 1))
+		hop_set_var(hop, "join_chama", PQgetvalue(r->res, 0, 1));
+	if (act_outcome(hop, r))
+		hop_done(hop, NULL);
 }
 
 static void act_join_request(struct ussd_hop *hop)
 {
-	const char *p[3] = { hop_var(hop, "invite_code"), hop_user(hop), hop_phone(hop) };
+	const char *p[5];
 
-	act_query(hop,
-		  "SELECT i.id, c.name, "
-		  "EXISTS (SELECT 1 FROM memberships m WHERE m.chama_id = i.chama_id AND m.user_id = $2 "
-		  "AND m.status = 'active'), "
-		  "EXISTS (SELECT 1 FROM join_requests j WHERE j.chama_id = i.chama_id AND j.user_id = $2 "
-		  "AND j.status = 'pending') "
-		  "FROM invites i JOIN chamas c ON c.id = i.chama_id AND c.deleted_at IS NULL AND c.status = 'active' "
-		  "WHERE i.code = $1 AND i.revoked_at IS NULL AND i.expires_at > now() AND i.uses < i.max_uses "
-		  "AND (i.invitee_phone IS NULL OR i.invitee_phone = $3)",
-		  3, p, invite_found);
+	act_audit_params(hop, p);
+	p[4] = hop_var(hop, "invite_code");
+	act_run(hop, &member_join_by_invite, p, join_requested);
 }
 
 /* ---- creating a chama ---- */
@@ -310,39 +247,36 @@ static void chama_created(struct ussd_hop *hop, const struct db_result *r)
 	if (act_db_failed(hop, r))
 		return;
 	pick(hop, r->res, 0);
-	hop_set_var(hop, "invite_code", PQgetvalue(r->res, 0, 3));
+	hop_set_var(hop, "invite_code", PQgetvalue(r->res, 0, 4));
 	hop_done(hop, NULL);
 }
 
 static void act_create_chama(struct ussd_hop *hop)
 {
 	char code[9];
-	const char *p[8];
+	const char *p[9];
 
 	util_random_code(code, 8);
-	hop_audit_params(hop, p);
-	p[3] = hop_var(hop, "create_name");
-	p[4] = hop_var(hop, "create_type");
-	p[5] = hop_var(hop, "create_amount");
-	p[6] = hop_var(hop, "create_freq");
-	p[7] = code;
-	if (!p[3] || !p[4] || !p[5] || !p[6]) {
+	act_audit_params(hop, p);
+	p[4] = hop_var(hop, "create_name");
+	p[5] = hop_var(hop, "create_type");
+	p[6] = hop_var(hop, "create_amount");
+	p[7] = hop_var(hop, "create_freq");
+	p[8] = code;
+	if (!p[4] || !p[5] || !p[6] || !p[7]) {
 		hop_end(hop, "expired");
 		return;
 	}
-	act_query(hop,
-		  "SELECT chama_id, name, role, invite_code FROM chama_create('ussd', $1, $2, $3::bigint, $4, $5, "
-		  "$6::bigint * 100, $7, $8)",
-		  8, p, chama_created);
+	act_run(hop, &chama_new, p, chama_created);
 }
 
 /* ---- officials ---- */
 
 static void invite_made(struct ussd_hop *hop, const struct db_result *r)
 {
-	if (act_db_failed(hop, r))
+	if (!act_outcome(hop, r))
 		return;
-	hop_set_var(hop, "invite_code", PQgetvalue(r->res, 0, 0));
+	hop_set_var(hop, "invite_code", PQgetvalue(r->res, 0, 1));
 	hop_done(hop, NULL);
 }
 
@@ -353,24 +287,20 @@ static void invite_made_phone(struct ussd_hop *hop, const struct db_result *r)
 	hop_done(hop, NULL);
 }
 
-static void invite_create_checked(struct ussd_hop *hop)
-{
-	char code[9];
-	const char *p[5];
-
-	util_random_code(code, 8);
-	hop_audit_params(hop, p);
-	p[3] = hop_var(hop, "chama_id");
-	p[4] = code;
-	act_query(hop,
-		  HOP_AUDIT_CTE "INSERT INTO invites (chama_id, created_by_user_id, code, max_uses, expires_at) "
-		  "SELECT $4::bigint, $3::bigint, $5, 50, now() + interval '30 days' FROM audit_ctx RETURNING code",
-		  5, p, invite_made);
-}
-
+/* The policy check is in the statement (chama.invite_create). */
 static void act_invite_create(struct ussd_hop *hop)
 {
-	act_require_official(hop, invite_create_checked);
+	const char *c = act_chama(hop);
+	char code[9];
+	const char *p[6];
+
+	if (!c)
+		return;
+	util_random_code(code, 8);
+	act_audit_params(hop, p);
+	p[4] = c;
+	p[5] = code;
+	act_run(hop, &chama_invite_new, p, invite_made);
 }
 
 /* An invite for one number (single use, 7 days) and its SMS, together. */
@@ -399,14 +329,12 @@ static void invite_phone_checked(struct ussd_hop *hop)
 
 static void act_invite_phone(struct ussd_hop *hop)
 {
-	act_require_official(hop, invite_phone_checked);
+	act_require(hop, "chama.invite_phone", invite_phone_checked);
 }
 
 static void act_join_requests_load(struct ussd_hop *hop)
 {
-	act_list_for_officials(hop, "join_requests", "SELECT j.id, u.full_name || ' ' || u.phone FROM join_requests j "
-			       "JOIN users u ON u.id = j.user_id WHERE j.chama_id = $2::bigint AND j.status = 'pending' "
-			       "ORDER BY j.created_at LIMIT 200");
+	act_list_for(hop, "chama.join_decide", &chama_join_requests);
 }
 
 static void join_decided(struct ussd_hop *hop, const struct db_result *r)
@@ -487,7 +415,7 @@ static void act_mpesa_contribute(struct ussd_hop *hop)
 	const struct config *cfg = hop_app(hop)->cfg;
 	const char *c = act_chama(hop), *amount = hop_var(hop, "amount");
 	char ref[16], key[128], daily[16], delay[16];
-	const char *p[10];
+	const char *p[11];
 	long long kes;
 
 	if (!c)
@@ -512,17 +440,9 @@ static void act_mpesa_contribute(struct ussd_hop *hop)
 	p[8] = cfg->ussd_timezone;
 	snprintf(delay, sizeof(delay), "%d", cfg->mpesa_push_delay_ms);
 	p[9] = delay;
+	p[10] = "ussd";
 	/* the row is the push: due push_delay_ms from now, for any daemon */
-	act_query(hop,
-		  HOP_AUDIT_CTE "INSERT INTO mpesa_requests (chama_id, user_id, phone, amount_cents, account_ref, "
-		  "idempotency_key, push_at) SELECT $4::bigint, $3::bigint, $1, $5::bigint * 100, $6, $7, "
-		  "now() + make_interval(secs => $10::int / 1000.0) FROM audit_ctx "
-		  "WHERE (SELECT coalesce(sum(amount_cents), 0) FROM mpesa_requests WHERE user_id = $3::bigint "
-		  "AND status IN ('created', 'pushed', 'confirmed', 'unknown') "
-		  "AND created_at >= (date_trunc('day', now() AT TIME ZONE $9) AT TIME ZONE $9)) "
-		  "+ $5::bigint * 100 <= $8::bigint * 100 "
-		  "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-		  10, p, mpesa_requested);
+	act_run(hop, &money_mpesa_request, p, mpesa_requested);
 }
 
 /* The member's last movements in this chama, newest first, from the

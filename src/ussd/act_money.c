@@ -1,62 +1,37 @@
 /*
  * act_money: officials' money actions on USSD: recording cash a member
  * handed over, allocating money that landed in suspense, reversing a
- * payment.  Each is one statement that checks the official's role in the
- * database (treasurer or chairperson), whatever the menu showed, and posts
- * through the ledger functions (post_contribution, suspense_allocate,
- * reverse_contribution): one transaction, idempotent, audited, with the
- * member's SMS in the outbox.
+ * payment.  Each is one dom/money statement whose schema function checks
+ * the policy itself (whatever the menu showed), posts through ledger_post
+ * (one transaction, idempotent, audited, dated by base/clock) with the
+ * member's SMS in the outbox, and answers an outcome row (act_outcome).
  */
 #include "ussd/act.h"
 #include "app.h"
+#include "base/clock.h"
 #include "base/config.h"
 #include "base/util.h"
+#include "dom/money.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MONEY_OFFICIAL(u, c) \
-	"EXISTS (SELECT 1 FROM memberships WHERE user_id = " u " AND chama_id = " c " AND status = 'active' " \
-	"AND role IN ('treasurer', 'chairperson'))"
-
-/* Ends the hop for the errors the ledger functions raise on purpose. */
-static bool money_refused(struct ussd_hop *hop, const struct db_result *r)
-{
-	if (r->status == DB_ERROR && r->sqlstate && !strcmp(r->sqlstate, "42501")) {
-		hop_end(hop, "end_not_allowed");
-		return true;
-	}
-	if (r->status == DB_ERROR && r->sqlstate && !strcmp(r->sqlstate, "P0002")) {
-		hop_fail(hop, "err_member_number");
-		return true;
-	}
-	return act_db_failed(hop, r);
-}
-
 /* ---- cash ---- */
 
 static void cash_recorded(struct ussd_hop *hop, const struct db_result *r)
 {
-	if (money_refused(hop, r))
+	if (!act_outcome(hop, r))
 		return;
-	if (PQntuples(r->res) != 1) {
-		hop_fail(hop, "err_member_number");
-		return;
-	}
-	if (strcmp(PQgetvalue(r->res, 0, 0), "t")) {
-		hop_end(hop, "end_not_allowed");
-		return;
-	}
-	hop_set_var(hop, "payer_name", PQgetvalue(r->res, 0, 1));
+	hop_set_var(hop, "payer_name", PQgetvalue(r->res, 0, 2));
 	hop_done(hop, NULL);
 }
 
 static void act_cash_record(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
-	char key[128], *body;
-	const char *p[8];
+	char key[128], at[CLOCK_TEXT_MAX], *body;
+	const char *p[10];
 
 	if (!c)
 		return;
@@ -70,20 +45,14 @@ static void act_cash_record(struct ussd_hop *hop)
 	}
 	hop_set_var(hop, "chama", hop_var(hop, "chama_name"));
 	body = hop_text_lang(hop, "sms_cash_receipt", LANG_EN);
-	hop_audit_params(hop, p);
-	p[3] = c;
-	p[4] = hop_var(hop, "member_no");
-	p[5] = hop_var(hop, "cash_amount");
-	p[6] = key;
-	p[7] = body;
-	act_query(hop,
-		  "SELECT " MONEY_OFFICIAL("$3::bigint", "$4::bigint") ", mb.full_name, "
-		  "CASE WHEN " MONEY_OFFICIAL("$3::bigint", "$4::bigint") " THEN (SELECT pc.contribution_id FROM "
-		  "post_contribution($4::bigint, mb.user_id, $6::bigint * 100, 'savings', 'cash', NULL, $7, $3::bigint, "
-		  "'ussd', $1, $2, $8) pc) END FROM (SELECT m.user_id, u.full_name FROM memberships m "
-		  "JOIN users u ON u.id = m.user_id WHERE m.chama_id = $4::bigint AND m.member_number = $5::int "
-		  "AND m.status = 'active') mb",
-		  8, p, cash_recorded);
+	act_audit_params(hop, p);
+	p[4] = c;
+	p[5] = hop_var(hop, "member_no");
+	p[6] = hop_var(hop, "cash_amount");
+	p[7] = key;
+	p[8] = body;
+	p[9] = clock_p_at(at);
+	act_run(hop, &money_cash_record, p, cash_recorded);
 	free(body);
 }
 
@@ -91,36 +60,34 @@ static void act_cash_record(struct ussd_hop *hop)
 
 static void act_suspense_load(struct ussd_hop *hop)
 {
-	act_list_for_officials(hop, "suspense",
-		  "SELECT e.id, 'KES ' || (l.amount_cents / 100) || ' ' || coalesce(f.external_reference, '') || ' ' || "
-		  "to_char(e.created_at, 'DD Mon') FROM journal_entries e "
-		  "JOIN journal_lines l ON l.entry_id = e.id AND l.side = 'credit' "
-		  "LEFT JOIN financial_audit_logs f ON f.idempotency_key = 'suspense:' || e.idempotency_key "
-		  "WHERE e.chama_id = $2::bigint AND e.kind = 'c2b_unmatched' AND NOT EXISTS (SELECT 1 FROM "
-		  "journal_entries a WHERE a.idempotency_key = 'suspense:' || e.id || ':allocated') ORDER BY e.id LIMIT 100");
+	act_list_for(hop, "money.suspense_allocate", &money_suspense_list);
 }
 
 static void allocated(struct ussd_hop *hop, const struct db_result *r)
 {
-	if (money_refused(hop, r))
+	if (!act_outcome(hop, r))
 		return;
 	hop_done(hop, NULL);
 }
 
 static void act_suspense_allocate(struct ussd_hop *hop)
 {
-	char *body;
-	const char *p[6];
+	const char *c = act_chama(hop);
+	char at[CLOCK_TEXT_MAX], *body;
+	const char *p[9];
 
+	if (!c)
+		return;
 	hop_set_var(hop, "amount", "");
 	hop_set_var(hop, "chama", hop_var(hop, "chama_name"));
 	body = hop_text_lang(hop, "sms_allocated", LANG_EN);
-	hop_audit_params(hop, p);
-	p[3] = hop_var(hop, "suspense_id");
-	p[4] = hop_var(hop, "member_no");
-	p[5] = body;
-	act_query(hop, "SELECT * FROM suspense_allocate($4::bigint, $5::int, $3::bigint, 'ussd', $1, $2, $6)", 6, p,
-		  allocated);
+	act_audit_params(hop, p);
+	p[4] = c;
+	p[5] = hop_var(hop, "suspense_id");
+	p[6] = hop_var(hop, "member_no");
+	p[7] = body;
+	p[8] = clock_p_at(at);
+	act_run(hop, &money_suspense_allocate, p, allocated);
 	free(body);
 }
 
@@ -128,45 +95,33 @@ static void act_suspense_allocate(struct ussd_hop *hop)
 
 static void act_reverse_load(struct ussd_hop *hop)
 {
-	act_list_for_officials(hop, "reversible",
-		  "SELECT k.id, to_char(k.contributed_at, 'DD Mon') || ' KES ' || (k.amount_cents / 100) || "
-		  "CASE WHEN k.amount_cents % 100 <> 0 THEN '.' || lpad((k.amount_cents % 100)::text, 2, '0') ELSE '' END "
-		  "|| ' ' || u.full_name FROM contributions k JOIN users u ON u.id = k.user_id "
-		  "WHERE k.chama_id = $2::bigint AND k.status = 'confirmed' AND k.deleted_at IS NULL "
-		  "ORDER BY k.contributed_at DESC, k.id DESC LIMIT 30");
+	act_list_for(hop, "money.payment_reverse", &money_reversible_list);
 }
 
 static void reversed(struct ussd_hop *hop, const struct db_result *r)
 {
-	if (money_refused(hop, r))
+	if (!act_outcome(hop, r))
 		return;
-	if (PQgetisnull(r->res, 0, 0)) {
-		hop_end(hop, "end_not_allowed");
-		return;
-	}
 	hop_done(hop, NULL);
 }
 
 static void act_contribution_reverse(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
-	char *body;
-	const char *p[7];
+	char at[CLOCK_TEXT_MAX], *body;
+	const char *p[9];
 
 	if (!c)
 		return;
 	hop_set_var(hop, "chama", hop_var(hop, "chama_name"));
 	body = hop_text_lang(hop, "sms_reversed", LANG_EN);
-	hop_audit_params(hop, p);
-	p[3] = hop_var(hop, "contribution_id");
-	p[4] = hop_var(hop, "reason");
-	p[5] = body;
-	p[6] = c;
-	act_query(hop,
-		  "SELECT CASE WHEN " MONEY_OFFICIAL("$3::bigint", "$7::bigint") " AND EXISTS (SELECT 1 FROM contributions "
-		  "WHERE id = $4::bigint AND chama_id = $7::bigint) THEN (SELECT r.entry_id FROM reverse_contribution("
-		  "$4::bigint, $5, $3::bigint, 'ussd', $1, $2, $6) r) END",
-		  7, p, reversed);
+	act_audit_params(hop, p);
+	p[4] = c;
+	p[5] = hop_var(hop, "contribution_id");
+	p[6] = hop_var(hop, "reason");
+	p[7] = body;
+	p[8] = clock_p_at(at);
+	act_run(hop, &money_payment_reverse, p, reversed);
 	free(body);
 }
 

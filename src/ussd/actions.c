@@ -8,6 +8,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "dom/policy.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +20,6 @@ struct act_call {
 	act_redis_fn rfn;
 	void (*then)(struct ussd_hop *hop);
 };
-
-/* who may see the officials' lists and run their actions */
-#define OFFICIAL_ROLES "('chairperson', 'treasurer', 'secretary')"
 
 static void db_done(const struct db_result *r, void *arg)
 {
@@ -90,14 +88,22 @@ void act_list(struct ussd_hop *hop, const char *name, const char *sql)
 		act_query_prepared(hop, name, sql, 3, p, items_loaded);
 }
 
-/* First column: whether the user is an official; then the list's (value,
- * label), NULL when the list is empty or not theirs to see. */
-static void official_items_loaded(struct ussd_hop *hop, const struct db_result *r)
+void act_list_run(struct ussd_hop *hop, const struct db_stmt *s)
+{
+	const char *p[3];
+
+	if (list_params(hop, p))
+		act_run(hop, s, p, items_loaded);
+}
+
+/* First column: whether the policy allows the user the list; then the
+ * list's (value, label), NULL when the list is empty or not theirs. */
+static void policy_items_loaded(struct ussd_hop *hop, const struct db_result *r)
 {
 	if (act_db_failed(hop, r))
 		return;
 	if (PQntuples(r->res) < 1 || strcmp(PQgetvalue(r->res, 0, 0), "t")) {
-		hop_end(hop, "end_not_allowed");
+		hop_fail(hop, "err_not_official");
 		return;
 	}
 	for (int i = 0; i < PQntuples(r->res); i++)
@@ -106,20 +112,16 @@ static void official_items_loaded(struct ussd_hop *hop, const struct db_result *
 	hop_done(hop, NULL);
 }
 
-void act_list_for_officials(struct ussd_hop *hop, const char *name, const char *sql)
+void act_list_for(struct ussd_hop *hop, const char *action, const struct db_stmt *s)
 {
 	const char *p[3];
-	char *full;
 
-	if (!list_params(hop, p))
+	if (!policy_in(hop_var(hop, "allowed"), action)) {
+		hop_fail(hop, "err_not_official");
 		return;
-	/* one statement: the role check and the list together */
-	full = xasprintf("SELECT ok.allowed, x.* FROM (SELECT EXISTS (SELECT 1 FROM memberships WHERE user_id = $1::bigint "
-			 "AND chama_id = $2::bigint AND status = 'active' AND role IN " OFFICIAL_ROLES ") "
-			 "AND $3::text IS NOT NULL) ok (allowed) LEFT JOIN LATERAL (%s) x ON ok.allowed",
-			 sql);
-	act_query_prepared(hop, name, full, 3, p, official_items_loaded);
-	free(full);
+	}
+	if (list_params(hop, p))
+		act_run(hop, s, p, policy_items_loaded);
 }
 
 static void redis_done(const struct redis_result *r, void *arg)
@@ -172,7 +174,7 @@ const char *act_chama(struct ussd_hop *hop)
 	return c;
 }
 
-static void official_checked(const struct db_result *r, void *arg)
+static void policy_checked(const struct db_result *r, void *arg)
 {
 	struct act_call *c = arg;
 
@@ -180,28 +182,57 @@ static void official_checked(const struct db_result *r, void *arg)
 		hop_overloaded(c->hop, r->error ? r->error : db_status_name(r->status));
 	else if (r->status != DB_OK)
 		hop_unavailable(c->hop, r->error ? r->error : db_status_name(r->status));
-	else if (PQntuples(r->res) != 1)
-		hop_end(c->hop, "end_not_allowed");
+	else if (PQntuples(r->res) != 1 || strcmp(PQgetvalue(r->res, 0, 0), "t"))
+		hop_fail(c->hop, "err_not_official");
 	else
 		c->then(c->hop);
 	free(c);
 }
 
-void act_require_official(struct ussd_hop *hop, void (*fn)(struct ussd_hop *hop))
+void act_require(struct ussd_hop *hop, const char *action, void (*fn)(struct ussd_hop *hop))
 {
 	const char *chama = act_chama(hop);
-	const char *params[2];
+	const char *params[3];
 	struct act_call *c;
 
 	if (!chama)
 		return;
+	if (!policy_in(hop_var(hop, "allowed"), action)) {
+		hop_fail(hop, "err_not_official");
+		return;
+	}
 	params[0] = hop_user(hop);
 	params[1] = chama;
+	params[2] = action;
 	c = xcalloc(1, sizeof(*c));
 	c->hop = hop;
 	c->then = fn;
-	db_query_prepared_by(hop_app(hop)->db, hop_deadline_ms(hop), "is_official",
-			     "SELECT 1 FROM memberships WHERE user_id = $1 AND chama_id = $2 AND status = 'active' "
-			     "AND role IN " OFFICIAL_ROLES,
-			     2, params, official_checked, c);
+	db_run_by(hop_app(hop)->db, hop_deadline_ms(hop), &policy_check, params, policy_checked, c);
+}
+
+void act_audit_params(const struct ussd_hop *hop, const char *out[4])
+{
+	hop_audit_params(hop, out);
+	out[3] = "ussd";
+}
+
+const char *act_outcome(struct ussd_hop *hop, const struct db_result *r)
+{
+	const char *key;
+
+	if (act_db_failed(hop, r))
+		return NULL;
+	if (PQntuples(r->res) != 1 || PQnfields(r->res) < 1 || PQgetisnull(r->res, 0, 0)) {
+		/* the schema functions always answer one outcome row: a bug */
+		hop_unavailable(hop, "no outcome row");
+		return NULL;
+	}
+	key = PQgetvalue(r->res, 0, 0);
+	if (!strncmp(key, "ok_", 3))
+		return key;
+	if (!strncmp(key, "end_", 4))
+		hop_end(hop, key);
+	else
+		hop_fail(hop, key);
+	return NULL;
 }

@@ -35,6 +35,7 @@
 #include "ussd/ussd_hop.h"
 #include "app.h"
 #include "dom/auth.h"
+#include "dom/policy.h"
 #include "base/config.h"
 #include "net/db.h"
 #include "base/gsm7.h"
@@ -118,6 +119,7 @@ struct ussd_hop {
 };
 
 static void enter_screen(struct ussd_hop *h, const char *id, bool push);
+static void invalid(struct ussd_hop *h, const char *key);
 static void step(struct ussd_hop *h, const char *input);
 static void finish(struct ussd_hop *h);
 
@@ -156,17 +158,13 @@ static const char *var_lookup(const char *name, void *arg)
 	return hop_var(arg, name);
 }
 
-static unsigned role_bits(const char *role)
+/* The menus' visibility hook: a protected action is offered when the
+ * actions the session keeps with the member's role (set with the chama
+ * they picked, dom/policy.h) include it.  The statement behind it checks
+ * again in the database. */
+static bool hop_allows(const char *action, void *arg)
 {
-	if (!role)
-		return 0;
-	if (!strcmp(role, "chairperson"))
-		return MENU_ROLE_CHAIRPERSON;
-	if (!strcmp(role, "treasurer"))
-		return MENU_ROLE_TREASURER;
-	if (!strcmp(role, "secretary"))
-		return MENU_ROLE_SECRETARY;
-	return MENU_ROLE_MEMBER;
+	return policy_in(hop_var(arg, "allowed"), action);
 }
 
 static bool logged_in(struct ussd_hop *h)
@@ -481,7 +479,7 @@ static void render(struct ussd_hop *h)
 		.lang = hop_lang(h),
 		.var = var_lookup,
 		.var_arg = h,
-		.roles = role_bits(hop_var(h, "role")),
+		.allows = hop_allows,
 		.notice = h->notice ? text_for(h, h->notice) : NULL,
 		.items = labels,
 		.nitems = n,
@@ -800,6 +798,12 @@ static void enter_screen(struct ussd_hop *h, const char *id, bool push)
 		hop_end(h, "expired");
 		return;
 	}
+	if (sc->policy && !hop_allows(sc->policy, h)) {
+		/* reached by a path no option offered (a stale link): refused
+		 * here, as the statement behind it would */
+		invalid(h, "err_not_official");
+		return;
+	}
 	if (!strcmp(id, "main")) {
 		json_array_clear(stack);
 	} else if (push && h->sc && strcmp(h->sc->id, id)) {
@@ -976,7 +980,8 @@ static void step(struct ussd_hop *h, const char *in)
 		if (n < 1 || n > (long long)sc->noptions)
 			break;
 		op = &sc->options[n - 1];
-		if (op->roles && !(op->roles & role_bits(hop_var(h, "role"))))
+		if (!menu_option_offered(h->menus, sc, (size_t)(n - 1),
+					 &(struct menu_view){ .var_arg = h, .allows = hop_allows }))
 			break;	/* hidden from this user */
 		if (op->set_var) {
 			if (!strcmp(op->set_var, "lang")) {

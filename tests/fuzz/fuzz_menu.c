@@ -145,6 +145,13 @@ static void check_string(const struct menu_set *set, const char *key)
 	}
 }
 
+static bool allow_everything(const char *action, void *arg)
+{
+	(void)action;
+	(void)arg;
+	return true;
+}
+
 static void render_one(const struct menu_set *set, const struct menu_screen *sc, struct menu_view *v,
 		       struct buf *out)
 {
@@ -154,15 +161,15 @@ static void render_one(const struct menu_set *set, const struct menu_screen *sc,
 	char line[512];
 
 	FUZZ_CHECKF(n >= 0, "screen %s (%s): render is not GSM-7: \"%s\"", sc->id, menu_lang_code(v->lang), text);
-	FUZZ_CHECKF(n <= v->cap, "screen %s (%s, roles %#x, notice %s, items %zu from %zu): %d septets over the cap "
-		    "of %d:\n%s", sc->id, menu_lang_code(v->lang), v->roles, v->notice ? "yes" : "no", v->nitems,
-		    v->first, n, v->cap, text);
+	FUZZ_CHECKF(n <= v->cap, "screen %s (%s, policy %s, notice %s, items %zu from %zu): %d septets over the cap "
+		    "of %d:\n%s", sc->id, menu_lang_code(v->lang), v->allows ? "all" : "none", v->notice ? "yes" : "no",
+		    v->nitems, v->first, n, v->cap, text);
 	FUZZ_CHECKF(shown <= (v->nitems > v->first ? v->nitems - v->first : 0), "%zu items shown of %zu from %zu",
 		    shown, v->nitems, v->first);
 	for (size_t i = 0; i < sc->noptions; i++) {
 		const struct menu_option *o = &sc->options[i];
 
-		if (o->roles && !(o->roles & v->roles))
+		if (!menu_option_offered(set, sc, i, v))
 			continue;
 		if (o->key)
 			snprintf(line, sizeof line, "\n%s. %s", o->key, o->label.s[v->lang]);
@@ -175,7 +182,8 @@ static void render_one(const struct menu_set *set, const struct menu_screen *sc,
 
 static void render_screen(const struct menu_set *set, const struct menu_screen *sc, struct view_in *vi)
 {
-	static const unsigned roles[] = { 0, MENU_ROLE_MEMBER, ~0u };
+	/* nothing protected allowed (a member), or everything */
+	bool (*const roles[])(const char *, void *) = { NULL, allow_everything };
 	char notice[64];
 	struct buf out;
 
@@ -187,7 +195,7 @@ static void render_screen(const struct menu_set *set, const struct menu_screen *
 			for (int with_notice = 0; with_notice < 2; with_notice++) {
 				struct menu_view v = {
 					.lang = (enum menu_lang)lang, .var = var_value, .var_arg = vi,
-					.roles = roles[r], .notice = with_notice ? notice : NULL,
+					.allows = roles[r], .notice = with_notice ? notice : NULL,
 					.items = vi->items, .nitems = 0, .first = 0,
 					.back = sc->back, .home = sc->home, .cap = opts.screen_max,
 				};

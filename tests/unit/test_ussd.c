@@ -247,6 +247,20 @@ static const char *fixed_var(const char *name, void *arg)
 	return !strcmp(name, "who") ? "Zoe \xe2\x80\x9cZ\xe2\x80\x9d Ng\xc3\xa2" : NULL;
 }
 
+/* the policy of a member (nothing protected) and of an official (chama.boss) */
+static bool allows_nothing(const char *action, void *arg)
+{
+	(void)action;
+	(void)arg;
+	return false;
+}
+
+static bool allows_boss(const char *action, void *arg)
+{
+	(void)arg;
+	return !strcmp(action, "chama.boss");
+}
+
 void test_menu_render_limits(void)
 {
 	static const char j[] = "{" NAV ", \"screens\": {"
@@ -254,7 +268,7 @@ void test_menu_render_limits(void)
 		"\"text\": {\"en\": \"Members of {who}:\", \"sw\": \"Wanachama:\"}, \"empty\": {\"en\": \"None\", \"sw\": \"Hakuna\"}},"
 		"\"m\": {\"type\": \"menu\", \"text\": {\"en\": \"Menu\", \"sw\": \"Menyu\"}, \"options\": ["
 		"{\"label\": {\"en\": \"One\", \"sw\": \"Moja\"}, \"next\": \"m\"},"
-		"{\"label\": {\"en\": \"Boss\", \"sw\": \"Bosi\"}, \"next\": \"m\", \"roles\": [\"official\"]},"
+		"{\"label\": {\"en\": \"Boss\", \"sw\": \"Bosi\"}, \"next\": \"m\", \"policy\": \"chama.boss\"},"
 		"{\"label\": {\"en\": \"Three\", \"sw\": \"Tatu\"}, \"next\": \"m\"}]}}}";
 	struct menu_set *m = menu_set_new();
 	char err[256], label[40];
@@ -288,11 +302,11 @@ void test_menu_render_limits(void)
 	T_CHECK(total == 40 && pages > 5);
 	/* an official's option is hidden from a member and does not renumber the rest */
 	{
-		struct menu_view v = { LANG_SW, NULL, NULL, MENU_ROLE_MEMBER, "Chaguo si sahihi.", NULL, 0, 0, false, false, 160 };
+		struct menu_view v = { LANG_SW, NULL, NULL, allows_nothing, "Chaguo si sahihi.", NULL, 0, 0, false, false, 160 };
 
 		menu_render(m, menu_screen(m, "m"), &v, &out);
 		T_STREQ(out.data, "Chaguo si sahihi.\nMenyu\n1. Moja\n3. Tatu");
-		v.roles = MENU_ROLE_SECRETARY;
+		v.allows = allows_boss;
 		menu_render(m, menu_screen(m, "m"), &v, &out);
 		T_CHECK(strstr(out.data, "\n2. Bosi\n") != NULL);
 	}
