@@ -67,7 +67,8 @@ $$;
 -- its financial audit row (which financial_audit_chain links to the end of
 -- the chama's chain), all dated p_at, once per idempotency key: a repeat of
 -- the key returns the entry the first call made (created false) and writes
--- nothing, whatever else it says.  Corrections are new entries (p_reverses),
+-- nothing, whatever else it says, also when the two run at once (the second
+-- waits for the first to commit).  Corrections are new entries (p_reverses),
 -- never edits.  The entry must balance (journal_entry_balanced, at commit)
 -- and no account may go below zero (ledger_accounts_not_negative): those
 -- are bugs, so they raise.
@@ -102,7 +103,15 @@ BEGIN
                                  actor_user_id, channel, memo, created_at)
     VALUES (p_chama, p_kind, p_ref_table, p_ref_id, p_idem_key, p_reverses, p_actor, coalesce(p_channel, 'system'),
             left(p_memo, 200), p_at)
+    ON CONFLICT ON CONSTRAINT journal_entries_idempotency_key_key DO NOTHING
     RETURNING id INTO e;
+    IF e IS NULL THEN
+        -- the same key, posted by a call that committed while this one
+        -- waited on it: that posting is the one
+        SELECT j.id INTO STRICT e FROM journal_entries j WHERE j.idempotency_key = p_idem_key;
+        RETURN QUERY SELECT e, false;
+        RETURN;
+    END IF;
     FOR l IN SELECT x.value FROM jsonb_array_elements(p_lines) x LOOP
         IF l ? 'account' THEN
             a := (l ->> 'account')::bigint;

@@ -1,0 +1,281 @@
+"""One policy: policy_actions says who may do each protected action; the
+SQL check (policy_allows), the C check and what the menus offer all come
+from it.  For every role: every option offered leads to an action the role
+may do (and doing it works), and every action it may do is offered.  A
+role taken away in the middle of a session decides nothing: the statement
+itself refuses, with an outcome row the member reads in their language."""
+import glob
+import json
+import os
+import random
+import re
+
+from harness import ROOT
+from test_ussd import AT, PIN, new_phone, q, seed_chama, seed_user
+
+ROLES = ("member", "secretary", "treasurer", "chairperson")
+
+
+def menus():
+    screens, strings = {}, {}
+    for f in sorted(glob.glob(os.path.join(ROOT, "menus", "*.json"))):
+        d = json.load(open(f))
+        screens.update(d.get("screens", {}))
+        strings.update(d.get("strings", {}))
+    return screens, strings
+
+
+def behind_screen(screens, sid, seen=frozenset()):
+    """The protected actions a screen belongs to: its own "policy", or for a
+    menu whose every option is protected, theirs; empty when anyone sees it."""
+    sc = screens[sid]
+    if sc.get("policy"):
+        return {sc["policy"]}
+    if sc["type"] != "menu" or sid in seen:
+        return set()
+    subs = [behind_option(screens, op, seen | {sid}) for op in sc["options"]]
+    return set().union(*subs) if all(subs) else set()
+
+
+def behind_option(screens, op, seen=frozenset()):
+    return {op["policy"]} if op.get("policy") else behind_screen(screens, op["next"], seen)
+
+
+def offered_numbers(screen):
+    return {int(m.group(1)) for m in re.finditer(r"^(\d+)\. ", screen, re.M)}
+
+
+def allowed_of(env, role):
+    rows = q(env, "SELECT policy_allowed('%s')" % role)  # '' (no row printed) for none
+    return set(rows[0][0].split()) if rows else set()
+
+
+def chama_with_everyone(env):
+    """A chama with its three officials, a paying member, a pending join
+    request, money in suspense and a confirmed payment."""
+    phones = {r: new_phone() for r in ROLES}
+    cid, ids = seed_chama(env, "Policy Chama %d" % random.randrange(10 ** 9),
+                          members=[(phones[r], "The " + r.title(), r) for r in ROLES])
+    users = dict(zip(ROLES, ids))
+    (num,), = q(env, "SELECT member_number FROM memberships WHERE user_id = %s" % users["member"])
+    newcomer = seed_user(env, new_phone(), "New Comer")
+    q(env, "INSERT INTO join_requests (chama_id, user_id) VALUES (%s, %s)" % (cid, newcomer))
+    ref = "QP%08d" % random.randrange(10 ** 8)
+    q(env, "SELECT post_suspense(%s, 120000, '%s', 'c2b:%s', 'mpesa', '%s', 'test', now())" % (cid, ref, ref, ref))
+    q(env, "SELECT post_contribution(%s, %s, 30000, 'savings', 'cash', NULL, 'policy:%s', NULL, 'admin', NULL, 't', "
+           "NULL)" % (cid, users["member"], ref))
+    return {"cid": cid, "phones": phones, "users": users, "num": num, "newcomer": newcomer}
+
+
+def reach(c, phone, path):
+    s = AT(c, phone)
+    screen = s.login()
+    for inp in path:
+        end, screen = s.send(inp)
+        assert not end, (path, screen)
+    return s, screen
+
+
+def walk(c, phone, screens, allowed, path=(), sid="main", offered=None, problems=None):
+    """Every protected option the role is shown from main: offered[action]
+    is the path (option numbers) to it; problems lists what is offered but
+    not allowed and what is allowed but hidden."""
+    offered = {} if offered is None else offered
+    problems = [] if problems is None else problems
+    _, screen = reach(c, phone, path)
+    shown = offered_numbers(screen)
+    for i, op in enumerate(screens[sid]["options"]):
+        b = behind_option(screens, op, frozenset({sid}))
+        if not b:
+            continue  # for everyone
+        n = i + 1
+        if n in shown and not b & allowed:
+            problems.append("%s > %s offered, but %s allowed none of %s" % (sid, op["label"]["en"], sorted(allowed),
+                                                                              sorted(b)))
+        if n not in shown and b & allowed:
+            problems.append("%s > %s hidden, but %s is allowed" % (sid, op["label"]["en"], sorted(b & allowed)))
+        if n not in shown:
+            continue
+        own = op.get("policy") or screens[op["next"]].get("policy")
+        if own:
+            offered[own] = list(path) + [str(n)]
+        else:
+            walk(c, phone, screens, allowed, tuple(path) + (str(n),), op["next"], offered, problems)
+    return offered, problems
+
+
+def do(env, c, ch, role, action, path):
+    """Does the action as the role, from the path to it; asserts it worked."""
+    phone, cid = ch["phones"][role], ch["cid"]
+    s, screen = reach(c, phone, path[:-1])
+    end, screen = s.send(path[-1])
+    if action == "chama.join_decide":
+        assert "1. New Comer" in screen, screen
+        end, screen = s.send("1")
+        end, screen = s.send("1")
+        assert screen.startswith("Request approved."), screen
+        assert q(env, "SELECT status FROM join_requests WHERE user_id = %s" % ch["newcomer"]) == [["approved"]]
+    elif action == "chama.invite_create":
+        assert end and "New invite code:" in screen, screen
+        code = re.search(r"code: ([A-Z0-9]+)", screen).group(1)
+        assert q(env, "SELECT chama_id FROM invites WHERE code = '%s'" % code) == [[cid]]
+    elif action == "chama.invite_phone":
+        invitee = new_phone()
+        end, screen = s.send("0" + invitee[4:])
+        assert end and ("sent by SMS to %s" % invitee) in screen, screen
+    elif action == "money.cash_record":
+        s.send(str(ch["num"]))
+        s.send("1500")
+        end, screen = s.send("1")
+        assert end and screen.startswith("Recorded KES 1500 from The Member."), screen
+        assert q(env, "SELECT count(*) FROM contributions WHERE chama_id = %s AND method = 'cash' AND "
+                      "amount_cents = 150000 AND recorded_by_user_id = %s" % (cid, ch["users"][role])) == [["1"]]
+    elif action == "money.suspense_allocate":
+        assert "1. KES 1200" in screen, screen
+        s.send("1")
+        end, screen = s.send(str(ch["num"]))
+        assert end and screen.startswith("Allocated to member %s" % ch["num"]), screen
+    elif action == "money.payment_reverse":
+        assert "1. " in screen and "The Member" in screen, screen
+        s.send("1")
+        s.send("counted twice")
+        end, screen = s.send("1")
+        assert end and screen == "Reversed. The member is told by SMS.", screen
+        assert q(env, "SELECT count(*) FROM contributions WHERE chama_id = %s AND status = 'reversed'" % cid) == [["1"]]
+    else:
+        raise AssertionError("no test flow for %s: add one here" % action)
+
+
+def test_policy_rows_menus_and_sql_agree(env):
+    screens, strings = menus()
+    named = {sc["policy"] for sc in screens.values() if sc.get("policy")} | \
+        {op["policy"] for sc in screens.values() for op in sc.get("options", []) if op.get("policy")}
+    rows = {r[0]: set(r[1].strip("{}").split(",")) for r in q(env, "SELECT action, roles FROM policy_actions")}
+    # every action the menus name is a row, every row is named by the menus
+    assert named == set(rows), (named ^ set(rows))
+    # the SQL check: exactly the roles of the row, for active members only
+    ch = chama_with_everyone(env)
+    for role in ROLES:
+        uid = ch["users"][role]
+        got = {a for a in rows if q(env, "SELECT policy_allows(%s, %s, '%s')" % (uid, ch["cid"], a)) == [["t"]]}
+        assert got == {a for a, r in rows.items() if role in r} == allowed_of(env, role), (role, got)
+    q(env, "UPDATE memberships SET status = 'left', left_at = now() WHERE user_id = %s" % ch["users"]["treasurer"])
+    assert q(env, "SELECT policy_allows(%s, %s, 'money.cash_record')" % (ch["users"]["treasurer"], ch["cid"])) == \
+        [["f"]]
+    # an action with no row is a bug, not a refusal
+    assert "no policy for action \"money.no_such\"" in env.psql_error(
+        "SELECT policy_allows(1, 1, 'money.no_such')")
+    # every outcome key a function can answer has its words (both languages)
+    keys = set()
+    for (src,) in q(env, "SELECT prosrc FROM pg_proc WHERE pronamespace = 'public'::regnamespace"):
+        keys |= set(re.findall(r"'((?:ok|err|end)_[a-z_]+)'", src))
+    assert {"err_not_official", "err_member_number", "err_no_suspense", "err_already_allocated",
+            "err_no_contribution", "err_not_posted", "err_already_reversed", "ok_cash_recorded"} <= keys, keys
+    missing = {k for k in keys if not (strings.get(k, {}).get("en") and strings.get(k, {}).get("sw"))}
+    assert not missing, missing
+
+
+def test_policy_every_role_is_offered_exactly_what_it_may_do(env):
+    """For each role: walking the menus from the main screen, every
+    protected option shown leads to an action the role may do, every action
+    it may do is shown, and doing each one shown works."""
+    screens, _ = menus()
+    c = env.chamad()
+    for role in ROLES:
+        ch = chama_with_everyone(env)
+        allowed = allowed_of(env, role)
+        offered, problems = walk(c, ch["phones"][role], screens, allowed)
+        assert not problems, (role, problems)
+        assert set(offered) == allowed, (role, sorted(offered), sorted(allowed))
+        for action, path in sorted(offered.items()):
+            do(env, c, ch, role, action, path)
+    # the roles differ: a member is offered nothing, the money is the
+    # treasurer's and the chairperson's
+    assert allowed_of(env, "member") == set()
+    assert {a for a in allowed_of(env, "secretary") if a.startswith("money.")} == set()
+    assert {a for a in allowed_of(env, "treasurer") if a.startswith("money.")} == \
+        {"money.cash_record", "money.suspense_allocate", "money.payment_reverse"}
+    c.stop()
+
+
+def test_policy_secretary_is_not_shown_money(env):
+    """The bug: the secretary was shown Officials > Money and then refused on
+    every item.  Now Money is not offered, what is offered works, and the
+    Money number typed anyway is an invalid choice."""
+    screens, _ = menus()
+    c = env.chamad()
+    ch = chama_with_everyone(env)
+    phone = ch["phones"]["secretary"]
+    main = screens["main"]["options"]
+    officials = str(1 + [o["next"] for o in main].index("officials_menu"))
+    s, screen = reach(c, phone, [officials])
+    assert screen.startswith("Officials:") and "Join requests" in screen, screen
+    assert "Money" not in screen, screen
+    money = str(1 + [o["next"] for o in screens["officials_menu"]["options"]].index("money_menu"))
+    end, screen = s.send(money)
+    assert not end and screen.startswith("Invalid choice."), screen
+    # and what is offered is not refused
+    for n in sorted(offered_numbers(reach(c, phone, [officials])[1]) - {0}):
+        s, screen = reach(c, phone, [officials])
+        end, screen = s.send(str(n))
+        assert "Only officials" not in screen and "cannot do this" not in screen, (n, screen)
+    c.stop()
+
+
+def test_policy_role_taken_away_mid_session(env):
+    """The session still offers what the role allowed when the chama was
+    picked; the statement checks the role it has now and answers an
+    outcome row (err_not_official), shown in the member's language; nothing
+    is written."""
+    screens, strings = menus()
+    c = env.chamad()
+    ch = chama_with_everyone(env)
+    treasurer, cid = ch["users"]["treasurer"], ch["cid"]
+    phone = ch["phones"]["treasurer"]
+    offered, problems = walk(c, phone, screens, allowed_of(env, "treasurer"))
+    assert not problems, problems
+    refused = strings["err_not_official"]["en"]
+
+    def demoted_then(path, inputs, last):
+        s, _ = reach(c, phone, path)
+        for inp in inputs:
+            s.send(inp)
+        q(env, "UPDATE memberships SET role = 'member' WHERE user_id = %s" % treasurer)
+        try:
+            return s.send(last)
+        finally:
+            q(env, "UPDATE memberships SET role = 'treasurer' WHERE user_id = %s" % treasurer)
+
+    end, screen = demoted_then(offered["money.cash_record"], [str(ch["num"]), "900"], "1")
+    assert not end and screen.startswith(refused + "\nRecord KES 900"), screen
+    assert q(env, "SELECT count(*) FROM contributions WHERE chama_id = %s AND method = 'cash' "
+                  "AND amount_cents = 90000" % cid) == [["0"]]
+    end, screen = demoted_then(offered["money.suspense_allocate"], ["1"], str(ch["num"]))
+    assert not end and screen.startswith(refused), screen
+    assert q(env, "SELECT balance_cents FROM ledger_accounts WHERE chama_id = %s AND kind = 'suspense'" % cid) == \
+        [["120000"]]
+    end, screen = demoted_then(offered["money.payment_reverse"], ["1", "not theirs"], "1")
+    assert not end and screen.startswith(refused), screen
+    assert q(env, "SELECT count(*) FROM contributions WHERE chama_id = %s AND status = 'reversed'" % cid) == [["0"]]
+    # an officials' list and an invite, the same
+    end, screen = demoted_then(offered["chama.join_decide"][:-1], [], offered["chama.join_decide"][-1])
+    assert not end and screen.startswith(refused), screen
+    before = q(env, "SELECT count(*) FROM invites WHERE chama_id = %s" % cid)
+    end, screen = demoted_then(offered["chama.invite_create"][:-1], [], offered["chama.invite_create"][-1])
+    assert not end and screen.startswith(refused), screen
+    assert q(env, "SELECT count(*) FROM invites WHERE chama_id = %s" % cid) == before
+    end, screen = demoted_then(offered["chama.invite_phone"], [], "0" + new_phone()[4:])
+    assert not end and screen.startswith(refused), screen
+    # in Swahili for a Swahili member
+    q(env, "UPDATE users SET preferred_language = 'sw' WHERE id = %s" % treasurer)
+    s = AT(c, phone)
+    s.dial()
+    s.send(PIN)
+    for inp in offered["money.cash_record"]:
+        s.send(inp)
+    s.send(str(ch["num"]))
+    s.send("900")
+    q(env, "UPDATE memberships SET role = 'member' WHERE user_id = %s" % treasurer)
+    end, screen = s.send("1")
+    assert not end and screen.startswith(strings["err_not_official"]["sw"]), screen
+    c.stop()
