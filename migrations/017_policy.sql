@@ -1,5 +1,4 @@
--- 017_policy: one policy for every protected action; the posting functions
--- whose parameters or results changed when ledger_post arrived.
+-- 017_policy: one policy for every protected action.
 --
 -- policy_actions names each protected action, the roles that may do it and
 -- how many distinct officials must approve it (1 today: one official acts
@@ -23,9 +22,8 @@ CREATE TABLE policy_actions (
     description text NOT NULL CHECK (length(description) BETWEEN 1 AND 200)
 );
 COMMENT ON TABLE policy_actions IS 'Who may do each protected action (roles) and how many distinct officials must approve it. Read by policy_allows() and policy_allowed(); menus name the actions.';
--- who may do what is itself audited
-CREATE TRIGGER policy_actions_audit AFTER INSERT OR UPDATE OR DELETE ON policy_actions
-    FOR EACH ROW EXECUTE FUNCTION audit_row_change();
+-- (who may do what is itself audited: its trigger is bound in
+-- schema/15_policy.sql, as a migration binds no trigger to a schema function)
 
 -- Every action that was protected before this migration, with the roles
 -- that were checked for it then: the three officials for the chama's
@@ -39,14 +37,3 @@ INSERT INTO policy_actions (action, roles, description) VALUES
     ('money.cash_record', '{treasurer,chairperson}', 'Record cash a member handed over'),
     ('money.suspense_allocate', '{treasurer,chairperson}', 'Say whose money an unmatched payment is'),
     ('money.payment_reverse', '{treasurer,chairperson}', 'Reverse a recorded payment');
-
--- The posting functions now take their time (p_at) and post through
--- ledger_post, and refusals come back as outcome rows: these signatures
--- changed, so the old ones go (CREATE OR REPLACE cannot change a result
--- type, and a new parameter would leave the old overload behind).
--- schema/40_money.sql and schema/50_mpesa.sql create the new ones.
-DROP FUNCTION IF EXISTS reverse_contribution(bigint, text, bigint, text, text, text, text);
-DROP FUNCTION IF EXISTS post_suspense(bigint, bigint, text, text, text, text, text);
-DROP FUNCTION IF EXISTS suspense_allocate(bigint, integer, bigint, text, text, text, text);
-DROP FUNCTION IF EXISTS c2b_confirm(text, bigint, text, text, text, text);
-DROP FUNCTION IF EXISTS mpesa_settle(text, integer, text, text, bigint, text, text, text, text);

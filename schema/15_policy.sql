@@ -2,8 +2,8 @@
 --
 -- Repeatable: chamad migrate applies this file, in one transaction,
 -- whenever its SHA-256 changes (after the pending migrations).  Only
--- CREATE OR REPLACE: functions, trigger functions, views.  Migrations
--- never call what is defined here.
+-- CREATE OR REPLACE: functions, trigger functions, views, the triggers of
+-- its tables.  Migrations never call what is defined here.
 --
 -- The rows are policy_actions (migration 017).  Every statement that does a
 -- protected action checks policy_allows() itself, in the same statement,
@@ -35,3 +35,7 @@ CREATE OR REPLACE FUNCTION policy_allowed(p_role text) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(string_agg(action, ' ' ORDER BY action), '') FROM policy_actions WHERE p_role = ANY (roles)
 $$;
+
+-- Who may do what is itself audited (every change to a row, by whom).
+CREATE OR REPLACE TRIGGER policy_actions_audit AFTER INSERT OR UPDATE OR DELETE ON policy_actions
+    FOR EACH ROW EXECUTE FUNCTION audit_row_change();

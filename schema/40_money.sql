@@ -87,6 +87,8 @@ $$;
 -- err_not_posted, err_already_reversed (with the reversal made before).
 -- No role check: this is the books' operation; officials come through
 -- payment_reverse.
+-- the signature before ledger_post (without an outcome row and p_at)
+DROP FUNCTION IF EXISTS reverse_contribution(bigint, text, bigint, text, text, text, text);
 CREATE OR REPLACE FUNCTION reverse_contribution(
     p_contribution bigint, p_reason text, p_actor bigint, p_channel text, p_msisdn text, p_request_id text,
     p_notice_body text, p_at timestamptz DEFAULT now())
@@ -201,6 +203,8 @@ $$;
 -- Money whose owner is not known yet (a wrong amount, a paybill account
 -- number that names no member): debit the float, credit the chama's
 -- suspense, for the treasurer to allocate.  One ledger_post, dated p_at.
+-- the signature before ledger_post (without p_at)
+DROP FUNCTION IF EXISTS post_suspense(bigint, bigint, text, text, text, text, text);
 CREATE OR REPLACE FUNCTION post_suspense(p_chama bigint, p_cents bigint, p_ref text, p_key text, p_channel text,
                                          p_request_id text, p_memo text, p_at timestamptz)
 RETURNS bigint
@@ -232,6 +236,8 @@ $$;
 -- officials allocating it at once decide once.  Outcome: ok_allocated,
 -- err_not_official, err_no_suspense, err_member_number,
 -- err_already_allocated.
+-- the signature before ledger_post (without the chama, an outcome row and p_at)
+DROP FUNCTION IF EXISTS suspense_allocate(bigint, integer, bigint, text, text, text, text);
 CREATE OR REPLACE FUNCTION suspense_allocate(p_chama bigint, p_entry bigint, p_member_number int, p_actor bigint,
                                              p_channel text, p_msisdn text, p_request_id text, p_receipt_body text,
                                              p_at timestamptz)
@@ -275,6 +281,8 @@ $$;
 -- A paybill payment, once per M-Pesa transaction, dated p_at: "12-3" ->
 -- chama 12, member number 3 (a contribution); "12" or an unknown number ->
 -- chama 12's suspense; anything else is kept unassigned for an operator.
+-- the signature before ledger_post (without p_at)
+DROP FUNCTION IF EXISTS c2b_confirm(text, bigint, text, text, text, text);
 CREATE OR REPLACE FUNCTION c2b_confirm(p_trans_id text, p_amount_cents bigint, p_bill_ref text, p_payer text, p_msisdn text,
                             p_receipt_body text, p_at timestamptz)
 RETURNS TABLE (outcome text, created boolean)
