@@ -531,32 +531,40 @@ static bool allowed(const struct menu_view *v, const char *action)
 static bool option_offered(const struct menu_set *m, const struct menu_option *op, const struct menu_view *v,
 			   unsigned char *seen);
 
-/* seen: the screens on the way here (by index), so a loop ends */
+/* memo, by screen index: 0 not yet known, 1 on the way here (a loop back
+ * counts as offered), 2 offered, 3 not; each screen is decided once per
+ * question, so the walk is linear in the menus whatever their shape */
 static bool screen_offered(const struct menu_set *m, const struct menu_screen *sc, const struct menu_view *v,
-			   unsigned char *seen)
+			   unsigned char *memo)
 {
 	size_t at = (size_t)(sc - m->screens);
 	bool any = false;
 
 	if (!sc->gated)
 		return true;
-	if (!allowed(v, sc->policy))
+	if (memo[at])
+		return memo[at] != 3;
+	if (!allowed(v, sc->policy)) {
+		memo[at] = 3;
 		return false;
-	if (sc->type != SCREEN_MENU || seen[at])
+	}
+	if (sc->type != SCREEN_MENU) {
+		memo[at] = 2;
 		return true;
-	seen[at] = 1;
+	}
+	memo[at] = 1;
 	for (size_t i = 0; i < sc->noptions && !any; i++)
-		any = option_offered(m, &sc->options[i], v, seen);
-	seen[at] = 0;
+		any = option_offered(m, &sc->options[i], v, memo);
+	memo[at] = any ? 2 : 3;
 	return any;
 }
 
 static bool option_offered(const struct menu_set *m, const struct menu_option *op, const struct menu_view *v,
-			   unsigned char *seen)
+			   unsigned char *memo)
 {
 	const struct menu_screen *to = menu_screen(m, op->next);
 
-	return allowed(v, op->policy) && (!to || screen_offered(m, to, v, seen));
+	return allowed(v, op->policy) && (!to || screen_offered(m, to, v, memo));
 }
 
 bool menu_screen_offered(const struct menu_set *m, const struct menu_screen *sc, const struct menu_view *v)
@@ -582,7 +590,7 @@ bool menu_option_offered(const struct menu_set *m, const struct menu_screen *sc,
 	if (!op->policy && (!to || !to->gated))
 		return true;
 	seen = xcalloc(m->nscreens ? m->nscreens : 1, 1);
-	seen[sc - m->screens] = 1;
+	seen[sc - m->screens] = 1;	/* the screen it is on: a loop back to it */
 	r = option_offered(m, op, v, seen);
 	free(seen);
 	return r;

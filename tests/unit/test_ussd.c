@@ -269,7 +269,12 @@ void test_menu_render_limits(void)
 		"\"m\": {\"type\": \"menu\", \"text\": {\"en\": \"Menu\", \"sw\": \"Menyu\"}, \"options\": ["
 		"{\"label\": {\"en\": \"One\", \"sw\": \"Moja\"}, \"next\": \"m\"},"
 		"{\"label\": {\"en\": \"Boss\", \"sw\": \"Bosi\"}, \"next\": \"m\", \"policy\": \"chama.boss\"},"
-		"{\"label\": {\"en\": \"Three\", \"sw\": \"Tatu\"}, \"next\": \"m\"}]}}}";
+		"{\"label\": {\"en\": \"Three\", \"sw\": \"Tatu\"}, \"next\": \"m\"},"
+		"{\"label\": {\"en\": \"Sub\", \"sw\": \"Ndogo\"}, \"next\": \"sub\"}]},"
+		/* a menu whose every option is protected: hidden when none is allowed */
+		"\"sub\": {\"type\": \"menu\", \"text\": {\"en\": \"Sub\", \"sw\": \"Ndogo\"}, \"options\": ["
+		"{\"label\": {\"en\": \"Pay\", \"sw\": \"Lipa\"}, \"next\": \"m\", \"policy\": \"money.pay\"},"
+		"{\"label\": {\"en\": \"Boss\", \"sw\": \"Bosi\"}, \"next\": \"sub\", \"policy\": \"chama.boss\"}]}}}";
 	struct menu_set *m = menu_set_new();
 	char err[256], label[40];
 	const char *items[40];
@@ -306,9 +311,15 @@ void test_menu_render_limits(void)
 
 		menu_render(m, menu_screen(m, "m"), &v, &out);
 		T_STREQ(out.data, "Chaguo si sahihi.\nMenyu\n1. Moja\n3. Tatu");
+		T_CHECK(!menu_screen_offered(m, menu_screen(m, "sub"), &v));
 		v.allows = allows_boss;
 		menu_render(m, menu_screen(m, "m"), &v, &out);
 		T_CHECK(strstr(out.data, "\n2. Bosi\n") != NULL);
+		/* the sub-menu offers Boss, so it is offered, with only that option */
+		T_CHECK(strstr(out.data, "\n4. Ndogo") != NULL);
+		T_CHECK(menu_screen_offered(m, menu_screen(m, "sub"), &v));
+		menu_render(m, menu_screen(m, "sub"), &v, &out);
+		T_STREQ(out.data, "Chaguo si sahihi.\nNdogo\n2. Bosi");
 	}
 	/* a small cap: the text is cut, the choices never */
 	{
