@@ -10,12 +10,15 @@
  * is no longer pushed (the member has long given up on the prompt); the
  * M-Pesa query job closes it and tells them (mpesa.c). */
 DB_STMT(payment_push_claim, 2,
-	"UPDATE mpesa_requests q SET push_attempts = 1, claimed_by = $1, "
-	"lease_until = now() + make_interval(secs => $2::int) "
-	"FROM (SELECT id FROM mpesa_requests WHERE status = 'created' AND push_attempts = 0 "
+	"WITH due AS (SELECT id FROM mpesa_requests WHERE status = 'created' AND push_attempts = 0 "
 	"AND push_at <= now() AND push_at > now() - interval '5 minutes' ORDER BY push_at "
-	"LIMIT " STR(PAYMENT_PUSH_BATCH) " FOR UPDATE SKIP LOCKED) due WHERE q.id = due.id "
-	"RETURNING q.id, q.phone, q.amount_cents, q.account_ref");
+	"LIMIT " STR(PAYMENT_PUSH_BATCH) " FOR UPDATE SKIP LOCKED), "
+	"c AS (UPDATE mpesa_requests q SET push_attempts = 1, claimed_by = $1, "
+	"lease_until = now() + make_interval(secs => $2::int) FROM due WHERE q.id = due.id "
+	"RETURNING q.id, q.phone, q.amount_cents, q.account_ref), "
+	"n AS (SELECT ceil(extract(epoch FROM min(push_at) - now()) * 1000)::bigint AS next_ms "
+	"FROM mpesa_requests WHERE status = 'created' AND push_attempts = 0 AND push_at > now()) "
+	"SELECT c.id, c.phone, c.amount_cents, c.account_ref, n.next_ms FROM n LEFT JOIN c ON true");
 
 DB_STMT(payment_push_accepted, 4,
 	"UPDATE mpesa_requests SET status = 'pushed', checkout_request_id = $2, "

@@ -32,7 +32,10 @@
  * SKIP LOCKED so several daemons share them, under a lease: push_attempts
  * goes from 0 to 1, so a row is claimed once, ever.
  * $1 claimed_by (host:pid:random), $2 lease (s).
- * -> id, phone, amount_cents, account_ref. */
+ * -> id, phone, amount_cents, account_ref, next_ms: one row per claimed
+ * request, or a single row with NULL id when none was due; next_ms (on
+ * every row) is the milliseconds until the next unclaimed request is due,
+ * NULL when none is waiting. */
 extern const struct db_stmt payment_push_claim;
 
 /* Daraja accepted the push.  $1 id, $2 CheckoutRequestID,

@@ -45,6 +45,9 @@
 
 #include <event2/event.h>
 
+/* the longest the push job sleeps on a row due later: beyond it, it looks again */
+#define PUSH_NEXT_MAX_MS 60000
+
 static void pushes_soon(struct mpesa *m, int ms);
 
 static void db_logged(const struct db_result *r, void *arg)
@@ -247,10 +250,22 @@ static void push_one(struct mpesa *m, const PGresult *res, int i)
 static void push_claimed(const struct db_result *r, void *arg)
 {
 	struct mpesa *m = arg;
-	int n = r->status == DB_OK ? PQntuples(r->res) : 0;
+	int rows = r->status == DB_OK ? PQntuples(r->res) : 0, n = 0;
+	long long next = -1;
 
-	for (int i = 0; i < n && !m->stopping; i++)
-		push_one(m, r->res, i);
+	for (int i = 0; i < rows; i++) {
+		if (!PQgetisnull(r->res, i, 4))
+			next = atoll(PQgetvalue(r->res, i, 4));
+		if (PQgetisnull(r->res, i, 0))	/* the row that says none was due */
+			continue;
+		n++;
+		if (!m->stopping)
+			push_one(m, r->res, i);
+	}
+	/* the next row is due later: look again then (a full batch, or a
+	 * wake-up during this claim, looks again at once) */
+	if (next >= 0)
+		pushes_soon(m, next > PUSH_NEXT_MAX_MS ? PUSH_NEXT_MAX_MS : (int)next);
 	mpesa_claim_end(m, &m->pushing, r, "pushes", n, PAYMENT_PUSH_BATCH, pushes_soon);
 }
 
@@ -401,8 +416,9 @@ struct mpesa *mpesa_new(struct app *app)
 	util_random_hex(rnd, 4);
 	snprintf(m->me, sizeof(m->me), "%.30s:%d:%s", host, (int)getpid(), rnd);
 	event_add(m->query_ev, &tv);
-	pushes_soon(m, 0);	/* whatever is due already */
-	mpesa_callbacks_soon(m, 0);
+	/* what other daemons left: the pushes due already (and when the next
+	 * is), the callbacks stored, the requests past the push window */
+	query_tick(-1, 0, m);
 	log_info("mpesa: STK push through %s, shortcode %s", cfg->mpesa_base_url, cfg->mpesa_shortcode);
 	return m;
 }
