@@ -300,7 +300,7 @@ static void pushes_soon(struct mpesa *m, int ms)
 	evtimer_add(m->push_ev, &tv);
 }
 
-void mpesa_requested(struct app *app)
+void mpesa_push_soon(struct app *app)
 {
 	/* the row says when it is due (push_at); if this wake-up comes a
 	 * little early, the claim says how long to wait */

@@ -20,7 +20,7 @@ void mpesa_free(struct mpesa *m);
 /* For app->mpesa_requested (main.c wires it): a request row was written,
  * due [mpesa] push_delay_ms from now; this daemon's push job wakes then
  * (the row carries push_at; any daemon may push it).  No-op when off. */
-void mpesa_requested(struct app *app);
+void mpesa_push_soon(struct app *app);
 /* On SIGTERM: claim nothing new; mpesa_unrecorded() is the work in flight
  * whose outcome PostgreSQL does not have yet. */
 void mpesa_quiesce(struct mpesa *m);
