@@ -261,6 +261,7 @@ static int run_daemon(struct app *app)
 	if (!app->auth)
 		goto fail;
 	app->mpesa = mpesa_new(app);
+	app->mpesa_requested = mpesa_push_soon;
 	app->jobs = jobs_new(app);
 	app->sms = sms_sender_new(app, err, sizeof(err));
 	if (!app->sms && strcmp(app->cfg->sms_provider, "none"))
