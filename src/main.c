@@ -326,13 +326,15 @@ static int hash_pin(const struct config *cfg)
 	return 0;
 }
 
-/* Every module's tables, one line each: its USSD actions, ...  Before the
- * menus load (they refuse an action no table names). */
+/* Every module's tables, one line each: its USSD actions, its checks of
+ * configuration values.  Before the configuration is read and the menus
+ * load (they refuse an action no table names). */
 static void register_modules(void)
 {
 	ussd_actions_register(act_auth_actions);
 	ussd_actions_register(act_chama_actions);
 	ussd_actions_register(act_money_actions);
+	config_add_check("sms", "provider", sms_provider_check);
 }
 
 int main(int argc, char **argv)

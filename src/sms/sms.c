@@ -55,6 +55,20 @@ const struct sms_provider *sms_provider_find(const char *name)
 	return NULL;
 }
 
+int sms_provider_check(const char *name, char *err, size_t errlen)
+{
+	struct buf names;
+
+	if (!strcmp(name, "none") || sms_provider_find(name))
+		return 0;
+	buf_init(&names, 256);
+	for (size_t i = 0; i < ARRAY_LEN(sms_providers); i++)
+		buf_printf(&names, "%s, ", sms_providers[i]->name);
+	snprintf(err, errlen, "must be %sor none, got \"%s\"", names.data ? names.data : "", name);
+	buf_free(&names);
+	return -1;
+}
+
 int sms_segments(const char *body, enum sms_coding *coding)
 {
 	int septets = gsm7_septets(body, NULL);
