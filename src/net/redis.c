@@ -52,6 +52,7 @@ struct redis_client {
 	int failures;
 	bool attempted;
 	bool closing;
+	bool in_call;			/* inside redis_cmd */
 	struct rcmd *inflight;
 	int pending;
 	struct defer_queue later;
@@ -88,6 +89,8 @@ static void rcmd_unlink(struct rcmd *c)
 
 static void rcmd_free(struct rcmd *c)
 {
+	/* every command is answered (exactly once: rcmd_answer) before it goes */
+	xassert(c->done);
 	rcmd_unlink(c);
 	event_free(c->timer);
 	free(c);
@@ -100,6 +103,8 @@ static void rcmd_answer(struct rcmd *c, enum redis_status st, redisReply *reply,
 
 	if (c->done)
 		return;
+	/* the contract: never from inside redis_cmd itself */
+	xassert(!c->client || !c->client->in_call);
 	c->done = true;
 	evtimer_del(c->timer);
 	if (c->cb)
@@ -187,6 +192,7 @@ void redis_cmd(struct redis_client *r, redis_cb cb, void *arg, int argc, const c
 	bool full = r->pending >= r->cfg->redis_max_pending;
 	struct rcmd *c = rcmd_new(r, cb, arg);
 
+	r->in_call = true;
 	if (r->closing)
 		rcmd_fail_later(r, c, REDIS_S_CANCELLED, "shutting down");
 	else if (r->state != R_UP)
@@ -195,6 +201,7 @@ void redis_cmd(struct redis_client *r, redis_cb cb, void *arg, int argc, const c
 		rcmd_fail_later(r, c, REDIS_S_BUSY, "too many redis commands in flight");
 	else if (send_argv(r, c, argc, argv, argvlen) < 0)
 		rcmd_fail_later(r, c, REDIS_S_UNAVAILABLE, "redis refused the command");
+	r->in_call = false;
 }
 
 /* ---- connection ---- */

@@ -1,5 +1,5 @@
 /*
- * status: /healthz asks PostgreSQL (SELECT 1 through the pool) and Redis
+ * status: /healthz asks PostgreSQL (a round trip through the pool) and Redis
  * (PING) at the same time and answers when both have answered, each within
  * its own client's timeout, so a dead dependency turns the answer into 503
  * in about a second rather than hanging.  /metrics renders counters kept by
@@ -95,7 +95,7 @@ void status_healthz(struct http_ctx *ctx)
 	hs->ctx = ctx;
 	hs->pending = 2;
 	http_ctx_hold(ctx);
-	db_query(app->db, "SELECT 1", 0, NULL, health_db_cb, hs);
+	db_ping(app->db, health_db_cb, hs);
 	redis_cmd(app->redis, health_redis_cb, hs, 1, ping, NULL);
 }
 
