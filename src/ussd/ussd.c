@@ -35,6 +35,7 @@
 #include "ussd/ussd_hop.h"
 #include "app.h"
 #include "dom/auth.h"
+#include "dom/user.h"
 #include "base/config.h"
 #include "net/db.h"
 #include "base/gsm7.h"
@@ -1143,13 +1144,13 @@ static void user_looked_up(const struct db_result *r, void *arg)
 		enum menu_lang l = LANG_EN;
 
 		h->dial.have = true;
-		h->dial.no_pin = !strcmp(PQgetvalue(r->res, 0, 3), "t");
-		h->dial.locked = !strcmp(PQgetvalue(r->res, 0, 4), "t");
-		snprintf(h->dial.until, sizeof(h->dial.until), "%s", PQgetvalue(r->res, 0, 5));
-		menu_lang_parse(PQgetvalue(r->res, 0, 1), &l);
+		h->dial.no_pin = !strcmp(PQgetvalue(r->res, 0, USER_NO_PIN), "t");
+		h->dial.locked = !strcmp(PQgetvalue(r->res, 0, USER_LOCKED), "t");
+		snprintf(h->dial.until, sizeof(h->dial.until), "%s", PQgetvalue(r->res, 0, USER_UNTIL));
+		menu_lang_parse(PQgetvalue(r->res, 0, USER_LANG), &l);
 		hop_set_lang(h, l);
-		hop_set_var(h, "name", PQgetvalue(r->res, 0, 2));
-		json_object_set_new(h->st, "uid", json_string(PQgetvalue(r->res, 0, 0)));
+		hop_set_var(h, "name", PQgetvalue(r->res, 0, USER_NAME));
+		json_object_set_new(h->st, "uid", json_string(PQgetvalue(r->res, 0, USER_ID)));
 		enter_screen(h, "start_login", false);
 	} else {
 		enter_screen(h, "start_new", false);
@@ -1172,12 +1173,7 @@ static void new_session(struct ussd_hop *h)
 			  (json_int_t)(time(NULL)));
 	remember_path(h);
 	/* all the log-in screen needs too (hop_dial_user): one statement */
-	db_query_prepared_by(h->app->db, hop_deadline_ms(h), "dial_user",
-			     "SELECT id, preferred_language, full_name, pin_hash IS NULL, "
-			     "coalesce(locked_until > now(), false), "
-			     "coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), '') "
-			     "FROM users WHERE phone = $1 AND deleted_at IS NULL",
-			     2, params, user_looked_up, h);
+	db_run_by(h->app->db, hop_deadline_ms(h), &user_by_phone, params, user_looked_up, h);
 }
 
 static void loaded(const struct redis_result *r, void *arg)

@@ -9,6 +9,7 @@
 #include "app.h"
 #include "base/config.h"
 #include "net/db.h"
+#include "dom/session_log.h"
 #include "net/httpd.h"
 #include "base/log.h"
 #include "base/phone.h"
@@ -150,12 +151,7 @@ static void at_events(struct http_ctx *ctx)
 	params[8] = e->f[7];
 	params[9] = e->f[8];
 	params[10] = e->f[9];
-	db_query(app->db,
-		 "INSERT INTO ussd_session_events (aggregator, session_id, phone, service_code, network_code, status, "
-		 "duration_ms, hops, last_response, error_message, cost) VALUES ($1, $2, $3, left($4, 64), left($5, 32), "
-		 "$6, $7::bigint, $8::int, left($9, 400), left($10, 400), left($11, 32)) "
-		 "ON CONFLICT (aggregator, session_id) DO NOTHING",
-		 11, params, ev_recorded, e);
+	db_run(app->db, &session_log_record, params, ev_recorded, e);
 	snprintf(key, sizeof(key), "ussd:s:%s:%s", ussd_adapter_at.name, e->f[0]);
 	{
 		const char *argv[2] = { "DEL", key };
