@@ -330,6 +330,7 @@ static void recorded(const struct db_result *r, void *arg)
 	char mins[16], *alert[2];
 	char req[180];
 	struct pin_check_args a;
+	struct pin_env env;
 
 	if (r->status != DB_OK) {
 		log_msg(LOG_WARN, http_ctx_reqid(c->ctx), "sms inbound not recorded: %s", r->error);
@@ -372,7 +373,8 @@ static void recorded(const struct db_result *r, void *arg)
 	alert[1] = menu_text_format(c->menus, "sms_pin_locked", LANG_SW, get_var, c);
 	snprintf(req, sizeof(req), "sms:%s:%s", c->provider, c->msg_id);
 	a = (struct pin_check_args){ c->phone, c->pin, "sms", req, { alert[0], alert[1] } };
-	pin_check(c->app, &a, pin_checked, c);
+	env = (struct pin_env){ c->app->db, c->app->auth, c->app->logins, c->app->cfg };
+	pin_check(&env, &a, pin_checked, c);
 	free(alert[0]);
 	free(alert[1]);
 }

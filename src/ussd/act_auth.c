@@ -416,7 +416,12 @@ static void act_login_check(struct ussd_hop *hop)
 	alert_sw = hop_text_lang(hop, "sms_pin_locked", LANG_SW);
 	a.alert[0] = alert_en;
 	a.alert[1] = alert_sw;
-	pin_check(hop_app(hop), &a, pin_checked, hop);
+	{
+		struct app *app = hop_app(hop);
+		struct pin_env env = { app->db, app->auth, app->logins, app->cfg };
+
+		pin_check(&env, &a, pin_checked, hop);
+	}
 	free(alert_en);
 	free(alert_sw);
 }
