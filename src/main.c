@@ -47,21 +47,28 @@
 #define CHAMAD_VERSION "0.1.0"
 #define DEFAULT_CONFIG "/etc/chamad/chamad.conf"
 
-static const struct http_route base_routes[] = {
-	{ "/healthz", HTTP_GET, status_healthz, "healthz", NULL },
-	{ "/metrics", HTTP_GET, status_metrics, "metrics", NULL },
-};
 static struct http_route routes[32];
+static size_t nroutes;
 
-/* The fixed routes and one per aggregator (ussd_http.c's table). */
+/* Adds a module's routes table (NULL path ends it). */
+static void add_routes(const struct http_route *table)
+{
+	for (; table->path; table++) {
+		xassert(nroutes < ARRAY_LEN(routes));
+		routes[nroutes++] = *table;
+	}
+}
+
+/* Every module's routes, one line each.  M-Pesa's paths carry the
+ * configured callback secret, so its table is made from the configuration. */
 static size_t build_routes(const struct config *cfg)
 {
-	size_t n = ARRAY_LEN(base_routes);
-
-	memcpy(routes, base_routes, sizeof(base_routes));
-	n += ussd_http_routes(routes + n, ARRAY_LEN(routes) - n);
-	n += mpesa_routes(cfg, routes + n, ARRAY_LEN(routes) - n);
-	return n + sms_http_routes(routes + n, ARRAY_LEN(routes) - n);
+	nroutes = 0;
+	add_routes(status_routes);
+	add_routes(ussd_routes);
+	nroutes += mpesa_routes(cfg, routes + nroutes, ARRAY_LEN(routes) - nroutes);
+	add_routes(sms_routes);
+	return nroutes;
 }
 
 /* The menus, checked by every module that reads strings from them: the

@@ -185,17 +185,11 @@ static void kannel_inbound(struct http_ctx *ctx)
 		sms_inbound(ctx, "kannel");
 }
 
-size_t sms_http_routes(struct http_route *out, size_t max)
-{
-	static const struct http_route routes[] = {
-		{ "/sms/africastalking/dlr", HTTP_POST, at_dlr, "sms_africastalking_dlr", NULL },
-		{ "/sms/kannel/dlr", HTTP_GET | HTTP_POST, kannel_dlr, "sms_kannel_dlr", NULL },
-		{ "/sms/africastalking/inbound", HTTP_POST, at_inbound, "sms_africastalking_inbound", NULL },
-		{ "/sms/kannel/inbound", HTTP_GET | HTTP_POST, kannel_inbound, "sms_kannel_inbound", NULL },
-	};
-	size_t n = 0;
-
-	for (; n < ARRAY_LEN(routes) && n < max; n++)
-		out[n] = routes[n];
-	return n;
-}
+/* The SMS module's routes, registered by main.c. */
+const struct http_route sms_routes[] = {
+	{ "/sms/africastalking/dlr", HTTP_POST, at_dlr, "sms_africastalking_dlr", NULL },
+	{ "/sms/kannel/dlr", HTTP_GET | HTTP_POST, kannel_dlr, "sms_kannel_dlr", NULL },
+	{ "/sms/africastalking/inbound", HTTP_POST, at_inbound, "sms_africastalking_inbound", NULL },
+	{ "/sms/kannel/inbound", HTTP_GET | HTTP_POST, kannel_inbound, "sms_kannel_inbound", NULL },
+	{ NULL },
+};
