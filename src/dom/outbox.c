@@ -14,8 +14,8 @@ DB_STMT(outbox_claim, 3,
 
 DB_STMT(outbox_record, 6,
 	"UPDATE notifications n SET "
-	"status = CASE WHEN v.ok THEN 'sent' WHEN v.verdict = 'retry' AND n.attempts < $2::int THEN 'retry' "
-	"ELSE 'failed' END, "
+	"status = CASE WHEN n.status <> 'sending' THEN n.status WHEN v.ok THEN 'sent' "
+	"WHEN v.verdict = 'retry' AND n.attempts < $2::int THEN 'retry' ELSE 'failed' END, "
 	"sent_at = CASE WHEN v.ok THEN now() ELSE n.sent_at END, "
 	"provider = CASE WHEN v.ok THEN $3 ELSE n.provider END, "
 	"provider_message_id = CASE WHEN v.ok THEN v.provider_id ELSE n.provider_message_id END, "
@@ -32,7 +32,10 @@ DB_STMT(outbox_record, 6,
 	"least($5::float8, $4::float8 * power(2, greatest(n.attempts - 1, 0))) * (1 - random() / 4)) END "
 	"FROM jsonb_to_recordset($1::jsonb) AS v(id bigint, ok boolean, verdict text, provider_id text, cost text, "
 	"cost_cents bigint, segments int, coding text, error text) "
-	"WHERE n.id = v.id AND n.claimed_by = $6 AND n.status = 'sending'");
+	/* a delivery report can come first (Kannel's names our row): the row
+	 * keeps its final state and gets the send's details all the same */
+	"WHERE n.id = v.id AND n.claimed_by = $6 AND (n.status = 'sending' OR (v.ok AND n.sent_at IS NULL "
+	"AND n.status IN ('delivered', 'undeliverable')))");
 
 #define OUTBOX_DLR(match)                                                                                  \
 	"UPDATE notifications SET delivery_status = left($3, 32), "                                         \

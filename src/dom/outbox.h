@@ -28,7 +28,8 @@ enum {
  * cost_cents, segments, coding, error}, $2 [sms] max_attempts, $3 the
  * provider's name, $4 / $5 [sms] retry_min_s / retry_max_s, $6 the sender
  * that claimed them (a row claimed again by another since is left alone).
- * Harmless when repeated.
+ * A row a delivery report already made final keeps that state and gets the
+ * send's details (provider, its id, cost, sent_at).  Harmless when repeated.
  */
 extern const struct db_stmt outbox_record;
 
