@@ -21,7 +21,7 @@ CREATE TABLE policy_actions (
     approvals   integer NOT NULL DEFAULT 1 CHECK (approvals BETWEEN 1 AND 9),
     description text NOT NULL CHECK (length(description) BETWEEN 1 AND 200)
 );
-COMMENT ON TABLE policy_actions IS 'Who may do each protected action (roles) and how many distinct officials must approve it. Read by policy_allows() and policy_allowed(); menus name the actions.';
+COMMENT ON TABLE policy_actions IS 'Who may do each protected action (roles) and how many distinct officials must approve it. Read by the functions of schema/15_policy.sql; the menus name the actions.';
 -- (who may do what is itself audited: its trigger is bound in
 -- schema/15_policy.sql, as a migration binds no trigger to a schema function)
 

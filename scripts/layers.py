@@ -21,6 +21,15 @@ ALLOWED = {
     'ops': {'base', 'net', 'dom', 'ussd', 'sms', 'mpesa', 'ops', 'app'},
     'main': {'base', 'net', 'dom', 'ussd', 'sms', 'mpesa', 'ops', 'app'},
 }
+# The database client's own protocol, not the domain: the session setup
+# every connection runs (statement_timeout, application_name), its LISTEN,
+# and the health check's empty round trip (db_ping).  Exactly these
+# literals in exactly this file; anything else there is a violation.
+PROTOCOL_SQL = {
+    ('net/db.c', "SELECT set_config('statement_timeout', $1, false),"),
+    ('net/db.c', 'LISTEN %s'),
+    ('net/db.c', 'SELECT 1'),
+}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 SQL = re.compile(r'\b(SELECT\s|INSERT\s+INTO|UPDATE\s+[a-z_]+\s+SET|DELETE\s+FROM|'
@@ -66,7 +75,7 @@ def main():
                 continue
             code = strip_comments(text)
             for m in STRING.finditer(code):
-                if SQL.search(m.group(1)):
+                if SQL.search(m.group(1)) and (rel, m.group(1)) not in PROTOCOL_SQL:
                     line = code.count('\n', 0, m.start()) + 1
                     bad.append('%s:%d: SQL outside src/dom/: "%s"' % (rel, line, m.group(1)[:60]))
     for b in bad:

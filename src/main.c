@@ -24,6 +24,7 @@
 #include "ops/jobs.h"
 #include "mpesa/mpesa.h"
 #include "sms/sms.h"
+#include "sms/sms_cmd.h"
 #include "sms/sms_http.h"
 #include "ops/status.h"
 #include "ussd/ussd.h"
@@ -46,21 +47,41 @@
 #define CHAMAD_VERSION "0.1.0"
 #define DEFAULT_CONFIG "/etc/chamad/chamad.conf"
 
-static const struct http_route base_routes[] = {
-	{ "/healthz", HTTP_GET, status_healthz, "healthz", NULL },
-	{ "/metrics", HTTP_GET, status_metrics, "metrics", NULL },
-};
 static struct http_route routes[32];
+static size_t nroutes;
 
-/* The fixed routes and one per aggregator (ussd_http.c's table). */
+/* Adds a module's routes table (NULL path ends it). */
+static void add_routes(const struct http_route *table)
+{
+	for (; table->path; table++) {
+		xassert(nroutes < ARRAY_LEN(routes));
+		routes[nroutes++] = *table;
+	}
+}
+
+/* Every module's routes, one line each.  M-Pesa's paths carry the
+ * configured callback secret, so its table is made from the configuration. */
 static size_t build_routes(const struct config *cfg)
 {
-	size_t n = ARRAY_LEN(base_routes);
+	nroutes = 0;
+	add_routes(status_routes);
+	add_routes(ussd_routes);
+	nroutes += mpesa_routes(cfg, routes + nroutes, ARRAY_LEN(routes) - nroutes);
+	add_routes(sms_routes);
+	return nroutes;
+}
 
-	memcpy(routes, base_routes, sizeof(base_routes));
-	n += ussd_http_routes(routes + n, ARRAY_LEN(routes) - n);
-	n += mpesa_routes(cfg, routes + n, ARRAY_LEN(routes) - n);
-	return n + sms_http_routes(routes + n, ARRAY_LEN(routes) - n);
+/* The menus, checked by every module that reads strings from them: the
+ * engine's screens and handlers (ussd_menus_load), the SMS commands' texts. */
+static struct menu_set *menus_load(const struct config *cfg, char *err, size_t errlen)
+{
+	struct menu_set *m = ussd_menus_load(cfg, err, errlen);
+
+	if (m && sms_commands_check(m, err, errlen) < 0) {
+		menu_set_unref(m);
+		return NULL;
+	}
+	return m;
 }
 
 static void usage(FILE *out)
@@ -72,7 +93,8 @@ static void usage(FILE *out)
 		"\n"
 		"Commands:\n"
 		"  run             serve HTTP on [http] listen (the default)\n"
-		"  migrate         apply new migrations/NNN_name.sql to [database] url, then exit\n"
+		"  migrate         apply new migrations/NNN_name.sql to [database] url, then every\n"
+		"                  schema/NN_name.sql that changed, then exit\n"
 		"  verify-ledger   check the books: entries balance, account balances equal their\n"
 		"                  lines, every chama's audit hash chain holds, domain tables agree;\n"
 		"                  exit 0/1\n"
@@ -191,7 +213,7 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 static void reload_menus(struct app *app)
 {
 	char err[512];
-	struct menu_set *m = ussd_menus_load(app->cfg, err, sizeof(err));
+	struct menu_set *m = menus_load(app->cfg, err, sizeof(err));
 
 	if (!m) {
 		log_error("reload: menus refused, keeping the running ones: %s", err);
@@ -253,13 +275,14 @@ static int run_daemon(struct app *app)
 	app->redis = redis_new(app->base, app->cfg, err, sizeof(err));
 	if (!app->redis)
 		goto fail;
-	app->menus = ussd_menus_load(app->cfg, err, sizeof(err));
+	app->menus = menus_load(app->cfg, err, sizeof(err));
 	if (!app->menus)
 		goto fail;
 	app->auth = auth_new(app->base, app->cfg, err, sizeof(err));
 	if (!app->auth)
 		goto fail;
 	app->mpesa = mpesa_new(app);
+	app->mpesa_requested = mpesa_push_soon;
 	app->jobs = jobs_new(app);
 	app->sms = sms_sender_new(app, err, sizeof(err));
 	if (!app->sms && strcmp(app->cfg->sms_provider, "none"))
@@ -326,13 +349,17 @@ static int hash_pin(const struct config *cfg)
 	return 0;
 }
 
-/* Every module's tables, one line each: its USSD actions, ...  Before the
- * menus load (they refuse an action no table names). */
+/* Every module's tables, one line each: its USSD actions, its SMS
+ * commands, its checks of configuration values.  Before the configuration
+ * is read and the menus load (they refuse an action no table names, and
+ * a string an SMS command needs that is missing). */
 static void register_modules(void)
 {
 	ussd_actions_register(act_auth_actions);
 	ussd_actions_register(act_chama_actions);
 	ussd_actions_register(act_money_actions);
+	sms_commands_register(sms_commands);
+	config_add_check("sms", "provider", sms_provider_check);
 }
 
 int main(int argc, char **argv)
@@ -398,7 +425,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check_only) {
-		struct menu_set *m = ussd_menus_load(app.cfg, err, sizeof(err));
+		struct menu_set *m = menus_load(app.cfg, err, sizeof(err));
 
 		if (!m) {
 			fprintf(stderr, "chamad: menus error: %s\n", err);

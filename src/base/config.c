@@ -3,8 +3,7 @@
  */
 #include "base/config.h"
 #include "base/log.h"
-#include "net/redis.h"
-#include "sms/sms.h"
+#include "base/redis_url.h"
 #include "base/util.h"
 
 #include <ctype.h>
@@ -17,7 +16,7 @@
 enum cf_type { CF_STR, CF_INT };
 
 /* A validator writes a reason into err and returns -1 for a bad value. */
-typedef int (*cf_check_fn)(const char *value, char *err, size_t errlen);
+typedef config_check_fn cf_check_fn;
 
 struct cf_key {
 	const char *section;
@@ -38,7 +37,6 @@ static int check_level(const char *v, char *err, size_t errlen);
 static int check_format(const char *v, char *err, size_t errlen);
 static int check_country(const char *v, char *err, size_t errlen);
 static int check_agg_list(const char *v, char *err, size_t errlen);
-static int check_sms_provider(const char *v, char *err, size_t errlen);
 
 #define STR(sec, key, def, reload, chk, help) \
 	{ #sec, #key, CF_STR, offsetof(struct config, sec##_##key), def, 0, 0, reload, chk, help }
@@ -66,6 +64,8 @@ static const struct cf_key cf_keys[] = {
 	INT(database, reconnect_min_ms, "100", 10, 60000, true, "first reconnect delay; doubles per failure"),
 	INT(database, reconnect_max_ms, "5000", 10, 600000, true, "longest reconnect delay"),
 	STR(database, migrations_dir, "migrations", false, NULL, "where chamad migrate finds NNN_name.sql"),
+	STR(database, schema_dir, "schema", false, NULL,
+	    "where chamad migrate finds NN_name.sql (functions and views, applied again when changed)"),
 	STR(redis, url, "redis://127.0.0.1:6379/0", false, check_redisurl,
 	    "redis://host:port/db or unix:///path/to/socket?db=N"),
 	INT(redis, connect_timeout_ms, "2000", 50, 60000, true, "give up a connection attempt after this"),
@@ -106,7 +106,8 @@ static const struct cf_key cf_keys[] = {
 	INT(auth, otp_ttl_s, "300", 30, 3600, true, "a one-time code is valid this long"),
 	INT(auth, otp_max_tries, "3", 1, 10, true, "wrong entries that void a one-time code"),
 	INT(auth, otp_max_per_hour, "3", 1, 100, true, "one-time codes sent to one number per hour"),
-	STR(sms, provider, "none", false, check_sms_provider,
+	/* the names are the SMS module's: it adds their check (config_add_check) */
+	STR(sms, provider, "none", false, NULL,
 	    "africastalking, kannel, or none (messages stay queued in the outbox)"),
 	INT(sms, rate_per_sec, "10", 1, 10000, true, "messages sent per second at most (the provider's limit)"),
 	INT(sms, batch, "50", 1, 1000, true, "rows claimed from the outbox at once"),
@@ -180,6 +181,31 @@ static void env_name(const struct cf_key *k, char *out, size_t n)
 		out[i] = (char)toupper((unsigned char)out[i]);
 }
 
+/* Checks the modules added to string keys (config_add_check). */
+static struct {
+	const struct cf_key *key;
+	config_check_fn fn;
+} added[8];
+static size_t n_added;
+
+int config_add_check(const char *section, const char *name, config_check_fn fn)
+{
+	for (size_t i = 0; i < ARRAY_LEN(cf_keys); i++) {
+		const struct cf_key *k = &cf_keys[i];
+
+		if (strcmp(k->section, section) || strcmp(k->name, name) || k->type != CF_STR)
+			continue;
+		for (size_t j = 0; j < n_added; j++)
+			if (added[j].key == k && added[j].fn == fn)
+				return 0;
+		xassert(n_added < ARRAY_LEN(added));
+		added[n_added].key = k;
+		added[n_added++].fn = fn;
+		return 0;
+	}
+	return -1;
+}
+
 /* Parses and stores one value; on error fills err with the reason only. */
 static int set_value(struct config *c, const struct cf_key *k, const char *v, char *err, size_t errlen)
 {
@@ -195,6 +221,9 @@ static int set_value(struct config *c, const struct cf_key *k, const char *v, ch
 	}
 	if (k->check && k->check(v, err, errlen) < 0)
 		return -1;
+	for (size_t i = 0; i < n_added; i++)
+		if (added[i].key == k && added[i].fn(v, err, errlen) < 0)
+			return -1;
 	free(*(char **)slot(c, k));
 	*(char **)slot(c, k) = xstrdup(v);
 	return 0;
@@ -446,15 +475,6 @@ static int check_agg_list(const char *v, char *err, size_t errlen)
 		}
 		p += n;
 		p += strspn(p, " \t");
-	}
-	return 0;
-}
-
-static int check_sms_provider(const char *v, char *err, size_t errlen)
-{
-	if (strcmp(v, "none") && !sms_provider_find(v)) {
-		snprintf(err, errlen, "must be africastalking, kannel or none, got \"%s\"", v);
-		return -1;
 	}
 	return 0;
 }

@@ -29,6 +29,7 @@ struct config {
 	int database_reconnect_min_ms;
 	int database_reconnect_max_ms;
 	char *database_migrations_dir;
+	char *database_schema_dir;
 	/* [redis] */
 	char *redis_url;
 	int redis_connect_timeout_ms;
@@ -111,6 +112,17 @@ struct config {
 };
 
 /* Returns a new config holding every default; free with config_free. */
+/* A validator writes a reason into err and returns -1 for a bad value. */
+typedef int (*config_check_fn)(const char *value, char *err, size_t errlen);
+/*
+ * Adds a module's check to the string key [section] name: a value the
+ * module cannot serve (an SMS provider it has no code for) is refused like
+ * any bad value, by config_load, on reload and by --check-config, without
+ * base knowing the module.  Register before the first config_new.  Returns
+ * -1 for a key that is not a string key of the table.
+ */
+int config_add_check(const char *section, const char *name, config_check_fn fn);
+
 struct config *config_new(void);
 void config_free(struct config *c);
 

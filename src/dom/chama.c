@@ -2,6 +2,7 @@
  * chama: see chama.h.
  */
 #include "dom/chama.h"
+#include "dom/audit.h"
 #include "dom/member.h"
 #include "dom/policy.h"
 
@@ -61,7 +62,7 @@ DB_STMT(chama_about, 4,
 
 /* the check and the code in one statement: no code for a non-official */
 DB_STMT(chama_invite_new, 6,
-	DOM_AUDIT_CTE
+	MEMBER_AUDIT_CTE
 	", ok AS (SELECT policy_allows($3::bigint, $5::bigint, 'chama.invite_create') AS allowed), "
 	"i AS (INSERT INTO invites (chama_id, created_by_user_id, code, max_uses, expires_at) "
 	"SELECT $5::bigint, $3::bigint, $6, 50, now() + interval '30 days' FROM audit_ctx, ok WHERE ok.allowed "

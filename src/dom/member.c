@@ -2,9 +2,10 @@
  * member: see member.h.
  */
 #include "dom/member.h"
+#include "dom/audit.h"
 
 DB_STMT(member_join_by_invite, 5,
-	DOM_AUDIT_CTE
+	MEMBER_AUDIT_CTE
 	", inv AS (SELECT i.id, i.chama_id, c.name, "
 	"EXISTS (SELECT 1 FROM memberships m WHERE m.chama_id = i.chama_id AND m.user_id = $3::bigint "
 	"AND m.status = 'active') AS member, "

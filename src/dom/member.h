@@ -1,22 +1,20 @@
 /*
- * member: the acting member and their way into a chama.
+ * member: a member's way into a chama.
  *
  * Statements that write take the audit context as their first four
  * parameters, in this order: $1 the member's MSISDN, $2 the request id,
  * $3 the acting user (decimal, '' for none), $4 the channel ('ussd',
- * 'sms', ...): DOM_AUDIT_CTE sets them for the statement's writes, so the
- * row-change audit names who, where and how.
+ * 'sms', ...): AUDIT_CTE (dom/audit.h) sets them for the statement's
+ * writes, so the row-change audit names who, where and how.  (The same
+ * order in dom/chama.h and dom/money.h.)
  */
 #ifndef CHAMAD_MEMBER_H
 #define CHAMAD_MEMBER_H
 
 #include "net/db.h"
 
-/* "WITH audit_ctx AS MATERIALIZED (...)": the statement must read
- * audit_ctx (FROM audit_ctx) in each write, so it runs first. */
-#define DOM_AUDIT_CTE \
-	"WITH audit_ctx AS MATERIALIZED (SELECT audit_context($4::text, $1::text, $2::text, "   \
-	"nullif($3::text, '')::bigint) AS a) "
+/* The audit context with the channel as the fourth parameter. */
+#define MEMBER_AUDIT_CTE AUDIT_CTE("$4")
 
 /*
  * Joining with an invite code, in one statement: the code is looked up

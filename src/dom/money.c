@@ -2,6 +2,7 @@
  * money: see money.h.
  */
 #include "dom/money.h"
+#include "dom/audit.h"
 #include "dom/member.h"
 #include "dom/policy.h"
 
@@ -36,8 +37,7 @@ DB_STMT(money_payment_reverse, 9,
 	"$1, $2, $8, $9::timestamptz)");
 
 DB_STMT(money_mpesa_request, 11,
-	"WITH audit_ctx AS MATERIALIZED (SELECT audit_context($11::text, $1::text, $2::text, "
-	"nullif($3::text, '')::bigint) AS a) "
+	AUDIT_CTE("$11")
 	"INSERT INTO mpesa_requests (chama_id, user_id, phone, amount_cents, account_ref, "
 	"idempotency_key, push_at) SELECT $4::bigint, $3::bigint, $1, $5::bigint * 100, $6, $7, "
 	"now() + make_interval(secs => $10::int / 1000.0) FROM audit_ctx "

@@ -2,7 +2,6 @@
  * pin: see pin.h.
  */
 #include "dom/pin.h"
-#include "app.h"
 #include "dom/auth.h"
 #include "base/config.h"
 #include "net/db.h"
@@ -24,7 +23,7 @@
 	"set_config('chamad.actor_user_id', $4, true) AS a4) "
 
 struct pin_job {
-	struct app *app;
+	struct pin_env env;
 	char *phone, *pin, *channel, *request_id, *alert[2];
 	char user_id[24], lang[4], until[8];
 	bool overloaded;	/* PIN_UNAVAILABLE for want of capacity */
@@ -41,6 +40,8 @@ static void job_finish(struct pin_job *j, enum pin_outcome o, int tries_left, co
 	struct pin_result r = { o, j->user_id, j->full_name ? j->full_name : "", j->lang, tries_left, j->until,
 				error, j->overloaded, j->chamas };
 
+	/* the one call of the callback: every path of a check ends here,
+	 * and the job goes with it */
 	j->cb(&r, j->arg);
 	sodium_memzero(j->pin, strlen(j->pin));
 	free(j->phone);
@@ -56,8 +57,8 @@ static void job_finish(struct pin_job *j, enum pin_outcome o, int tries_left, co
 
 static void logged_in(struct pin_job *j)
 {
-	if (j->app->logins)
-		loginlog_add(j->app->logins, j->user_id, j->channel, j->phone, j->request_id);
+	if (j->env.logins)
+		loginlog_add(j->env.logins, j->user_id, j->channel, j->phone, j->request_id);
 	job_finish(j, PIN_OK, 0, NULL);
 }
 
@@ -89,7 +90,7 @@ static void miss_recorded(const struct db_result *r, void *arg)
 static void verified(void *arg, enum auth_status st, char *rehash)
 {
 	struct pin_job *j = arg;
-	const struct config *cfg = j->app->cfg;
+	const struct config *cfg = j->env.cfg;
 	const char *p[9] = { j->channel, j->phone, j->request_id, j->user_id };
 	char max[16], mins[16];
 
@@ -100,7 +101,7 @@ static void verified(void *arg, enum auth_status st, char *rehash)
 		/* the WHERE re-checks, so a row that is already clean is not
 		 * rewritten (and audited) again */
 		p[4] = rehash;
-		db_query_by(j->app->db, j->deadline_ms,
+		db_query_by(j->env.db, j->deadline_ms,
 			    PIN_AUDIT_CTE "UPDATE users SET failed_pin_attempts = 0, locked_until = NULL, "
 			    "pin_hash = coalesce($5, pin_hash) FROM audit_ctx WHERE id = $4::bigint "
 			    "AND (failed_pin_attempts <> 0 OR locked_until IS NOT NULL OR $5::text IS NOT NULL)",
@@ -115,7 +116,7 @@ static void verified(void *arg, enum auth_status st, char *rehash)
 		p[8] = cfg->ussd_timezone;
 		/* count the miss; the one that reaches the limit locks the account
 		 * and queues the alert, in the same statement */
-		db_query(j->app->db,
+		db_query(j->env.db,
 			 PIN_AUDIT_CTE ", x AS (SELECT CASE WHEN locked_until IS NOT NULL AND locked_until <= now() "
 			 "THEN 1 ELSE failed_pin_attempts + 1 END AS n FROM users WHERE id = $4::bigint), "
 			 "u AS (UPDATE users SET failed_pin_attempts = x.n, locked_until = CASE WHEN x.n >= $5::int "
@@ -160,15 +161,15 @@ static void looked_up(const struct db_result *r, void *arg)
 	else if (PQgetisnull(r->res, 0, 1))
 		job_finish(j, PIN_NO_PIN, 0, NULL);
 	else
-		auth_pin_verify(j->app->auth, j->pin, PQgetvalue(r->res, 0, 1), j->deadline_ms, verified, j);
+		auth_pin_verify(j->env.auth, j->pin, PQgetvalue(r->res, 0, 1), j->deadline_ms, verified, j);
 }
 
-void pin_check(struct app *app, const struct pin_check_args *a, pin_cb cb, void *arg)
+void pin_check(const struct pin_env *env, const struct pin_check_args *a, pin_cb cb, void *arg)
 {
 	struct pin_job *j = xcalloc(1, sizeof(*j));
-	const char *p[2] = { a->phone, app->cfg->ussd_timezone };
+	const char *p[2] = { a->phone, env->cfg->ussd_timezone };
 
-	j->app = app;
+	j->env = *env;
 	j->phone = xstrdup(a->phone);
 	j->pin = xstrdup(a->pin);
 	j->channel = xstrdup(a->channel);
@@ -179,7 +180,7 @@ void pin_check(struct app *app, const struct pin_check_args *a, pin_cb cb, void 
 	j->deadline_ms = a->deadline_ms;
 	j->cb = cb;
 	j->arg = arg;
-	db_query_prepared_by(app->db, a->deadline_ms, "pin_user",
+	db_query_prepared_by(env->db, a->deadline_ms, "pin_user",
 			     "SELECT id, pin_hash, coalesce(locked_until > now(), false), "
 			     "coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), ''), full_name, preferred_language, "
 			     "failed_pin_attempts <> 0 OR locked_until IS NOT NULL, "

@@ -17,7 +17,10 @@
 
 #include <stdint.h>
 
-struct app;
+struct db_pool;
+struct auth;
+struct loginlog;
+struct config;
 
 enum pin_outcome {
 	PIN_OK,
@@ -52,7 +55,18 @@ struct pin_check_args {
 	uint64_t deadline_ms;	/* by when the answer is of use (util_now_ms), 0 = the default */
 };
 
-/* Everything in a is copied; cb runs exactly once, never inside the call. */
-void pin_check(struct app *app, const struct pin_check_args *a, pin_cb cb, void *arg);
+/* What the check uses, borrowed: each must outlive every check in flight
+ * (the daemon's interactive pool, its PIN workers, its log-in log, which
+ * may be NULL, and its configuration). */
+struct pin_env {
+	struct db_pool *db;
+	struct auth *auth;
+	struct loginlog *logins;
+	const struct config *cfg;
+};
+
+/* Everything in a and env is copied; cb runs exactly once, never inside
+ * the call. */
+void pin_check(const struct pin_env *env, const struct pin_check_args *a, pin_cb cb, void *arg);
 
 #endif

@@ -107,6 +107,7 @@ struct db_pool {
 	uint64_t retries;
 	struct defer_queue done;	/* failed jobs whose callbacks are due */
 	bool closing;
+	int in_call;		/* > 0 while a job is being submitted (db_query...) */
 	uint64_t reconnects, queries, timeouts, refused;
 	struct admit admit;	/* how long a query keeps a connection */
 	char *listen_channel;	/* LISTENed on every connection, or NULL */
@@ -192,6 +193,9 @@ static void job_deliver(struct db_job *j, enum db_status st, const char *error)
 	struct db_result r = { st, NULL, error, NULL };
 	struct db_tx *tx = j->tx;
 
+	/* the contract: never from inside the call that made the job (only a
+	 * pool being freed answers at once, with DB_CANCELLED) */
+	xassert(!j->pool->in_call || j->pool->closing);
 	evtimer_del(j->timer);
 	if (j->durable && job_retry_later(j, st, error))
 		return;
@@ -739,7 +743,7 @@ static void job_arm(struct db_job *j)
  * a connection and the jobs already waiting (admit.h).  queue_max is a
  * memory cap.
  */
-static void submit(struct db_pool *p, struct db_job *j)
+static void submit_job(struct db_pool *p, struct db_job *j)
 {
 	uint64_t now = util_now_ms();
 	int alive = 0, busy = 0;
@@ -815,7 +819,12 @@ static void retry_unlink(struct db_pool *p, struct db_job *j)
 	p->rlen--;
 }
 
-static void submit(struct db_pool *p, struct db_job *j);
+static void submit(struct db_pool *p, struct db_job *j)
+{
+	p->in_call++;
+	submit_job(p, j);
+	p->in_call--;
+}
 
 static void job_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -880,6 +889,11 @@ void db_query_durable(struct db_pool *p, const char *sql, int nparams, const cha
 	j->durable_until_ms = deadline_ms;
 	j->deadline_ms = deadline_ms;
 	submit(p, j);
+}
+
+void db_ping(struct db_pool *p, db_cb cb, void *arg)
+{
+	db_query(p, "SELECT 1", 0, NULL, cb, arg);
 }
 
 void db_query(struct db_pool *p, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg)
@@ -950,7 +964,18 @@ void db_tx_begin(struct db_pool *p, db_tx_cb cb, void *arg)
 	submit(p, j);
 }
 
+static void tx_submit_job(struct db_tx *tx, struct db_job *j);
+
 static void tx_submit(struct db_tx *tx, struct db_job *j)
+{
+	struct db_pool *p = tx->pool;
+
+	p->in_call++;
+	tx_submit_job(tx, j);
+	p->in_call--;
+}
+
+static void tx_submit_job(struct db_tx *tx, struct db_job *j)
 {
 	j->tx = tx;
 	if (tx->pool->closing) {

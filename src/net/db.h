@@ -90,6 +90,10 @@ const char *db_status_name(enum db_status s);
 typedef void (*db_notify_cb)(const char *channel, const char *payload, void *arg);
 int db_pool_listen(struct db_pool *p, const char *channel, db_notify_cb cb, void *arg);
 
+/* A round trip that reads nothing: whether the pool can reach PostgreSQL
+ * now (a health check).  Contract and statuses as db_query. */
+void db_ping(struct db_pool *p, db_cb cb, void *arg);
+
 /* Runs one statement with text parameters (params[i] NULL means SQL NULL).
  * sql and params are copied.  Its deadline is query_timeout_ms from now. */
 void db_query(struct db_pool *p, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg);

@@ -76,6 +76,7 @@ struct httpc {
 	struct defer_queue later;
 	int inflight;			/* callbacks still owed */
 	int in_cb;			/* > 0 while a caller callback runs */
+	bool in_call;			/* inside httpc_request */
 	bool closing;
 	uint64_t requests, errors, timeouts, connects;
 };
@@ -239,6 +240,9 @@ static void req_deliver(struct hreq *r, enum httpc_status st, long code, const c
 	resp.content_type = st == HTTPC_OK ? ctype : NULL;
 	resp.error = st == HTTPC_OK ? NULL : error;
 	resp.total_s = (double)(util_now_us() - r->start_us) / 1e6;
+	/* the contract: once (the request goes with it), never from inside
+	 * httpc_request */
+	xassert(!c->in_call);
 	c->in_cb++;
 	if (r->cb)
 		r->cb(&resp, r->arg);
@@ -387,15 +391,25 @@ static const char *req_setup(struct httpc *c, struct hreq *r, const struct httpc
 	return ok ? NULL : "curl_easy_setopt failed";
 }
 
+static void request_start(struct httpc *c, struct hreq *r, const struct httpc_request *req);
+
 void httpc_request(struct httpc *c, const struct httpc_request *req, httpc_cb cb, void *arg)
 {
 	struct hreq *r = xcalloc(1, sizeof(*r));
-	const char *why;
-	CURLMcode mc;
 
+	c->in_call = true;
 	r->c = c;
 	r->cb = cb;
 	r->arg = arg;
+	request_start(c, r, req);
+	c->in_call = false;
+}
+
+static void request_start(struct httpc *c, struct hreq *r, const struct httpc_request *req)
+{
+	const char *why;
+	CURLMcode mc;
+
 	r->start_us = util_now_us();
 	buf_init(&r->body, c->opts.max_body);
 	c->requests++;

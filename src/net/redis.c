@@ -52,6 +52,7 @@ struct redis_client {
 	int failures;
 	bool attempted;
 	bool closing;
+	bool in_call;			/* inside redis_cmd */
 	struct rcmd *inflight;
 	int pending;
 	struct defer_queue later;
@@ -65,104 +66,6 @@ const char *redis_status_name(enum redis_status s)
 	static const char *const names[] = { "ok", "error", "unavailable", "busy", "timeout", "cancelled" };
 
 	return names[s];
-}
-
-/* ---- URL ---- */
-
-void redis_url_free(struct redis_url *u)
-{
-	free(u->host);
-	free(u->path);
-	free(u->password);
-	memset(u, 0, sizeof(*u));
-}
-
-int redis_url_parse(const char *s, struct redis_url *u, char *err, size_t errlen)
-{
-	long long n;
-
-	memset(u, 0, sizeof(*u));
-	u->port = 6379;
-	if (!strncmp(s, "unix://", 7)) {
-		const char *q = strchr(s + 7, '?');
-		size_t plen = q ? (size_t)(q - (s + 7)) : strlen(s + 7);
-
-		if (plen == 0 || s[7] != '/') {
-			snprintf(err, errlen, "unix:// needs an absolute socket path");
-			return -1;
-		}
-		if (q) {
-			if (strncmp(q, "?db=", 4) || util_parse_ll(q + 4, 0, 15, &n) < 0) {
-				snprintf(err, errlen, "unix:// URL takes only ?db=N (0..15)");
-				return -1;
-			}
-			u->db = (int)n;
-		}
-		u->path = xstrndup(s + 7, plen);
-		return 0;
-	}
-	if (!strncmp(s, "redis://", 8)) {
-		const char *h = s + 8, *at = strchr(h, '@'), *slash, *colon, *hend;
-
-		if (at) {
-			const char *pw = memchr(h, ':', (size_t)(at - h));
-
-			if (!pw) {
-				snprintf(err, errlen, "credentials must be :password@");
-				return -1;
-			}
-			u->password = xstrndup(pw + 1, (size_t)(at - pw - 1));
-			h = at + 1;
-		}
-		slash = strchr(h, '/');
-		hend = slash ? slash : h + strlen(h);
-		colon = memchr(h, ':', (size_t)(hend - h));
-		if (colon) {
-			char port[8];
-			size_t plen = (size_t)(hend - colon - 1);
-
-			if (plen == 0 || plen >= sizeof(port)) {
-				snprintf(err, errlen, "bad port");
-				goto fail;
-			}
-			memcpy(port, colon + 1, plen);
-			port[plen] = '\0';
-			if (util_parse_ll(port, 1, 65535, &n) < 0) {
-				snprintf(err, errlen, "bad port \"%s\"", port);
-				goto fail;
-			}
-			u->port = (int)n;
-			hend = colon;
-		}
-		if (hend == h) {
-			snprintf(err, errlen, "missing host");
-			goto fail;
-		}
-		u->host = xstrndup(h, (size_t)(hend - h));
-		if (slash && slash[1]) {
-			if (util_parse_ll(slash + 1, 0, 15, &n) < 0) {
-				snprintf(err, errlen, "database must be 0..15, got \"%s\"", slash + 1);
-				goto fail;
-			}
-			u->db = (int)n;
-		}
-		return 0;
-	}
-	snprintf(err, errlen, "must start with redis:// or unix://");
-	return -1;
-fail:
-	redis_url_free(u);
-	return -1;
-}
-
-int redis_url_check(const char *url, char *err, size_t errlen)
-{
-	struct redis_url u;
-
-	if (redis_url_parse(url, &u, err, errlen) < 0)
-		return -1;
-	redis_url_free(&u);
-	return 0;
 }
 
 /* ---- commands ---- */
@@ -186,6 +89,8 @@ static void rcmd_unlink(struct rcmd *c)
 
 static void rcmd_free(struct rcmd *c)
 {
+	/* every command is answered (exactly once: rcmd_answer) before it goes */
+	xassert(c->done);
 	rcmd_unlink(c);
 	event_free(c->timer);
 	free(c);
@@ -198,6 +103,8 @@ static void rcmd_answer(struct rcmd *c, enum redis_status st, redisReply *reply,
 
 	if (c->done)
 		return;
+	/* the contract: never from inside redis_cmd itself */
+	xassert(!c->client || !c->client->in_call);
 	c->done = true;
 	evtimer_del(c->timer);
 	if (c->cb)
@@ -285,6 +192,7 @@ void redis_cmd(struct redis_client *r, redis_cb cb, void *arg, int argc, const c
 	bool full = r->pending >= r->cfg->redis_max_pending;
 	struct rcmd *c = rcmd_new(r, cb, arg);
 
+	r->in_call = true;
 	if (r->closing)
 		rcmd_fail_later(r, c, REDIS_S_CANCELLED, "shutting down");
 	else if (r->state != R_UP)
@@ -293,6 +201,7 @@ void redis_cmd(struct redis_client *r, redis_cb cb, void *arg, int argc, const c
 		rcmd_fail_later(r, c, REDIS_S_BUSY, "too many redis commands in flight");
 	else if (send_argv(r, c, argc, argv, argvlen) < 0)
 		rcmd_fail_later(r, c, REDIS_S_UNAVAILABLE, "redis refused the command");
+	r->in_call = false;
 }
 
 /* ---- connection ---- */

@@ -21,6 +21,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "base/redis_url.h"
+
 struct event_base;
 struct config;
 struct redis_client;
@@ -49,20 +51,6 @@ struct redis_stats {
 	uint64_t commands;
 	uint64_t timeouts;
 };
-
-/* A parsed [redis] url: redis://[:password@]host[:port][/db] or
- * unix:///path[?db=N].  Strings are owned by the struct. */
-struct redis_url {
-	char *host;		/* NULL for unix sockets */
-	int port;
-	char *path;		/* unix socket path, or NULL */
-	int db;
-	char *password;		/* or NULL */
-};
-int redis_url_parse(const char *s, struct redis_url *out, char *err, size_t errlen);
-void redis_url_free(struct redis_url *u);
-/* Validates a URL without keeping it (used by the config table). */
-int redis_url_check(const char *url, char *err, size_t errlen);
 
 /* Returns NULL with err filled if the URL's host cannot be resolved. */
 struct redis_client *redis_new(struct event_base *base, const struct config *cfg, char *err, size_t errlen);

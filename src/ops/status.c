@@ -1,5 +1,5 @@
 /*
- * status: /healthz asks PostgreSQL (SELECT 1 through the pool) and Redis
+ * status: /healthz asks PostgreSQL (a round trip through the pool) and Redis
  * (PING) at the same time and answers when both have answered, each within
  * its own client's timeout, so a dead dependency turns the answer into 503
  * in about a second rather than hanging.  /metrics renders counters kept by
@@ -86,7 +86,7 @@ static void health_redis_cb(const struct redis_result *r, void *arg)
 	health_step(hs);
 }
 
-void status_healthz(struct http_ctx *ctx)
+static void status_healthz(struct http_ctx *ctx)
 {
 	struct app *app = http_ctx_app(ctx);
 	struct health *hs = xcalloc(1, sizeof(*hs));
@@ -95,11 +95,11 @@ void status_healthz(struct http_ctx *ctx)
 	hs->ctx = ctx;
 	hs->pending = 2;
 	http_ctx_hold(ctx);
-	db_query(app->db, "SELECT 1", 0, NULL, health_db_cb, hs);
+	db_ping(app->db, health_db_cb, hs);
 	redis_cmd(app->redis, health_redis_cb, hs, 1, ping, NULL);
 }
 
-void status_metrics(struct http_ctx *ctx)
+static void status_metrics(struct http_ctx *ctx)
 {
 	struct app *app = http_ctx_app(ctx);
 	struct db_stats ds;
@@ -181,3 +181,10 @@ void status_metrics(struct http_ctx *ctx)
 	http_reply(ctx, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
 	buf_free(&b);
 }
+
+/* The operator endpoints, registered by main.c. */
+const struct http_route status_routes[] = {
+	{ "/healthz", HTTP_GET, status_healthz, "healthz", NULL },
+	{ "/metrics", HTTP_GET, status_metrics, "metrics", NULL },
+	{ NULL },
+};

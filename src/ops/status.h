@@ -4,9 +4,9 @@
 #ifndef CHAMAD_STATUS_H
 #define CHAMAD_STATUS_H
 
-struct http_ctx;
+#include "net/httpd.h"
 
-void status_healthz(struct http_ctx *ctx);
-void status_metrics(struct http_ctx *ctx);
+/* GET /healthz and GET /metrics (NULL path ends it), registered by main.c. */
+extern const struct http_route status_routes[];
 
 #endif

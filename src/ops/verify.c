@@ -22,6 +22,7 @@
  */
 #include "ops/verify.h"
 #include "base/config.h"
+#include "dom/ledger_check.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -80,10 +81,7 @@ static int link_hash(const char *prev_hex, const char *got_hex, const char *cano
  * with no hash are allowed only from before any chain existed. */
 static long check_legacy_chain(PGconn *pg, FILE *out, FILE *err, long *rows, unsigned char tip[32])
 {
-	PGresult *r = PQexec(pg, "SELECT id, financial_audit_canonical(f), encode(prev_hash, 'hex'), "
-				 "encode(row_hash, 'hex'), row_hash IS NULL AND id > (SELECT min(id) FROM "
-				 "financial_audit_logs WHERE row_hash IS NOT NULL) FROM financial_audit_logs f "
-				 "WHERE chama_seq IS NULL ORDER BY chain_seq NULLS FIRST, id");
+	PGresult *r = PQexec(pg, ledger_legacy_chain.sql);
 	unsigned char prev[32], got[32];
 	long bad = 0;
 
@@ -147,11 +145,7 @@ static long check_chama_chains(PGconn *pg, FILE *out, FILE *err, long *rows, lon
 			       const unsigned char tip[32])
 {
 	/* one row per chama-chain row, plus one per head with no such rows */
-	PGresult *r = PQexec(pg, "SELECT coalesce(f.chama_id, h.chama_id), f.id, f.chama_seq, "
-				 "financial_audit_canonical(f), encode(f.prev_hash, 'hex'), encode(f.row_hash, 'hex'), "
-				 "h.seq, encode(h.hash, 'hex'), encode(h.genesis, 'hex') FROM financial_audit_logs f "
-				 "FULL JOIN audit_chain_heads h ON h.chama_id = f.chama_id AND f.chama_seq IS NOT NULL "
-				 "WHERE f.id IS NULL OR f.chama_seq IS NOT NULL ORDER BY 1, f.chama_seq NULLS FIRST");
+	PGresult *r = PQexec(pg, ledger_chama_chains.sql);
 	static const unsigned char zeros[32];
 	unsigned char want_prev[32], prev[32], got[32];
 	char chama[24] = "";
@@ -225,53 +219,14 @@ static long check_chama_chains(PGconn *pg, FILE *out, FILE *err, long *rows, lon
 	return bad;
 }
 
-static long count(PGconn *pg, const char *sql)
-{
-	PGresult *r = PQexec(pg, sql);
-	long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
-
-	PQclear(r);
-	return n;
-}
-
 int verify_ledger(const struct config *cfg, FILE *out, FILE *err)
 {
-	static const struct {
-		const char *what, *sql;
-	} checks[] = {
-		{ "unbalanced entry",
-		  "SELECT e.id AS entry, coalesce(sum(l.amount_cents) FILTER (WHERE l.side = 'debit'), 0) AS debits, "
-		  "coalesce(sum(l.amount_cents) FILTER (WHERE l.side = 'credit'), 0) AS credits, count(l.id) AS lines "
-		  "FROM journal_entries e LEFT JOIN journal_lines l ON l.entry_id = e.id GROUP BY e.id "
-		  "HAVING coalesce(sum(l.amount_cents) FILTER (WHERE l.side = 'debit'), 0) <> "
-		  "coalesce(sum(l.amount_cents) FILTER (WHERE l.side = 'credit'), 0) OR count(l.id) < 2 ORDER BY e.id" },
-		{ "account balance",
-		  "SELECT a.id AS account, a.kind, a.balance_cents AS stored, coalesce(sum(CASE WHEN l.side = a.normal_side "
-		  "THEN l.amount_cents ELSE -l.amount_cents END), 0) AS lines FROM ledger_accounts a "
-		  "LEFT JOIN journal_lines l ON l.account_id = a.id GROUP BY a.id "
-		  "HAVING a.balance_cents <> coalesce(sum(CASE WHEN l.side = a.normal_side THEN l.amount_cents "
-		  "ELSE -l.amount_cents END), 0) ORDER BY a.id" },
-		{ "member account vs contributions",
-		  "WITH k AS (SELECT chama_id, user_id, CASE purpose WHEN 'welfare' THEN 'member_welfare' "
-		  "WHEN 'shares' THEN 'member_shares' ELSE 'member_savings' END AS kind, sum(amount_cents) AS cents "
-		  "FROM contributions WHERE status = 'confirmed' AND deleted_at IS NULL GROUP BY 1, 2, 3), "
-		  "a AS (SELECT chama_id, user_id, kind, balance_cents FROM ledger_accounts "
-		  "WHERE kind IN ('member_savings', 'member_welfare', 'member_shares')) "
-		  "SELECT coalesce(a.chama_id, k.chama_id) AS chama, coalesce(a.user_id, k.user_id) AS member, "
-		  "coalesce(a.kind, k.kind) AS kind, coalesce(a.balance_cents, 0) AS ledger, coalesce(k.cents, 0) AS domain "
-		  "FROM a FULL JOIN k ON a.chama_id = k.chama_id AND a.user_id = k.user_id AND a.kind = k.kind "
-		  "WHERE coalesce(a.balance_cents, 0) <> coalesce(k.cents, 0) ORDER BY 1, 2, 3" },
-		{ "contribution without its entries",
-		  "SELECT k.id AS contribution, k.status FROM contributions k WHERE k.status IN ('confirmed', 'reversed') "
-		  "AND k.deleted_at IS NULL AND (NOT EXISTS (SELECT 1 FROM journal_entries e WHERE e.ref_table = "
-		  "'contributions' AND e.ref_id = k.id AND e.kind = 'contribution') OR (k.status = 'reversed') <> "
-		  "EXISTS (SELECT 1 FROM journal_entries e WHERE e.ref_table = 'contributions' AND e.ref_id = k.id "
-		  "AND e.kind = 'contribution_reversal')) ORDER BY k.id" },
-	};
 	PGconn *pg = PQconnectdb(cfg->database_url);
 	long bad = 0, n, rows = 0, legacy = 0, chains = 0;
 	unsigned char tip[32];
 	char tip_hex[65];
+	PGresult *counts;
+	bool ok;
 	int rc;
 
 	if (PQstatus(pg) != CONNECTION_OK) {
@@ -282,8 +237,8 @@ int verify_ledger(const struct config *cfg, FILE *out, FILE *err)
 	/* one snapshot for every check, so a posting in between cannot show
 	 * as a false mismatch */
 	PQclear(PQexec(pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
-	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
-		if ((n = problems(pg, out, err, checks[i].what, checks[i].sql, NULL)) < 0) {
+	for (const struct ledger_check *c = ledger_checks; c->stmt; c++) {
+		if ((n = problems(pg, out, err, c->what, c->stmt->sql, NULL)) < 0) {
 			PQfinish(pg);
 			return 2;
 		}
@@ -296,11 +251,8 @@ int verify_ledger(const struct config *cfg, FILE *out, FILE *err)
 	bad += n;
 	sodium_bin2hex(tip_hex, sizeof(tip_hex), tip, 32);
 	/* the chains of the chamas that posted on the legacy chain continue it */
-	if ((n = problems(pg, out, err, "audit chain sealing the legacy chain",
-			  "SELECT DISTINCT f.chama_id AS chama, encode(h.genesis, 'hex') AS starts_from, "
-			  "$1 AS legacy_end FROM financial_audit_logs f LEFT JOIN audit_chain_heads h "
-			  "ON h.chama_id = f.chama_id WHERE f.chain_seq IS NOT NULL "
-			  "AND h.genesis IS DISTINCT FROM decode($1, 'hex') ORDER BY 1", tip_hex)) < 0) {
+	if ((n = problems(pg, out, err, "audit chain sealing the legacy chain", ledger_legacy_sealed.sql,
+			  tip_hex)) < 0) {
 		PQfinish(pg);
 		return 2;
 	}
@@ -310,11 +262,14 @@ int verify_ledger(const struct config *cfg, FILE *out, FILE *err)
 		return 2;
 	}
 	bad += n;
+	counts = PQexec(pg, ledger_counts.sql);
+	ok = PQresultStatus(counts) == PGRES_TUPLES_OK && PQntuples(counts) == 1;
 	fprintf(out, "verify-ledger: %ld entries, %ld lines, %ld accounts, %ld audit rows checked (%ld in %ld chama "
 		"chain%s, %ld legacy): %s (%ld problem%s)\n",
-		count(pg, "SELECT count(*) FROM journal_entries"), count(pg, "SELECT count(*) FROM journal_lines"),
-		count(pg, "SELECT count(*) FROM ledger_accounts"), rows + legacy, rows, chains, chains == 1 ? "" : "s",
+		ok ? atol(PQgetvalue(counts, 0, 0)) : -1, ok ? atol(PQgetvalue(counts, 0, 1)) : -1,
+		ok ? atol(PQgetvalue(counts, 0, 2)) : -1, rows + legacy, rows, chains, chains == 1 ? "" : "s",
 		legacy, bad ? "BOOKS DO NOT HOLD" : "ok", bad, bad == 1 ? "" : "s");
+	PQclear(counts);
 	rc = bad ? 1 : 0;
 	PQclear(PQexec(pg, "COMMIT"));
 	PQfinish(pg);

@@ -14,6 +14,7 @@
 #include "app.h"
 #include "base/config.h"
 #include "net/db.h"
+#include "dom/outbox.h"
 #include "base/gsm7.h"
 #include "net/httpc.h"
 #include "base/log.h"
@@ -53,6 +54,20 @@ const struct sms_provider *sms_provider_find(const char *name)
 		if (!strcmp(sms_providers[i]->name, name))
 			return sms_providers[i];
 	return NULL;
+}
+
+int sms_provider_check(const char *name, char *err, size_t errlen)
+{
+	struct buf names;
+
+	if (!strcmp(name, "none") || sms_provider_find(name))
+		return 0;
+	buf_init(&names, 256);
+	for (size_t i = 0; i < ARRAY_LEN(sms_providers); i++)
+		buf_printf(&names, "%s, ", sms_providers[i]->name);
+	snprintf(err, errlen, "must be %sor none, got \"%s\"", names.data ? names.data : "", name);
+	buf_free(&names);
+	return -1;
 }
 
 int sms_segments(const char *body, enum sms_coding *coding)
@@ -118,28 +133,6 @@ static void pump(struct sms_sender *s);
  */
 #define FLUSH_MAX 200
 #define FLUSH_MS 20
-
-static const char record_sql[] =
-	"UPDATE notifications n SET "
-	"status = CASE WHEN v.ok THEN 'sent' WHEN v.verdict = 'retry' AND n.attempts < $2::int THEN 'retry' "
-	"ELSE 'failed' END, "
-	"sent_at = CASE WHEN v.ok THEN now() ELSE n.sent_at END, "
-	"provider = CASE WHEN v.ok THEN $3 ELSE n.provider END, "
-	"provider_message_id = CASE WHEN v.ok THEN v.provider_id ELSE n.provider_message_id END, "
-	"provider_cost = CASE WHEN v.ok THEN left(v.cost, 32) ELSE n.provider_cost END, "
-	"cost_cents = CASE WHEN v.ok THEN v.cost_cents ELSE n.cost_cents END, "
-	"segments = CASE WHEN v.ok THEN v.segments::smallint ELSE n.segments END, "
-	"coding = CASE WHEN v.ok THEN v.coding ELSE n.coding END, "
-	"lease_until = NULL, "
-	"last_error = CASE WHEN v.ok THEN NULL ELSE left(v.error, 500) END, "
-	"failure_reason = CASE WHEN v.ok OR (v.verdict = 'retry' AND n.attempts < $2::int) THEN n.failure_reason "
-	"ELSE left(v.error, 200) END, "
-	/* min * 2^(attempts-1), capped, minus up to a quarter at random */
-	"next_attempt_at = CASE WHEN v.ok THEN n.next_attempt_at ELSE now() + make_interval(secs => "
-	"least($5::float8, $4::float8 * power(2, greatest(n.attempts - 1, 0))) * (1 - random() / 4)) END "
-	"FROM jsonb_to_recordset($1::jsonb) AS v(id bigint, ok boolean, verdict text, provider_id text, cost text, "
-	"cost_cents bigint, segments int, coding text, error text) "
-	"WHERE n.id = v.id AND n.claimed_by = $6 AND n.status = 'sending'";
 
 /* "KES 0.8000" -> 80 (cents, rounded half up); -1 if not a money string. */
 static long long cost_cents(const char *cost)
@@ -211,7 +204,7 @@ static void flush_outcomes(struct sms_sender *s)
 	p[4] = rmax;
 	p[5] = s->me;
 	s->refs++;
-	db_query_durable(s->app->dbbg, record_sql, 6, p, 0, recorded, f);
+	db_run_durable(s->app->dbbg, &outbox_record, p, 0, recorded, f);
 	free(json);
 }
 
@@ -358,15 +351,7 @@ static void pump(struct sms_sender *s)
 	s->refs++;
 	/* durable: a claim refused for want of room is asked again; one whose
 	 * answer was lost leaves rows that come back when their lease ends */
-	db_query_durable(s->app->dbbg,
-		 "UPDATE notifications n SET status = 'sending', attempts = n.attempts + 1, claimed_by = $1, "
-		 "lease_until = now() + make_interval(secs => $3::int) "
-		 "FROM (SELECT id FROM notifications WHERE channel = 'sms' AND "
-		 "((status IN ('queued', 'retry') AND next_attempt_at <= now()) OR "
-		 "(status = 'sending' AND lease_until < now())) "
-		 "ORDER BY priority, next_attempt_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED) due "
-		 "WHERE n.id = due.id RETURNING n.id, n.recipient, n.body, n.idempotency_key",
-		 3, p, util_now_ms() + 10000, claimed, s);
+	db_run_durable(s->app->dbbg, &outbox_claim, p, util_now_ms() + 10000, claimed, s);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)

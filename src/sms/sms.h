@@ -57,6 +57,9 @@ struct sms_provider {
 extern const struct sms_provider sms_provider_at;
 extern const struct sms_provider sms_provider_kannel;
 const struct sms_provider *sms_provider_find(const char *name);
+/* [sms] provider's check (main.c adds it to the configuration): a known
+ * provider or "none"; else -1 with the names in err. */
+int sms_provider_check(const char *name, char *err, size_t errlen);
 
 /* Starts the sender for [sms] provider; NULL (and no error) for "none".
  * Registers the NOTIFY listener: call before the loop runs. */

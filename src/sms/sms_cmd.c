@@ -1,10 +1,11 @@
 /*
- * sms_cmd: SMS commands from members without data bundles.
+ * sms_cmd: SMS commands from members without data bundles (see sms_cmd.h).
  *
  *   BAL / SALIO <PIN>      savings and loan balance per chama
- *   STMT / TAARIFA <PIN>   the last five transactions
+ *   STMT / TAARIFA <PIN>   the last five movements
  *   LOAN / MKOPO <PIN>     open loans and the next instalment
  *   HELP / MSAADA          the commands
+ *   DISPUTE / PINGA        the last cash entry is wrong
  *
  * Case-insensitive.  A command that reveals money needs the PIN, checked by
  * the same path and lock-out as USSD (pin.c).  Each message is recorded
@@ -12,8 +13,10 @@
  * callback is answered and otherwise ignored), a flood from one number is
  * cut at [sms] inbound_per_hour, and every reply goes through the outbox
  * with the idempotency key sms_in:<provider>:<id>, never echoing the PIN.
- * Texts come from the menus' strings (sms_*), in the member's language.
+ * Texts come from the menus' strings (sms_*), in the member's language;
+ * the figures from the same statements the USSD screens run (dom/account.h).
  */
+#include "sms/sms_cmd.h"
 #include "sms/sms_http.h"
 #include "app.h"
 #include "base/config.h"
@@ -22,6 +25,8 @@
 #include "base/log.h"
 #include "base/menu.h"
 #include "base/phone.h"
+#include "dom/account.h"
+#include "dom/inbox.h"
 #include "dom/pin.h"
 #include "base/clock.h"
 #include "net/redis.h"
@@ -35,38 +40,69 @@
 
 #include <sodium.h>
 
-enum cmd_kind { CMD_BAL, CMD_STMT, CMD_LOAN, CMD_HELP, CMD_DISPUTE, CMD_UNKNOWN };
-
-static const struct {
-	const char *word;
-	enum cmd_kind kind;
-	enum menu_lang lang;
-	const char *name;
-} words[] = {
-	{ "BAL", CMD_BAL, LANG_EN, "bal" },	   { "SALIO", CMD_BAL, LANG_SW, "bal" },
-	{ "STMT", CMD_STMT, LANG_EN, "stmt" },	   { "TAARIFA", CMD_STMT, LANG_SW, "stmt" },
-	{ "LOAN", CMD_LOAN, LANG_EN, "loan" },	   { "MKOPO", CMD_LOAN, LANG_SW, "loan" },
-	{ "HELP", CMD_HELP, LANG_EN, "help" },	   { "MSAADA", CMD_HELP, LANG_SW, "help" },
-	{ "DISPUTE", CMD_DISPUTE, LANG_EN, "dispute" }, { "PINGA", CMD_DISPUTE, LANG_SW, "dispute" },
-};
-
 #define MAX_VARS 8
+/* rows a reply lists at most: a few SMS parts, not a page */
+#define MAX_LINES "5"
 
 struct cmd {
 	struct app *app;
 	struct http_ctx *ctx;
 	struct menu_set *menus;	/* reference held */
-	enum cmd_kind kind;
+	const struct sms_command *command;	/* NULL: not a command we know */
 	enum menu_lang lang;
 	char provider[16], msg_id[130], phone[20], pin[8], user_id[24];
 	char *masked;
 	const char *var_name[MAX_VARS];
 	char *var_val[MAX_VARS];
 	int nvars;
+	bool replied;		/* the one reply is on its way (sms_reply*) */
 };
+
+/* the registered tables (one per module that speaks SMS) */
+static const struct sms_command *command_tables[8];
+static size_t n_command_tables;
+
+/* What the inbound path itself replies with, whatever the command. */
+static const char *const engine_keys[] = {
+	"sms_signup_hint", "sms_unknown", "sms_need_pin", "sms_pin_wrong", "sms_locked", "sms_no_pin", "sms_busy",
+	"sms_pin_locked", NULL,
+};
+
+void sms_commands_register(const struct sms_command *table)
+{
+	for (size_t i = 0; i < n_command_tables; i++)
+		if (command_tables[i] == table)
+			return;
+	xassert(n_command_tables < ARRAY_LEN(command_tables));
+	command_tables[n_command_tables++] = table;
+}
+
+int sms_commands_check(const struct menu_set *m, char *err, size_t errlen)
+{
+	for (const char *const *k = engine_keys; *k; k++) {
+		if (!menu_string(m, *k, LANG_EN)) {
+			snprintf(err, errlen, "the SMS commands need the string \"%s\"", *k);
+			return -1;
+		}
+	}
+	for (size_t t = 0; t < n_command_tables; t++) {
+		for (const struct sms_command *cmd = command_tables[t]; cmd->name; cmd++) {
+			for (size_t i = 0; i < SMS_COMMAND_KEYS && cmd->keys[i]; i++) {
+				if (!menu_string(m, cmd->keys[i], LANG_EN)) {
+					snprintf(err, errlen, "SMS command %s needs the string \"%s\"", cmd->name,
+						 cmd->keys[i]);
+					return -1;
+				}
+			}
+		}
+	}
+	return 0;
+}
 
 static void cmd_free(struct cmd *c)
 {
+	/* every message is answered, once: the provider must hear 200 or 503 */
+	xassert(c->replied);
 	sodium_memzero(c->pin, sizeof(c->pin));
 	for (int i = 0; i < c->nvars; i++)
 		free(c->var_val[i]);
@@ -74,6 +110,19 @@ static void cmd_free(struct cmd *c)
 	menu_set_unref(c->menus);
 	http_ctx_release(c->ctx);
 	free(c);
+}
+
+/* The provider's request is answered without a reply SMS (a resend, a
+ * flood, a bad number): 200, or 503 so that it tries again. */
+static void answer_only(struct cmd *c, int code)
+{
+	xassert(!c->replied);
+	c->replied = true;
+	if (code == 200)
+		http_reply(c->ctx, 200, "text/plain", "OK", 2);
+	else
+		http_reply_error(c->ctx, code, "try again later");
+	cmd_free(c);
 }
 
 static void set_var(struct cmd *c, const char *name, const char *val)
@@ -85,10 +134,9 @@ static void set_var(struct cmd *c, const char *name, const char *val)
 			return;
 		}
 	}
-	if (c->nvars < MAX_VARS) {
-		c->var_name[c->nvars] = name;
-		c->var_val[c->nvars++] = xstrdup(val);
-	}
+	xassert(c->nvars < MAX_VARS);
+	c->var_name[c->nvars] = name;
+	c->var_val[c->nvars++] = xstrdup(val);
 }
 
 static const char *get_var(const char *name, void *arg)
@@ -126,6 +174,9 @@ static void reply_body(struct cmd *c, const char *body)
 	char key[200];
 	const char *p[5] = { *c->user_id ? c->user_id : NULL, c->phone, body, menu_lang_code(c->lang), key };
 
+	/* one reply per message */
+	xassert(!c->replied);
+	c->replied = true;
 	snprintf(key, sizeof(key), "sms_in:%s:%s", c->provider, c->msg_id);
 	db_query(c->app->db,
 		 "INSERT INTO notifications (user_id, channel, kind, recipient, body, language, priority, "
@@ -142,97 +193,173 @@ static void reply(struct cmd *c, const char *key)
 	free(body);
 }
 
-/* ---- the money commands, after the PIN ---- */
+/* ---- what a command sees (sms_cmd.h) ---- */
 
-static void money_lines(const struct db_result *r, void *arg)
+struct app *sms_cmd_app(struct sms_cmd *sc)
 {
-	struct cmd *c = arg;
-	static const char *const line_keys[] = { "sms_bal_line", "sms_stmt_line", "sms_loan_line" };
-	static const char *const empty_keys[] = { "sms_no_chama", "sms_no_transactions", "sms_no_loans" };
-	static const char *const head_keys[] = { "sms_bal", "sms_stmt", "sms_loan" };
-	static const char *const cols[][5] = {
-		{ "chama", "savings", "loan", "arrears", "welfare" },
-		{ "date", "what", "amount", "chama", "ref" },
-		{ "chama", "outstanding", "next", "date", NULL },
-	};
-	struct buf lines;
-	char money[40];
-	int k = (int)c->kind;
-
-	if (r->status != DB_OK) {
-		log_msg(LOG_WARN, http_ctx_reqid(c->ctx), "sms command query failed: %s", r->error);
-		reply(c, "sms_busy");
-		return;
-	}
-	buf_init(&lines, 4096);
-	for (int i = 0; i < PQntuples(r->res); i++) {
-		char *line;
-
-		for (int f = 0; f < 5 && cols[k][f]; f++) {
-			const char *v = PQgetvalue(r->res, i, f);
-
-			/* money columns come as cents */
-			if (!strcmp(cols[k][f], "savings") || !strcmp(cols[k][f], "loan") ||
-			    !strcmp(cols[k][f], "amount") || !strcmp(cols[k][f], "outstanding") ||
-			    !strcmp(cols[k][f], "next") || !strcmp(cols[k][f], "arrears") ||
-			    !strcmp(cols[k][f], "welfare")) {
-				util_format_cents(atoll(v), money, sizeof(money));
-				v = money;
-			} else if (!strcmp(cols[k][f], "what")) {
-				char wkey[32];
-				char *w;
-
-				snprintf(wkey, sizeof(wkey), "sms_what_%s", v);
-				w = text(c, wkey);
-				set_var(c, "what", w);
-				free(w);
-				continue;
-			}
-			set_var(c, cols[k][f], v);
-		}
-		line = text(c, line_keys[k]);
-		buf_printf(&lines, "\n%s", line);
-		free(line);
-	}
-	set_var(c, "lines", lines.len ? lines.data : "");
-	buf_free(&lines);
-	reply(c, PQntuples(r->res) ? head_keys[k] : empty_keys[k]);
+	return ((struct cmd *)sc)->app;
 }
 
-static void run_money(struct cmd *c)
+const char *sms_cmd_user(const struct sms_cmd *sc)
 {
-	static const char *const sql[] = {
-		/* BAL */
-		"SELECT b.chama_name, b.savings_cents, b.loan_cents, coalesce(a.arrears_cents, 0), b.welfare_cents "
-		"FROM member_balances b "
-		"LEFT JOIN LATERAL member_arrears(b.user_id, b.chama_id, coalesce($3::timestamptz, now()), $2) a ON true "
-		"WHERE b.user_id = $1 ORDER BY b.chama_name LIMIT 5",
-		/* STMT: money in and out, newest first */
-		"SELECT to_char(t AT TIME ZONE $2, 'DD Mon'), what, amount_cents, chama, ref FROM ("
-		" SELECT k.contributed_at AS t, 'in' AS what, k.amount_cents, c.name AS chama,"
-		" coalesce(k.external_reference, k.method) AS ref FROM contributions k"
-		" JOIN chamas c ON c.id = k.chama_id WHERE k.user_id = $1 AND k.status = 'confirmed'"
-		" AND k.deleted_at IS NULL AND ($3::text IS NULL OR true)"
-		" UNION ALL SELECT r.paid_at, 'repaid', r.amount_cents, c.name, coalesce(r.external_reference, r.method)"
-		" FROM loan_repayments r JOIN loans l ON l.id = r.loan_id JOIN chamas c ON c.id = l.chama_id"
-		" WHERE r.user_id = $1 AND r.status = 'confirmed'"
-		" UNION ALL SELECT coalesce(p.completed_at, p.requested_at), 'out', p.amount_cents, c.name,"
-		" coalesce(p.external_reference, p.method)"
-		" FROM payouts p JOIN chamas c ON c.id = p.chama_id WHERE p.user_id = $1 AND p.status = 'completed'"
-		") x ORDER BY t DESC LIMIT 5",
-		/* LOAN: open loans and their next instalment */
-		"SELECT c.name, l.outstanding_balance_cents, coalesce(s.due, 0), "
-		"coalesce(to_char(s.due_date, 'DD Mon'), '-') FROM loans l JOIN chamas c ON c.id = l.chama_id "
-		"LEFT JOIN LATERAL (SELECT due_date, principal_due_cents + interest_due_cents + penalty_due_cents "
-		"- principal_paid_cents - interest_paid_cents - penalty_paid_cents AS due FROM loan_schedules "
-		"WHERE loan_id = l.id AND status IN ('pending', 'partially_paid', 'overdue') "
-		"ORDER BY installment_no LIMIT 1) s ON true "
-		"WHERE l.user_id = $1 AND l.status IN ('disbursed', 'active', 'defaulted') AND $2::text IS NOT NULL "
-		"AND ($3::text IS NULL OR true) ORDER BY l.applied_at LIMIT 5",
-	};
-	const char *p[3] = { c->user_id, c->app->cfg->ussd_timezone, clock_fixed() };
+	return ((const struct cmd *)sc)->user_id;
+}
 
-	db_query(c->app->db, sql[c->kind], 3, p, money_lines, c);
+const char *sms_cmd_reqid(const struct sms_cmd *sc)
+{
+	return http_ctx_reqid(((const struct cmd *)sc)->ctx);
+}
+
+void sms_cmd_set_var(struct sms_cmd *sc, const char *name, const char *value)
+{
+	set_var((struct cmd *)sc, name, value);
+}
+
+char *sms_cmd_text(struct sms_cmd *sc, const char *key)
+{
+	return text((struct cmd *)sc, key);
+}
+
+void sms_reply(struct sms_cmd *sc, const char *key)
+{
+	reply((struct cmd *)sc, key);
+}
+
+void sms_reply_text(struct sms_cmd *sc, const char *body)
+{
+	reply_body((struct cmd *)sc, body);
+}
+
+/* ---- the money commands, after the PIN ---- */
+
+/* False (and the reply sent) when the statement could not be answered. */
+static bool lines_read(struct sms_cmd *c, const struct db_result *r)
+{
+	if (r->status == DB_OK)
+		return true;
+	log_msg(LOG_WARN, sms_cmd_reqid(c), "sms command query failed: %s", r->error);
+	sms_reply(c, "sms_busy");
+	return false;
+}
+
+static void set_money(struct sms_cmd *c, const char *name, const char *cents)
+{
+	char money[40];
+
+	util_format_cents(atoll(cents), money, sizeof(money));
+	sms_cmd_set_var(c, name, money);
+}
+
+/* Appends the string `key` (its {vars} set) as a line of {lines}. */
+static void add_line(struct sms_cmd *c, struct buf *lines, const char *key)
+{
+	char *line = sms_cmd_text(c, key);
+
+	buf_printf(lines, "\n%s", line);
+	free(line);
+}
+
+/* The reply: head with {lines}, or empty when there were none. */
+static void reply_lines(struct sms_cmd *c, struct buf *lines, const char *head, const char *empty)
+{
+	sms_cmd_set_var(c, "lines", lines->len ? lines->data : "");
+	sms_reply(c, lines->len ? head : empty);
+	buf_free(lines);
+}
+
+static void balance_read(const struct db_result *r, void *arg)
+{
+	struct sms_cmd *c = arg;
+	struct buf lines;
+
+	if (!lines_read(c, r))
+		return;
+	buf_init(&lines, 4096);
+	for (int i = 0; i < PQntuples(r->res); i++) {
+		sms_cmd_set_var(c, "chama", PQgetvalue(r->res, i, ACCOUNT_BAL_CHAMA));
+		set_money(c, "savings", PQgetvalue(r->res, i, ACCOUNT_BAL_SAVINGS));
+		set_money(c, "welfare", PQgetvalue(r->res, i, ACCOUNT_BAL_WELFARE));
+		set_money(c, "loan", PQgetvalue(r->res, i, ACCOUNT_BAL_LOAN));
+		set_money(c, "arrears", PQgetvalue(r->res, i, ACCOUNT_BAL_ARREARS));
+		add_line(c, &lines, "sms_bal_line");
+	}
+	reply_lines(c, &lines, "sms_bal", "sms_no_chama");
+}
+
+/* BAL: every chama's balance, the statement the USSD balance screen runs */
+static void cmd_balance(struct sms_cmd *c)
+{
+	struct app *app = sms_cmd_app(c);
+	const char *p[5] = { sms_cmd_user(c), NULL, clock_fixed(), app->cfg->ussd_timezone, MAX_LINES };
+
+	db_run(app->db, &account_balance, p, balance_read, c);
+}
+
+static void statement_read(const struct db_result *r, void *arg)
+{
+	struct sms_cmd *c = arg;
+	struct buf lines;
+
+	if (!lines_read(c, r))
+		return;
+	buf_init(&lines, 4096);
+	for (int i = 0; i < PQntuples(r->res); i++) {
+		char key[48], *what;
+
+		/* the statement's word keys are few and listed in the table */
+		snprintf(key, sizeof(key), "sms_what_%s", PQgetvalue(r->res, i, ACCOUNT_STMT_WHAT));
+		what = sms_cmd_text(c, key);
+		sms_cmd_set_var(c, "what", what);
+		free(what);
+		sms_cmd_set_var(c, "date", PQgetvalue(r->res, i, ACCOUNT_STMT_DATE));
+		set_money(c, "amount", PQgetvalue(r->res, i, ACCOUNT_STMT_CENTS));
+		sms_cmd_set_var(c, "chama", PQgetvalue(r->res, i, ACCOUNT_STMT_CHAMA));
+		sms_cmd_set_var(c, "ref", PQgetvalue(r->res, i, ACCOUNT_STMT_REF));
+		add_line(c, &lines, "sms_stmt_line");
+	}
+	reply_lines(c, &lines, "sms_stmt", "sms_no_transactions");
+}
+
+/* STMT: the newest movements in every chama, the ledger lines the USSD
+ * statement lists */
+static void cmd_statement(struct sms_cmd *c)
+{
+	struct app *app = sms_cmd_app(c);
+	const char *p[4] = { sms_cmd_user(c), NULL, app->cfg->ussd_timezone, MAX_LINES };
+
+	db_run(app->db, &account_statement, p, statement_read, c);
+}
+
+static void loans_read(const struct db_result *r, void *arg)
+{
+	struct sms_cmd *c = arg;
+	struct buf lines;
+
+	if (!lines_read(c, r))
+		return;
+	buf_init(&lines, 4096);
+	for (int i = 0; i < PQntuples(r->res); i++) {
+		sms_cmd_set_var(c, "chama", PQgetvalue(r->res, i, ACCOUNT_LOAN_CHAMA));
+		set_money(c, "outstanding", PQgetvalue(r->res, i, ACCOUNT_LOAN_OUTSTANDING));
+		set_money(c, "next", PQgetvalue(r->res, i, ACCOUNT_LOAN_NEXT));
+		sms_cmd_set_var(c, "date", PQgetvalue(r->res, i, ACCOUNT_LOAN_DATE));
+		add_line(c, &lines, "sms_loan_line");
+	}
+	reply_lines(c, &lines, "sms_loan", "sms_no_loans");
+}
+
+/* LOAN: open loans and their next instalment */
+static void cmd_loans(struct sms_cmd *c)
+{
+	struct app *app = sms_cmd_app(c);
+	const char *p[2] = { sms_cmd_user(c), MAX_LINES };
+
+	db_run(app->db, &account_loans, p, loans_read, c);
+}
+
+static void cmd_help(struct sms_cmd *c)
+{
+	sms_reply(c, "sms_help");
 }
 
 static void pin_checked(const struct pin_result *r, void *arg)
@@ -243,7 +370,7 @@ static void pin_checked(const struct pin_result *r, void *arg)
 	menu_lang_parse(r->lang, &c->lang);
 	switch (r->outcome) {
 	case PIN_OK:
-		run_money(c);
+		c->command->run((struct sms_cmd *)c);
 		break;
 	case PIN_WRONG:
 		snprintf(n, sizeof(n), "%d", r->tries_left);
@@ -322,6 +449,12 @@ static void dispute(struct cmd *c)
 	free(note_sw);
 }
 
+
+static void cmd_dispute(struct sms_cmd *c)
+{
+	dispute((struct cmd *)c);
+}
+
 /* ---- the message, recorded once ---- */
 
 static void recorded(const struct db_result *r, void *arg)
@@ -330,36 +463,31 @@ static void recorded(const struct db_result *r, void *arg)
 	char mins[16], *alert[2];
 	char req[180];
 	struct pin_check_args a;
+	struct pin_env env;
 
 	if (r->status != DB_OK) {
 		log_msg(LOG_WARN, http_ctx_reqid(c->ctx), "sms inbound not recorded: %s", r->error);
-		http_reply_error(c->ctx, 503, "try again later");
-		cmd_free(c);
+		answer_only(c, 503);
 		return;
 	}
 	if (PQntuples(r->res) == 0) {	/* the provider resent it */
 		log_msg(LOG_INFO, http_ctx_reqid(c->ctx), "sms inbound %s:%s seen before; not answered again",
 			c->provider, c->msg_id);
-		http_reply(c->ctx, 200, "text/plain", "OK", 2);
-		cmd_free(c);
+		answer_only(c, 200);
 		return;
 	}
-	snprintf(c->user_id, sizeof(c->user_id), "%s", PQgetvalue(r->res, 0, 1));
+	snprintf(c->user_id, sizeof(c->user_id), "%s", PQgetvalue(r->res, 0, INBOX_USER_ID));
 	if (!*c->user_id) {
 		reply(c, "sms_signup_hint");
 		return;
 	}
-	menu_lang_parse(PQgetvalue(r->res, 0, 2), &c->lang);
-	if (c->kind == CMD_HELP) {
-		reply(c, "sms_help");
-		return;
-	}
-	if (c->kind == CMD_UNKNOWN) {
+	menu_lang_parse(PQgetvalue(r->res, 0, INBOX_LANG), &c->lang);
+	if (!c->command) {
 		reply(c, "sms_unknown");
 		return;
 	}
-	if (c->kind == CMD_DISPUTE) {
-		dispute(c);
+	if (!c->command->pin) {
+		c->command->run((struct sms_cmd *)c);
 		return;
 	}
 	if (!*c->pin) {
@@ -372,23 +500,17 @@ static void recorded(const struct db_result *r, void *arg)
 	alert[1] = menu_text_format(c->menus, "sms_pin_locked", LANG_SW, get_var, c);
 	snprintf(req, sizeof(req), "sms:%s:%s", c->provider, c->msg_id);
 	a = (struct pin_check_args){ c->phone, c->pin, "sms", req, { alert[0], alert[1] } };
-	pin_check(c->app, &a, pin_checked, c);
+	env = (struct pin_env){ c->app->db, c->app->auth, c->app->logins, c->app->cfg };
+	pin_check(&env, &a, pin_checked, c);
 	free(alert[0]);
 	free(alert[1]);
 }
 
 static void record(struct cmd *c)
 {
-	static const char *const names[] = { "bal", "stmt", "loan", "help", "dispute", "unknown" };
-	const char *p[5] = { c->provider, c->msg_id, c->phone, c->masked, names[c->kind] };
+	const char *p[5] = { c->provider, c->msg_id, c->phone, c->masked, c->command ? c->command->name : "unknown" };
 
-	db_query(c->app->db,
-		 "WITH u AS (SELECT id, preferred_language FROM users WHERE phone = $3 AND deleted_at IS NULL) "
-		 "INSERT INTO sms_inbound (provider, provider_message_id, sender, text_masked, command, user_id) "
-		 "SELECT $1, left($2, 128), $3, left($4, 1000), $5, (SELECT id FROM u) "
-		 "ON CONFLICT (provider, provider_message_id) DO NOTHING "
-		 "RETURNING id, coalesce(user_id::text, ''), coalesce((SELECT preferred_language FROM u), '')",
-		 5, p, recorded, c);
+	db_run(c->app->db, &inbox_record, p, recorded, c);
 }
 
 static void flood_checked(const struct redis_result *r, void *arg)
@@ -399,12 +521,27 @@ static void flood_checked(const struct redis_result *r, void *arg)
 	    r->reply->integer > c->app->cfg->sms_inbound_per_hour) {
 		log_msg(LOG_WARN, http_ctx_reqid(c->ctx), "sms inbound from %s: over %d an hour, dropped", c->phone,
 			c->app->cfg->sms_inbound_per_hour);
-		http_reply(c->ctx, 200, "text/plain", "OK", 2);
-		cmd_free(c);
+		answer_only(c, 200);
 		return;
 	}
 	/* Redis down: serve it; the outbox and the PIN lock-out still bound it */
 	record(c);
+}
+
+/* The command whose word (in any language) is `word`, or NULL. */
+static const struct sms_command *find_command(const char *word, enum menu_lang *lang)
+{
+	for (size_t t = 0; t < n_command_tables; t++) {
+		for (const struct sms_command *cmd = command_tables[t]; cmd->name; cmd++) {
+			for (int l = 0; l < LANG_COUNT; l++) {
+				if (cmd->word[l] && !strcasecmp(word, cmd->word[l])) {
+					*lang = (enum menu_lang)l;
+					return cmd;
+				}
+			}
+		}
+	}
+	return NULL;
 }
 
 /* Splits "bal 4821" into the command and a 4-digit PIN; the stored text
@@ -424,13 +561,8 @@ static void parse(struct cmd *c, const char *textin)
 	n = strcspn(p, " \t\r\n");
 	if (n < sizeof(second))
 		memcpy(second, p, n);
-	c->kind = CMD_UNKNOWN;
-	for (size_t i = 0; i < ARRAY_LEN(words); i++) {
-		if (!strcasecmp(first, words[i].word)) {
-			c->kind = words[i].kind;
-			c->lang = words[i].lang;	/* until we know the member's own */
-		}
-	}
+	/* the word's language, until we know the member's own */
+	c->command = find_command(first, &c->lang);
 	if (strlen(second) == 4 && strspn(second, "0123456789") == 4) {
 		memcpy(c->pin, second, 5);
 		c->masked = xstrdup(textin);
@@ -476,9 +608,8 @@ void sms_inbound(struct http_ctx *ctx, const char *provider)
 	if (phone_normalise(from, app->cfg->ussd_country_code, c->phone, sizeof(c->phone)) < 0 ||
 	    strlen(txt) > 1000) {
 		log_msg(LOG_INFO, http_ctx_reqid(ctx), "sms inbound from a bad number or too long: ignored");
-		http_reply(ctx, 200, "text/plain", "OK", 2);
 		sms_params_free(&prm);
-		cmd_free(c);
+		answer_only(c, 200);
 		return;
 	}
 	parse(c, txt);
@@ -486,3 +617,16 @@ void sms_inbound(struct http_ctx *ctx, const char *provider)
 	snprintf(key, sizeof(key), "sms:in:%s", c->phone);
 	redis_cmd(app->redis, flood_checked, c, 4, argv, NULL);
 }
+
+/* The commands this module speaks, registered by main.c. */
+const struct sms_command sms_commands[] = {
+	{ "bal", { "BAL", "SALIO" }, true, cmd_balance, { "sms_bal", "sms_bal_line", "sms_no_chama" } },
+	{ "stmt", { "STMT", "TAARIFA" }, true, cmd_statement,
+	  { "sms_stmt", "sms_stmt_line", "sms_no_transactions", "sms_what_in", "sms_what_reversed",
+	    "sms_what_repaid", "sms_what_loan", "sms_what_out", "sms_what_adjusted" } },
+	{ "loan", { "LOAN", "MKOPO" }, true, cmd_loans, { "sms_loan", "sms_loan_line", "sms_no_loans" } },
+	{ "help", { "HELP", "MSAADA" }, false, cmd_help, { "sms_help" } },
+	{ "dispute", { "DISPUTE", "PINGA" }, false, cmd_dispute,
+	  { "sms_dispute_sent", "sms_dispute_none", "sms_dispute_officials" } },
+	{ NULL },
+};

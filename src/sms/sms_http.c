@@ -16,9 +16,10 @@
 #include "app.h"
 #include "base/config.h"
 #include "net/db.h"
+#include "dom/outbox.h"
+#include "base/form.h"
 #include "net/httpd.h"
 #include "base/log.h"
-#include "ussd/ussd.h"
 #include "base/util.h"
 
 #include <stdio.h>
@@ -98,27 +99,17 @@ static void dlr_done(const struct db_result *r, void *arg)
  * final: only delivery_status changes).  Rows already delivered or
  * undeliverable keep their state.
  */
-static void dlr_apply(struct http_ctx *ctx, const char *provider, const char *match_col, const char *id,
+static void dlr_apply(struct http_ctx *ctx, const char *provider, const struct db_stmt *match, const char *id,
 		      const char *raw, const char *state, const char *reason)
 {
 	struct app *app = http_ctx_app(ctx);
 	struct dlr *d = xcalloc(1, sizeof(*d));
 	const char *p[5] = { provider, id, raw, state, reason };
-	char *sql;
 
 	d->ctx = ctx;
 	http_ctx_hold(ctx);
 	snprintf(d->what, sizeof(d->what), "%s %.64s %.32s", provider, id, raw);
-	sql = xasprintf("UPDATE notifications SET delivery_status = left($3, 32), "
-			"status = CASE $4 WHEN 'delivered' THEN 'delivered' WHEN 'undeliverable' THEN 'undeliverable' "
-			"ELSE status END, "
-			"delivered_at = CASE WHEN $4 = 'delivered' THEN now() ELSE delivered_at END, "
-			"failure_reason = coalesce(left($5, 200), failure_reason) "
-			"WHERE channel = 'sms' AND %s "
-			"AND status IN ('sending', 'sent')",
-			match_col);
-	db_query(app->dbbg, sql, 5, p, dlr_done, d);
-	free(sql);
+	db_run(app->dbbg, match, p, dlr_done, d);
 }
 
 static bool guarded(struct http_ctx *ctx, const char *name)
@@ -145,7 +136,7 @@ static void at_dlr(struct http_ctx *ctx)
 		state = "delivered";
 	else if (!strcasecmp(status, "Failed") || !strcasecmp(status, "Rejected") || !strcasecmp(status, "Expired"))
 		state = "undeliverable";
-	dlr_apply(ctx, "africastalking", "provider = $1 AND provider_message_id = $2", id, status, state,
+	dlr_apply(ctx, "africastalking", &outbox_dlr_provider_id, id, status, state,
 		  sms_param(&p, "failureReason"));
 	sms_params_free(&p);
 }
@@ -176,7 +167,7 @@ static void kannel_dlr(struct http_ctx *ctx)
 	}
 	snprintf(raw, sizeof(raw), "kannel:%lld", type);
 	/* the row may not be marked sent yet: Kannel can report first */
-	dlr_apply(ctx, "kannel", "id = $2::bigint AND $1::text = 'kannel'", id, raw, state, reason);
+	dlr_apply(ctx, "kannel", &outbox_dlr_row, id, raw, state, reason);
 	sms_params_free(&p);
 }
 
@@ -194,17 +185,11 @@ static void kannel_inbound(struct http_ctx *ctx)
 		sms_inbound(ctx, "kannel");
 }
 
-size_t sms_http_routes(struct http_route *out, size_t max)
-{
-	static const struct http_route routes[] = {
-		{ "/sms/africastalking/dlr", HTTP_POST, at_dlr, "sms_africastalking_dlr", NULL },
-		{ "/sms/kannel/dlr", HTTP_GET | HTTP_POST, kannel_dlr, "sms_kannel_dlr", NULL },
-		{ "/sms/africastalking/inbound", HTTP_POST, at_inbound, "sms_africastalking_inbound", NULL },
-		{ "/sms/kannel/inbound", HTTP_GET | HTTP_POST, kannel_inbound, "sms_kannel_inbound", NULL },
-	};
-	size_t n = 0;
-
-	for (; n < ARRAY_LEN(routes) && n < max; n++)
-		out[n] = routes[n];
-	return n;
-}
+/* The SMS module's routes, registered by main.c. */
+const struct http_route sms_routes[] = {
+	{ "/sms/africastalking/dlr", HTTP_POST, at_dlr, "sms_africastalking_dlr", NULL },
+	{ "/sms/kannel/dlr", HTTP_GET | HTTP_POST, kannel_dlr, "sms_kannel_dlr", NULL },
+	{ "/sms/africastalking/inbound", HTTP_POST, at_inbound, "sms_africastalking_inbound", NULL },
+	{ "/sms/kannel/inbound", HTTP_GET | HTTP_POST, kannel_inbound, "sms_kannel_inbound", NULL },
+	{ NULL },
+};

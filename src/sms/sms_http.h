@@ -7,8 +7,8 @@
 
 #include <stddef.h>
 
-struct http_ctx;
-struct http_route;
+#include "net/httpd.h"
+
 
 #define SMS_PARAMS_MAX 32
 
@@ -22,8 +22,8 @@ int sms_params_read(struct http_ctx *ctx, struct sms_params *p);
 const char *sms_param(const struct sms_params *p, const char *key);
 void sms_params_free(struct sms_params *p);
 
-/* Fills out with the SMS routes (at most max); returns how many. */
-size_t sms_http_routes(struct http_route *out, size_t max);
+/* The SMS routes (NULL path ends it), registered by main.c. */
+extern const struct http_route sms_routes[];
 
 /* Serves one inbound message from `provider` (sms_cmd.c). */
 void sms_inbound(struct http_ctx *ctx, const char *provider);

@@ -25,10 +25,8 @@ void act_query_prepared(struct ussd_hop *hop, const char *name, const char *sql,
 /* act_query_prepared for a named statement from src/dom/: the way every
  * action runs SQL once the layer check holds. */
 void act_run(struct ussd_hop *hop, const struct db_stmt *s, const char *const *params, act_db_fn fn);
-/* A list screen: sql takes $1 user, $2 the picked chama, $3 the time zone
- * and returns (value, label) rows, which become the screen's items. */
-void act_list(struct ussd_hop *hop, const char *name, const char *sql);
-/* act_list for a named statement from src/dom/ (the same parameters). */
+/* A list screen: s (from src/dom/) takes $1 user, $2 the picked chama, $3
+ * the time zone and returns (value, label) rows, the screen's items. */
 void act_list_run(struct ussd_hop *hop, const struct db_stmt *s);
 /* A list for the holders of one policy action: s is a POLICY_LIST
  * statement (dom/policy.h), the check and the list in one statement.  A

@@ -14,6 +14,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "dom/pin.h"
+#include "dom/user.h"
 #include "base/util.h"
 
 #include <stdio.h>
@@ -130,10 +131,7 @@ static void otp_checked(struct ussd_hop *hop, const redisReply *r)
 
 		hop_set_var(hop, "otp_ok", "1");
 		hop_audit_params(hop, p);
-		act_query(hop,
-			  HOP_AUDIT_CTE "UPDATE signup_sessions SET status = 'verified', verified_at = now() "
-			  "FROM audit_ctx WHERE phone = $1 AND status = 'pending'",
-			  3, p, verified_marked);
+		act_run(hop, &user_signup_verified, p, verified_marked);
 	} else if (n == -1) {
 		hop_end(hop, "end_otp_expired");
 	} else if (n == -2) {
@@ -291,13 +289,7 @@ static void signup_hashed(void *arg, enum auth_status st, char *hash)
 	p[3] = hop_var(hop, "full_name");
 	p[4] = menu_lang_code(hop_lang(hop));
 	p[5] = hash;
-	act_query(hop,
-		  HOP_AUDIT_CTE ", u AS (INSERT INTO users (phone, full_name, preferred_language, pin_hash, "
-		  "phone_verified, phone_verified_at) SELECT $1, $4, $5, $6, true, now() FROM audit_ctx RETURNING id), "
-		  "s AS (UPDATE signup_sessions SET status = 'completed', user_id = u.id, completed_at = now(), "
-		  "verified_at = coalesce(verified_at, now()) FROM u WHERE phone = $1 AND status IN ('pending', "
-		  "'verified')) SELECT id FROM u",
-		  6, p, signed_up);
+	act_run(hop, &user_signup_finish, p, signed_up);
 	free(hash);
 }
 
@@ -316,16 +308,11 @@ static void act_signup_finish(struct ussd_hop *hop)
 
 /* ---- log-in ----------------------------------------------------------- */
 
-static const char USER_BY_PHONE[] =
-	"SELECT id, pin_hash, coalesce(locked_until > now(), false), "
-	"coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), ''), full_name "
-	"FROM users WHERE phone = $1 AND deleted_at IS NULL";
-
 static void lookup_user(struct ussd_hop *hop, act_db_fn fn)
 {
 	const char *p[2] = { hop_phone(hop), hop_app(hop)->cfg->ussd_timezone };
 
-	act_query_prepared(hop, "user_by_phone", USER_BY_PHONE, 2, p, fn);
+	act_run(hop, &user_by_phone, p, fn);
 }
 
 static bool user_usable(struct ussd_hop *hop, const struct db_result *r)
@@ -336,8 +323,8 @@ static bool user_usable(struct ussd_hop *hop, const struct db_result *r)
 		hop_end(hop, "expired");
 		return false;
 	}
-	if (!strcmp(PQgetvalue(r->res, 0, 2), "t")) {
-		hop_set_var(hop, "until", PQgetvalue(r->res, 0, 3));
+	if (!strcmp(PQgetvalue(r->res, 0, USER_LOCKED), "t")) {
+		hop_set_var(hop, "until", PQgetvalue(r->res, 0, USER_UNTIL));
 		hop_end(hop, "end_locked");
 		return false;
 	}
@@ -348,8 +335,8 @@ static void login_started(struct ussd_hop *hop, const struct db_result *r)
 {
 	if (!user_usable(hop, r))
 		return;
-	hop_set_var(hop, "name", PQgetvalue(r->res, 0, 4));
-	if (PQgetisnull(r->res, 0, 1)) {	/* registered by an official: no PIN yet */
+	hop_set_var(hop, "name", PQgetvalue(r->res, 0, USER_NAME));
+	if (!strcmp(PQgetvalue(r->res, 0, USER_NO_PIN), "t")) {	/* registered by an official: no PIN yet */
 		hop_goto(hop, "pin_setup", NULL);
 		return;
 	}
@@ -429,7 +416,12 @@ static void act_login_check(struct ussd_hop *hop)
 	alert_sw = hop_text_lang(hop, "sms_pin_locked", LANG_SW);
 	a.alert[0] = alert_en;
 	a.alert[1] = alert_sw;
-	pin_check(hop_app(hop), &a, pin_checked, hop);
+	{
+		struct app *app = hop_app(hop);
+		struct pin_env env = { app->db, app->auth, app->logins, app->cfg };
+
+		pin_check(&env, &a, pin_checked, hop);
+	}
 	free(alert_en);
 	free(alert_sw);
 }
@@ -470,11 +462,7 @@ static void reset_hashed(void *arg, enum auth_status st, char *hash)
 	}
 	hop_audit_params(hop, p);
 	p[3] = hash;
-	act_query(hop,
-		  HOP_AUDIT_CTE "UPDATE users SET pin_hash = $4, failed_pin_attempts = 0, locked_until = NULL, "
-		  "phone_verified = true, phone_verified_at = coalesce(phone_verified_at, now()), last_login_at = now() "
-		  "FROM audit_ctx WHERE phone = $1 AND deleted_at IS NULL RETURNING id",
-		  4, p, reset_done);
+	act_run(hop, &user_pin_reset, p, reset_done);
 	free(hash);
 }
 
@@ -506,9 +494,7 @@ static void act_lang_save(struct ussd_hop *hop)
 
 	hop_audit_params(hop, p);
 	p[3] = menu_lang_code(hop_lang(hop));
-	act_query(hop,
-		  HOP_AUDIT_CTE "UPDATE users SET preferred_language = $4 FROM audit_ctx WHERE id = $3::bigint",
-		  4, p, lang_saved);
+	act_run(hop, &user_set_language, p, lang_saved);
 }
 
 /* The actions the menus name (menus/NN_x.json), registered by main.c. */

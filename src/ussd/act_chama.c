@@ -11,9 +11,9 @@
 #include "ussd/act.h"
 #include "app.h"
 #include "base/config.h"
-#include "mpesa/mpesa.h"
 #include "base/clock.h"
 #include "base/util.h"
+#include "dom/account.h"
 #include "dom/chama.h"
 #include "dom/member.h"
 #include "dom/money.h"
@@ -141,21 +141,17 @@ static void balance_loaded(struct ussd_hop *hop, const struct db_result *r)
 static void act_balance_load(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
-	const char *p[4];
+	const char *p[5];
 
 	if (!c)
 		return;
+	/* the statement SMS BAL runs too (dom/account.h): one row, this chama */
 	p[0] = hop_user(hop);
 	p[1] = c;
 	p[2] = clock_fixed();
 	p[3] = hop_app(hop)->cfg->ussd_timezone;
-	act_query_prepared(hop, "balance",
-		  /* from the ledger, the books every other figure must agree with;
-		   * arrears against the chama's schedule */
-		  "SELECT b.savings_cents, b.welfare_cents, b.loan_cents, coalesce(a.arrears_cents, 0) "
-		  "FROM member_balances b LEFT JOIN LATERAL member_arrears(b.user_id, b.chama_id, "
-		  "coalesce($3::timestamptz, now()), $4) a ON true WHERE b.user_id = $1 AND b.chama_id = $2::bigint",
-		  4, p, balance_loaded);
+	p[4] = "1";
+	act_run(hop, &account_balance, p, balance_loaded);
 }
 
 static void act_meetings_load(struct ussd_hop *hop)
@@ -400,8 +396,11 @@ static void mpesa_requested(struct ussd_hop *hop, const struct db_result *r)
 {
 	if (!act_one_row(hop, r, "err_daily_limit"))
 		return;
-	/* the prompt reaches the phone only once this session has ended */
-	mpesa_push_later(hop_app(hop)->mpesa, PQgetvalue(r->res, 0, 0));
+	/* the prompt reaches the phone only once this session has ended: the
+	 * row is due push_delay_ms from now, and this daemon's push job wakes
+	 * then (a hook in struct app: ussd never calls into mpesa) */
+	if (hop_app(hop)->mpesa_requested)
+		hop_app(hop)->mpesa_requested(hop_app(hop));
 	hop_done(hop, NULL);
 }
 
@@ -445,17 +444,37 @@ static void act_mpesa_contribute(struct ussd_hop *hop)
 	act_run(hop, &money_mpesa_request, p, mpesa_requested);
 }
 
-/* The member's last movements in this chama, newest first, from the
- * ledger: date, in or out, amount and reference. */
+/* The member's last movements in this chama, newest first: the ledger
+ * lines SMS STMT shows too (dom/account.h), as "DD Mon +1,500 QKX1". */
+static void statement_loaded(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (act_db_failed(hop, r))
+		return;
+	for (int i = 0; i < PQntuples(r->res); i++) {
+		char money[40], *label;
+
+		util_format_cents(atoll(PQgetvalue(r->res, i, ACCOUNT_STMT_CENTS)), money, sizeof(money));
+		label = xasprintf("%s %s%s %s", PQgetvalue(r->res, i, ACCOUNT_STMT_DATE),
+				  strcmp(PQgetvalue(r->res, i, ACCOUNT_STMT_CREDIT), "t") ? "-" : "+", money,
+				  PQgetvalue(r->res, i, ACCOUNT_STMT_REF));
+		hop_add_item(hop, label, PQgetvalue(r->res, i, ACCOUNT_STMT_LINE_ID));
+		free(label);
+	}
+	hop_done(hop, NULL);
+}
+
 static void act_statement_load(struct ussd_hop *hop)
 {
-	act_list(hop, "statement", "SELECT l.id, to_char(e.created_at AT TIME ZONE $3, 'DD Mon') || ' ' || "
-		       "CASE WHEN l.side = 'credit' THEN '+' ELSE '-' END || format_kes(l.amount_cents) || ' ' || "
-		       "coalesce(k.external_reference, CASE WHEN e.kind = 'contribution_reversal' THEN 'reversal' "
-		       "ELSE k.method END, e.kind) FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id "
-		       "JOIN ledger_accounts a ON a.id = l.account_id LEFT JOIN contributions k ON e.ref_table = "
-		       "'contributions' AND k.id = e.ref_id WHERE a.user_id = $1 AND a.chama_id = $2::bigint "
-		       "ORDER BY l.id DESC LIMIT 50");
+	const char *c = act_chama(hop);
+	const char *p[4];
+
+	if (!c)
+		return;
+	p[0] = hop_user(hop);
+	p[1] = c;
+	p[2] = hop_app(hop)->cfg->ussd_timezone;
+	p[3] = "50";
+	act_run(hop, &account_statement, p, statement_loaded);
 }
 
 /* The actions the menus name (menus/NN_x.json), registered by main.c. */

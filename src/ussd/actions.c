@@ -80,14 +80,6 @@ void act_run(struct ussd_hop *hop, const struct db_stmt *s, const char *const *p
 	act_query_prepared(hop, s->name, s->sql, s->nparams, params, fn);
 }
 
-void act_list(struct ussd_hop *hop, const char *name, const char *sql)
-{
-	const char *p[3];
-
-	if (list_params(hop, p))
-		act_query_prepared(hop, name, sql, 3, p, items_loaded);
-}
-
 void act_list_run(struct ussd_hop *hop, const struct db_stmt *s)
 {
 	const char *p[3];

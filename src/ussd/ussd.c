@@ -36,6 +36,7 @@
 #include "app.h"
 #include "dom/auth.h"
 #include "dom/policy.h"
+#include "dom/user.h"
 #include "base/config.h"
 #include "net/db.h"
 #include "base/gsm7.h"
@@ -102,6 +103,8 @@ struct ussd_hop {
 	json_t *items;		/* list items being filled by an enter action */
 	int transitions;
 	bool end, replied, saving;
+	bool timed_out;		/* the hop's timer gave the user "busy" already */
+	bool ended;		/* the hop reached its one end: finish, unavailable or held */
 	bool effects;		/* an action that may change something ran */
 	bool trailing;		/* replied before the save was answered */
 	bool going_back;	/* enter_screen from Back */
@@ -311,6 +314,8 @@ void hop_audit_params(const struct ussd_hop *h, const char *out[3])
 
 static void hop_free(struct ussd_hop *h)
 {
+	/* every hop answers the aggregator before it goes */
+	xassert(h->replied);
 	if (h->timer)
 		event_free(h->timer);
 	if (h->hold)
@@ -339,9 +344,15 @@ static void reply(struct ussd_hop *h, bool end, const char *text, enum hop_outco
 	struct buf out;
 	const char *ctype = "text/plain";
 
-	if (h->replied)
+	/* one reply per hop; the only later one is the real end of a hop
+	 * whose timer answered first (the session is still saved) */
+	if (h->replied) {
+		xassert(h->timed_out);
 		return;
+	}
 	h->replied = true;
+	if (h->timer)
+		evtimer_del(h->timer);
 	outcomes[outcome]++;
 	buf_init(&out, 8192);
 	h->ad->render(&h->req, &rep, &out, &ctype);
@@ -360,6 +371,8 @@ static void on_hop_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	log_msg(LOG_WARN, http_ctx_reqid(h->ctx), "ussd: hop not done in %d ms; told the user to retry",
 		h->app->cfg->ussd_hop_timeout_ms);
+	xassert(!h->replied);
+	h->timed_out = true;
 	reply(h, true, h->menus ? text_for(h, "busy") : "Service busy, please try again.", OUT_TIMEOUT);
 }
 
@@ -387,8 +400,9 @@ static void saved(const struct redis_result *r, void *arg)
 		/* the user saw nothing yet: better a polite END than a screen
 		 * whose session we could not keep */
 		log_msg(LOG_WARN, http_ctx_reqid(h->ctx), "ussd: session not saved: %s", r->error);
-		reply(h, true, text_for(h, "busy"), OUT_BUSY);
-	} else {
+		if (!h->replied)
+			reply(h, true, text_for(h, "busy"), OUT_BUSY);
+	} else if (!h->replied) {
 		reply(h, h->end, h->screen.data ? h->screen.data : "", h->end ? OUT_END : OUT_SCREEN);
 	}
 	log_msg(LOG_DEBUG, http_ctx_reqid(h->ctx), "ussd: %s %s -> %s in %llu us", h->ad->name, h->sid,
@@ -406,6 +420,8 @@ static void save(struct ussd_hop *h, bool drop)
 	snprintf(ttl, sizeof(ttl), "%d", h->app->cfg->ussd_session_ttl_s);
 	memcpy(args, argv, sizeof(argv));
 	args[7] = ttl;
+	/* one save per hop: it ends the hop (saved frees it) */
+	xassert(!h->saving);
 	h->saving = true;
 	redis_cmd(h->app->redis, saved, h, 8, args, NULL);
 	free(state);
@@ -504,6 +520,10 @@ static void finish(struct ussd_hop *h)
 	const char *hk = h->req.hop_key ? h->req.hop_key : "";
 	char digest[65];
 
+	/* a handler ends its hop once (hop_done, _goto, _fail, _end or
+	 * _unavailable); a second end would save and answer twice */
+	xassert(!h->ended);
+	h->ended = true;
 	if (!h->end)
 		render(h);
 	auth_digest(h->app->auth, "hop", h->sid, hk, digest);
@@ -727,6 +747,8 @@ static void log_cannot_serve(struct ussd_hop *h, const char *why)
 
 void hop_unavailable(struct ussd_hop *h, const char *why)
 {
+	xassert(!h->ended);
+	h->ended = true;
 	log_cannot_serve(h, why);
 	/* nothing of this hop is kept: the user dials again from the start */
 	h->phase = PH_START;
@@ -748,10 +770,12 @@ void hop_overloaded(struct ussd_hop *h, const char *why)
 	int64_t ms = h->app->cfg->ussd_busy_hold_ms < left ? h->app->cfg->ussd_busy_hold_ms : left;
 	struct timeval tv;
 
-	if (ms <= 0 || h->hold) {
+	if (ms <= 0) {
 		hop_unavailable(h, why);
 		return;
 	}
+	xassert(!h->ended && !h->hold);
+	h->ended = true;
 	log_cannot_serve(h, why);
 	h->phase = PH_START;
 	h->hold = evtimer_new(h->app->base, hold_done, h);
@@ -1148,13 +1172,13 @@ static void user_looked_up(const struct db_result *r, void *arg)
 		enum menu_lang l = LANG_EN;
 
 		h->dial.have = true;
-		h->dial.no_pin = !strcmp(PQgetvalue(r->res, 0, 3), "t");
-		h->dial.locked = !strcmp(PQgetvalue(r->res, 0, 4), "t");
-		snprintf(h->dial.until, sizeof(h->dial.until), "%s", PQgetvalue(r->res, 0, 5));
-		menu_lang_parse(PQgetvalue(r->res, 0, 1), &l);
+		h->dial.no_pin = !strcmp(PQgetvalue(r->res, 0, USER_NO_PIN), "t");
+		h->dial.locked = !strcmp(PQgetvalue(r->res, 0, USER_LOCKED), "t");
+		snprintf(h->dial.until, sizeof(h->dial.until), "%s", PQgetvalue(r->res, 0, USER_UNTIL));
+		menu_lang_parse(PQgetvalue(r->res, 0, USER_LANG), &l);
 		hop_set_lang(h, l);
-		hop_set_var(h, "name", PQgetvalue(r->res, 0, 2));
-		json_object_set_new(h->st, "uid", json_string(PQgetvalue(r->res, 0, 0)));
+		hop_set_var(h, "name", PQgetvalue(r->res, 0, USER_NAME));
+		json_object_set_new(h->st, "uid", json_string(PQgetvalue(r->res, 0, USER_ID)));
 		enter_screen(h, "start_login", false);
 	} else {
 		enter_screen(h, "start_new", false);
@@ -1177,12 +1201,7 @@ static void new_session(struct ussd_hop *h)
 			  (json_int_t)(time(NULL)));
 	remember_path(h);
 	/* all the log-in screen needs too (hop_dial_user): one statement */
-	db_query_prepared_by(h->app->db, hop_deadline_ms(h), "dial_user",
-			     "SELECT id, preferred_language, full_name, pin_hash IS NULL, "
-			     "coalesce(locked_until > now(), false), "
-			     "coalesce(to_char(locked_until AT TIME ZONE $2, 'HH24:MI'), '') "
-			     "FROM users WHERE phone = $1 AND deleted_at IS NULL",
-			     2, params, user_looked_up, h);
+	db_run_by(h->app->db, hop_deadline_ms(h), &user_by_phone, params, user_looked_up, h);
 }
 
 static void loaded(const struct redis_result *r, void *arg)

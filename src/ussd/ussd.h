@@ -8,7 +8,7 @@
  *
  * Adapters (ussd_at.c, ussd_hubtel.c, ...) know nothing of menus or
  * sessions; a new aggregator is one file with a struct ussd_adapter and one
- * entry in ussd_adapters[] (ussd_http.c).
+ * entry in ussd_routes[] (ussd_http.c).
  */
 #ifndef CHAMAD_USSD_H
 #define CHAMAD_USSD_H
@@ -18,6 +18,7 @@
 
 #include "base/form.h"
 #include "base/util.h"
+#include "net/httpd.h"
 
 enum ussd_req_kind {
 	USSD_BEGIN,	/* the first hop of a session (Hubtel Initiation) */
@@ -72,9 +73,8 @@ struct menu_set *ussd_menus_load(const struct config *cfg, char *err, size_t err
 
 /* Appends the engine's counters in Prometheus text format. */
 void ussd_metrics(struct buf *out);
-/* Fills out with the aggregators' routes (at most max); returns how many. */
-struct http_route;
-size_t ussd_http_routes(struct http_route *out, size_t max);
+/* The aggregators' routes (NULL path ends it), registered by main.c. */
+extern const struct http_route ussd_routes[];
 
 void ussd_req_clear(struct ussd_req *r);
 /* 1..64 characters of [A-Za-z0-9_.:-]: safe in Redis keys and log lines. */

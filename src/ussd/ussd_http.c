@@ -1,5 +1,5 @@
 /*
- * ussd_http: the aggregators' HTTP routes.  ussd_adapters[] is the one list
+ * ussd_http: the aggregators' HTTP routes.  ussd_routes[] is the one list
  * of aggregators: each gets POST <adapter path>, guarded by its optional
  * shared secret and IP allow-list ([ussd] secrets, allow_ips), parsed by
  * its adapter and served by the engine.  Africa's Talking's end-of-session
@@ -9,6 +9,7 @@
 #include "app.h"
 #include "base/config.h"
 #include "net/db.h"
+#include "dom/session_log.h"
 #include "net/httpd.h"
 #include "base/log.h"
 #include "base/phone.h"
@@ -20,9 +21,6 @@
 #include <string.h>
 #include <strings.h>
 
-
-/* The aggregators: a new one is a file with its adapter and a line here. */
-static const struct ussd_adapter *const ussd_adapters[] = { &ussd_adapter_at, &ussd_adapter_hubtel };
 
 static void serve(struct http_ctx *ctx)
 {
@@ -150,12 +148,7 @@ static void at_events(struct http_ctx *ctx)
 	params[8] = e->f[7];
 	params[9] = e->f[8];
 	params[10] = e->f[9];
-	db_query(app->db,
-		 "INSERT INTO ussd_session_events (aggregator, session_id, phone, service_code, network_code, status, "
-		 "duration_ms, hops, last_response, error_message, cost) VALUES ($1, $2, $3, left($4, 64), left($5, 32), "
-		 "$6, $7::bigint, $8::int, left($9, 400), left($10, 400), left($11, 32)) "
-		 "ON CONFLICT (aggregator, session_id) DO NOTHING",
-		 11, params, ev_recorded, e);
+	db_run(app->db, &session_log_record, params, ev_recorded, e);
 	snprintf(key, sizeof(key), "ussd:s:%s:%s", ussd_adapter_at.name, e->f[0]);
 	{
 		const char *argv[2] = { "DEL", key };
@@ -166,17 +159,13 @@ static void at_events(struct http_ctx *ctx)
 		e->f[6] ? e->f[6] : "?", e->f[5] ? e->f[5] : "?", e->f[8] ? ": " : "", e->f[8] ? e->f[8] : "");
 }
 
-size_t ussd_http_routes(struct http_route *out, size_t max)
-{
-	static char names[8][48];
-	size_t n = 0;
-
-	for (size_t i = 0; i < sizeof(ussd_adapters) / sizeof(ussd_adapters[0]) && n < max && i < 8; i++) {
-		snprintf(names[i], sizeof(names[i]), "ussd_%s", ussd_adapters[i]->name);
-		out[n++] = (struct http_route){ ussd_adapters[i]->path, HTTP_POST, serve, names[i], ussd_adapters[i] };
-	}
-	if (n < max)
-		out[n++] = (struct http_route){ "/ussd/africastalking/events", HTTP_POST, at_events,
-						"ussd_africastalking_events", NULL };
-	return n;
-}
+/* The USSD module's routes, registered by main.c: one per aggregator (a
+ * new one is a file with its adapter and a line here, at the adapter's
+ * path, with the adapter as the route's data), and AT's end-of-session
+ * notification. */
+const struct http_route ussd_routes[] = {
+	{ "/ussd/africastalking", HTTP_POST, serve, "ussd_africastalking", &ussd_adapter_at },
+	{ "/ussd/hubtel", HTTP_POST, serve, "ussd_hubtel", &ussd_adapter_hubtel },
+	{ "/ussd/africastalking/events", HTTP_POST, at_events, "ussd_africastalking_events", NULL },
+	{ NULL },
+};

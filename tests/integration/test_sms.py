@@ -3,12 +3,15 @@ emulator of Africa's Talking's SMS API (scripts/at-sms-emulator): the outbox
 and its sender, retries, leases, priorities, segments, delivery reports and
 SMS commands.  Each test has a database of its own, so no other test's
 queued messages are sent here."""
+import http.server
 import os
 import random
 import signal
 import subprocess
+import threading
 import time
 import urllib.parse
+import urllib.request
 
 from harness import ROOT, free_port
 from sms_fixtures import ATEmulator, Kannel
@@ -322,6 +325,46 @@ def test_sms_bad_callbacks(env):
     assert c.get("/healthz").status == 200
     c.stop()
     emu.stop()
+
+
+def test_sms_delivery_report_before_the_send_is_recorded(env):
+    """Kannel can report delivery before chamad has recorded the send (the
+    report names our row, not an id from the answer): a Kannel that calls
+    the dlr-url with "delivered" before it answers sendsms.  The row stays
+    delivered and still gets the send's details."""
+    class FirstReport(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+            dlr = q["dlr-url"][0].replace("%d", "1")
+            with urllib.request.urlopen(dlr, timeout=5) as r:
+                assert r.status == 200
+            self.send_response(202)
+            self.end_headers()
+            self.wfile.write(b"0: Accepted for delivery")
+
+        def log_message(self, *args):
+            pass
+
+    kannel = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FirstReport)
+    threading.Thread(target=kannel.serve_forever, daemon=True).start()
+    url = env.fresh_db("chamasmart_sms_dlr_first")
+    env.migrate(url)
+    port = free_port()
+    base = "http://127.0.0.1:%d" % port
+    c = env.chamad({"CHAMAD_DATABASE_URL": url, "CHAMAD_SMS_PROVIDER": "kannel",
+                    "CHAMAD_SMS_KANNEL_URL": "http://127.0.0.1:%d/cgi-bin/sendsms" % kannel.server_port,
+                    "CHAMAD_SMS_KANNEL_USER": "u", "CHAMAD_SMS_KANNEL_PASSWORD": "p",
+                    "CHAMAD_SMS_PUBLIC_URL": base, "CHAMAD_HTTP_LISTEN": "127.0.0.1:%d" % port})
+    mid = queue(env, url, new_phone(), "Reported first")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and \
+            q(env, url, "SELECT sent_at IS NOT NULL FROM notifications WHERE id = %s" % mid) != [["t"]]:
+        time.sleep(0.05)
+    assert q(env, url, "SELECT status, provider, provider_message_id, delivery_status, sent_at IS NOT NULL, "
+                       "lease_until IS NULL FROM notifications WHERE id = %s" % mid) == \
+        [["delivered", "kannel", mid, "kannel:1", "t", "t"]]
+    c.stop()
+    kannel.shutdown()
 
 
 def test_sms_through_real_kannel(env):

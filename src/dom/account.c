@@ -1,0 +1,39 @@
+/*
+ * account: see account.h.
+ */
+#include "dom/account.h"
+
+/* from the ledger (member_balances sums the member's accounts); arrears
+ * against the chama's schedule, as of the domain clock */
+DB_STMT(account_balance, 5,
+	"SELECT b.savings_cents, b.welfare_cents, b.loan_cents, coalesce(a.arrears_cents, 0), b.chama_name, "
+	"b.chama_id FROM member_balances b LEFT JOIN LATERAL member_arrears(b.user_id, b.chama_id, "
+	"coalesce($3::timestamptz, now()), $4) a ON true "
+	"WHERE b.user_id = $1::bigint AND ($2::bigint IS NULL OR b.chama_id = $2::bigint) "
+	"ORDER BY b.chama_name, b.chama_id LIMIT $5::int");
+
+/* every line on the member's own accounts: money in, its reversal (a new
+ * entry, never an edit), loans out and back */
+DB_STMT(account_statement, 4,
+	"SELECT l.id, to_char(e.created_at AT TIME ZONE $3, 'DD Mon'), "
+	"CASE e.kind WHEN 'contribution' THEN 'in' WHEN 'suspense_allocation' THEN 'in' "
+	"WHEN 'contribution_reversal' THEN 'reversed' WHEN 'loan_repayment' THEN 'repaid' "
+	"WHEN 'loan_disbursement' THEN 'loan' WHEN 'payout' THEN 'out' WHEN 'welfare_claim' THEN 'out' "
+	"ELSE 'adjusted' END, l.side = 'credit', l.amount_cents, c.name, "
+	"coalesce(k.external_reference, CASE WHEN e.kind = 'contribution_reversal' THEN 'reversal' "
+	"ELSE k.method END, e.kind) "
+	"FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id "
+	"JOIN ledger_accounts a ON a.id = l.account_id JOIN chamas c ON c.id = a.chama_id "
+	"LEFT JOIN contributions k ON e.ref_table = 'contributions' AND k.id = e.ref_id "
+	"WHERE a.user_id = $1::bigint AND ($2::bigint IS NULL OR a.chama_id = $2::bigint) "
+	"ORDER BY l.id DESC LIMIT $4::int");
+
+DB_STMT(account_loans, 2,
+	"SELECT c.name, l.outstanding_balance_cents, coalesce(s.due, 0), "
+	"coalesce(to_char(s.due_date, 'DD Mon'), '-') FROM loans l JOIN chamas c ON c.id = l.chama_id "
+	"LEFT JOIN LATERAL (SELECT due_date, principal_due_cents + interest_due_cents + penalty_due_cents "
+	"- principal_paid_cents - interest_paid_cents - penalty_paid_cents AS due FROM loan_schedules "
+	"WHERE loan_id = l.id AND status IN ('pending', 'partially_paid', 'overdue') "
+	"ORDER BY installment_no LIMIT 1) s ON true "
+	"WHERE l.user_id = $1::bigint AND l.status IN ('disbursed', 'active', 'defaulted') "
+	"ORDER BY l.applied_at LIMIT $2::int");
