@@ -478,6 +478,31 @@ def test_ussd_two_daemons_share_a_session(env):
     b.stop()
 
 
+def test_ussd_waits_for_a_held_session(env):
+    """A hop that finds the session held (the trailing save of the hop
+    before it, or a resent copy still running) waits a moment for it
+    instead of answering "busy" at once: the next hop may reach another
+    daemon before this one's save is done."""
+    c = env.chamad()
+    phone = new_phone()
+    seed_chama(env, members=[(phone, "Held", "member")])
+    s = AT(c, phone)
+    s.login()
+    lock = "ussd:l:africastalking:" + s.sid
+    # held for 150 ms by someone else, as a save in flight would
+    assert redis_cli(env, "SET", lock, "someone-else", "PX", "150").strip() == "OK"
+    end, screen = s.send("5")
+    assert not end and "My chama" in screen, screen
+    # held past the wait: "busy", and the session is left alone
+    assert redis_cli(env, "SET", lock, "someone-else", "PX", "5000").strip() == "OK"
+    r = s.post_text("*".join(s.inputs + ["1"]))
+    assert r.body == "END Service busy, please try again.", r.body
+    redis_cli(env, "DEL", lock)
+    end, screen = s.send("0")
+    assert not end and "Main menu" in screen, screen
+    c.stop()
+
+
 def test_ussd_redis_stopped_mid_session(env):
     c = env.chamad({"CHAMAD_REDIS_RECONNECT_MIN_MS": "50", "CHAMAD_REDIS_RECONNECT_MAX_MS": "200"})
     phone = new_phone()
