@@ -264,14 +264,12 @@ static struct call *call_new(struct mpesa *m, const char *path, json_t *body,
 /* ---- the push: a claimed row ---- */
 
 /* After "WITH r AS (UPDATE mpesa_requests ... RETURNING *)": the member's
- * notice that the payment never started (no prompt, no money moved). */
+ * notice that the payment never started (no prompt, no money moved), as
+ * the statement's last SELECT (so it runs for every row of r). */
 #define PUSH_FAILED_NOTICE                                                                                      \
-	"INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority, "      \
-	"idempotency_key) SELECT r.user_id, r.chama_id, 'sms', 'mpesa_failed', r.phone, "                       \
-	"CASE WHEN u.preferred_language = 'sw' THEN 'ChamaSmart: hatukuweza kuanzisha malipo ya M-Pesa. "        \
-	"Tafadhali jaribu tena baadaye.' ELSE 'ChamaSmart: we could not start the M-Pesa payment. "             \
-	"Please try again later.' END, u.preferred_language, 3, 'mpesa:request:' || r.id || ':push_failed' "   \
-	"FROM r JOIN users u ON u.id = r.user_id"
+	"SELECT notify(r.user_id, 'mpesa_failed', 'sms_mpesa_push_failed', jsonb_build_object('amount', "        \
+	"format_kes(r.amount_cents), 'chama', c.name), 3, 'mpesa:request:' || r.id || ':push_failed', "         \
+	"r.chama_id) FROM r JOIN chamas c ON c.id = r.chama_id"
 
 /* One piece of work whose outcome is still to be recorded: counted so a
  * draining daemon waits for it (mpesa_unrecorded). */
@@ -393,7 +391,7 @@ static void pushed(struct call *c, const struct httpc_response *r)
 		db_query_durable(m->app->dbbg,
 				 "WITH r AS (UPDATE mpesa_requests SET status = 'push_failed', result_desc = left($2, 300), "
 				 "completed_at = now(), lease_until = NULL WHERE id = $1::bigint AND status = 'created' "
-				 "RETURNING *) " PUSH_FAILED_NOTICE " ON CONFLICT (idempotency_key) DO NOTHING",
+				 "RETURNING *) " PUSH_FAILED_NOTICE,
 				 2, p, 0, outcome_recorded, rec);
 	} else {
 		const char *p[2] = { c->id, why };
@@ -501,16 +499,6 @@ static void settle_free(struct settle *s)
 	free(s);
 }
 
-static const char *settle_var(const char *name, void *arg)
-{
-	const char *const *kv = arg;
-
-	for (int i = 0; kv[i]; i += 2)
-		if (!strcmp(kv[i], name))
-			return kv[i + 1];
-	return NULL;
-}
-
 /* $1..$6 of both statements that take a report: CheckoutRequestID, result
  * code, description, receipt, amount (cents) and phone; code and cents are
  * the caller's buffers. */
@@ -543,30 +531,24 @@ static void settled(const struct db_result *r, void *arg)
 
 /*
  * Settles one report (a stored callback, or the status query's answer) in
- * one statement: mpesa_settle with the member's texts in their language,
- * and for a stored callback its row marked settled in the same statement.
- * amount, lang and chama come from the request (columns of res, row i).
+ * one statement: mpesa_settle with the member's messages by key (the
+ * receipt, or the notice for this result code if the menus have one), and
+ * for a stored callback its row marked settled in the same statement.
+ * amount comes from the request.
  */
-static void settle_with(struct settle *s, const char *amount_cents, const char *lang_s, const char *chama)
+static void settle_with(struct settle *s, const char *amount_cents)
 {
 	struct app *app = s->m->app;
-	enum menu_lang lang = LANG_EN;
-	char amount[40], code[24], key[48], cents[24], *ok_body, *fail_body;
-	const char *vars[] = { "amount", amount, "chama", chama, "receipt", s->receipt, "desc", s->desc, NULL };
+	char code[24], key[48], cents[24];
 	const char *p[10];
 
-	menu_lang_parse(lang_s, &lang);
-	util_format_cents(atoll(amount_cents), amount, sizeof(amount));
 	if (s->amount_cents < 0)	/* the query does not tell: it is what we asked */
 		s->amount_cents = atoll(amount_cents);
 	snprintf(key, sizeof(key), "sms_mpesa_failed_%lld", s->code);
-	ok_body = menu_text_format(app->menus, "sms_mpesa_receipt", lang, settle_var, (void *)vars);
-	fail_body = menu_text_format(app->menus, menu_string(app->menus, key, lang) ? key : "sms_mpesa_failed", lang,
-				     settle_var, (void *)vars);
 	report_params(s, code, cents, p);
 	p[6] = s->source;
-	p[7] = ok_body;
-	p[8] = fail_body;
+	p[7] = "sms_mpesa_receipt";
+	p[8] = menu_sms_exists(app->menus, key) ? key : "sms_mpesa_failed";
 	p[9] = *s->cbid ? s->cbid : NULL;
 	db_query_durable(app->dbbg,
 			 "WITH s AS (SELECT * FROM mpesa_settle($1, $2::int, $3, $4, $5::bigint, $6, $7, $8, $9)), "
@@ -576,8 +558,6 @@ static void settle_with(struct settle *s, const char *amount_cents, const char *
 			 "WHERE id = $10::bigint) "
 			 "SELECT status, settled_now FROM s",
 			 10, p, 0, settled, s);
-	free(ok_body);
-	free(fail_body);
 }
 
 /* A stored callback whose request is not known (yet): a success whose push
@@ -649,7 +629,7 @@ static void callbacks_claimed(const struct db_result *r, void *arg)
 		if (PQgetisnull(res, i, 7))
 			settle_unmatched(s);
 		else
-			settle_with(s, PQgetvalue(res, i, 7), PQgetvalue(res, i, 8), PQgetvalue(res, i, 9));
+			settle_with(s, PQgetvalue(res, i, 7));
 	}
 	claim_end(m, &m->settling, r, "callbacks", CB_BATCH, callbacks_soon);
 }
@@ -697,7 +677,7 @@ static void query_loaded(const struct db_result *r, void *arg)
 		settle_free(s);
 		return;
 	}
-	settle_with(s, PQgetvalue(r->res, 0, 0), PQgetvalue(r->res, 0, 1), PQgetvalue(r->res, 0, 2));
+	settle_with(s, PQgetvalue(r->res, 0, 0));
 }
 
 static void settle_queried(struct settle *s)
@@ -874,8 +854,7 @@ static void c2b_route(struct http_ctx *ctx, bool confirm)
 	const char *trans, *ref;
 	long long cents;
 	struct c2b *c;
-	char amount[40], centss[24], *receipt;
-	const char *vars[] = { "amount", amount, "chama", "", "receipt", "", NULL };
+	char centss[24];
 
 	if (!http_guard(ctx, "", app->cfg->mpesa_allow_ips, "safaricom"))
 		return;
@@ -899,9 +878,6 @@ static void c2b_route(struct http_ctx *ctx, bool confirm)
 		http_reply_error(ctx, 400, "not a C2B confirmation");
 		return;
 	}
-	util_format_cents(cents, amount, sizeof(amount));
-	vars[5] = trans;
-	receipt = menu_text_format(app->menus, "sms_mpesa_receipt", LANG_EN, settle_var, (void *)vars);
 	snprintf(centss, sizeof(centss), "%lld", cents);
 	c = xcalloc(1, sizeof(*c));
 	c->ctx = ctx;
@@ -909,13 +885,13 @@ static void c2b_route(struct http_ctx *ctx, bool confirm)
 	http_ctx_hold(ctx);
 	{
 		const char *p[6] = { trans, centss, ref, json_string_value(json_object_get(doc, "FirstName")),
-				     json_string_value(json_object_get(doc, "MSISDN")), receipt };
+				     json_string_value(json_object_get(doc, "MSISDN")),
+				     "sms_mpesa_receipt" };	/* the receipt's template */
 
 		/* retried while the answer can still reach Safaricom in time */
 		db_query_durable(app->dbbg, "SELECT * FROM c2b_confirm($1, $2::bigint, $3, $4, $5, $6)", 6, p,
 				 util_now_ms() + (uint64_t)app->cfg->http_request_timeout_ms / 2, c2b_done, c);
 	}
-	free(receipt);
 	json_decref(doc);
 }
 
@@ -1013,7 +989,7 @@ static void query_tick(evutil_socket_t fd, short what, void *arg)
 		 "ELSE 'never pushed (no daemon could)' END, lease_until = NULL "
 		 "WHERE (status = 'created' AND push_attempts = 0 AND coalesce(push_at, created_at) < now() - interval "
 		 "'5 minutes') OR (status = 'unknown' AND created_at < now() - make_interval(secs => $1::int)) "
-		 "RETURNING *) " PUSH_FAILED_NOTICE " ON CONFLICT (idempotency_key) DO NOTHING",
+		 "RETURNING *) " PUSH_FAILED_NOTICE,
 		 1, pu, db_logged, "closing requests never pushed");
 	db_query(m->app->dbbg,
 		 "UPDATE mpesa_requests SET status = 'unknown', lease_until = NULL, "

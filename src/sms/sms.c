@@ -17,7 +17,9 @@
 #include "base/gsm7.h"
 #include "net/httpc.h"
 #include "base/log.h"
+#include "base/menu.h"
 #include "base/util.h"
+#include "dom/notify.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +46,7 @@ struct sms_sender {
 	int64_t tokens;		/* thousandths of a message */
 	uint64_t refilled_ms;
 	char me[64];		/* claimed_by: host:pid:random */
-	uint64_t sent, retried, failed, claimed;
+	uint64_t sent, retried, failed, claimed, unrendered;
 };
 
 const struct sms_provider *sms_provider_find(const char *name)
@@ -119,28 +121,6 @@ static void pump(struct sms_sender *s);
 #define FLUSH_MAX 200
 #define FLUSH_MS 20
 
-static const char record_sql[] =
-	"UPDATE notifications n SET "
-	"status = CASE WHEN v.ok THEN 'sent' WHEN v.verdict = 'retry' AND n.attempts < $2::int THEN 'retry' "
-	"ELSE 'failed' END, "
-	"sent_at = CASE WHEN v.ok THEN now() ELSE n.sent_at END, "
-	"provider = CASE WHEN v.ok THEN $3 ELSE n.provider END, "
-	"provider_message_id = CASE WHEN v.ok THEN v.provider_id ELSE n.provider_message_id END, "
-	"provider_cost = CASE WHEN v.ok THEN left(v.cost, 32) ELSE n.provider_cost END, "
-	"cost_cents = CASE WHEN v.ok THEN v.cost_cents ELSE n.cost_cents END, "
-	"segments = CASE WHEN v.ok THEN v.segments::smallint ELSE n.segments END, "
-	"coding = CASE WHEN v.ok THEN v.coding ELSE n.coding END, "
-	"lease_until = NULL, "
-	"last_error = CASE WHEN v.ok THEN NULL ELSE left(v.error, 500) END, "
-	"failure_reason = CASE WHEN v.ok OR (v.verdict = 'retry' AND n.attempts < $2::int) THEN n.failure_reason "
-	"ELSE left(v.error, 200) END, "
-	/* min * 2^(attempts-1), capped, minus up to a quarter at random */
-	"next_attempt_at = CASE WHEN v.ok THEN n.next_attempt_at ELSE now() + make_interval(secs => "
-	"least($5::float8, $4::float8 * power(2, greatest(n.attempts - 1, 0))) * (1 - random() / 4)) END "
-	"FROM jsonb_to_recordset($1::jsonb) AS v(id bigint, ok boolean, verdict text, provider_id text, cost text, "
-	"cost_cents bigint, segments int, coding text, error text) "
-	"WHERE n.id = v.id AND n.claimed_by = $6 AND n.status = 'sending'";
-
 /* "KES 0.8000" -> 80 (cents, rounded half up); -1 if not a money string. */
 static long long cost_cents(const char *cost)
 {
@@ -211,7 +191,7 @@ static void flush_outcomes(struct sms_sender *s)
 	p[4] = rmax;
 	p[5] = s->me;
 	s->refs++;
-	db_query_durable(s->app->dbbg, record_sql, 6, p, 0, recorded, f);
+	db_run_durable(s->app->dbbg, &dom_outbox_record, p, 0, recorded, f);
 	free(json);
 }
 
@@ -233,6 +213,10 @@ void sms_sent(struct sms_sender *s, struct sms_msg *m, const struct sms_outcome 
 		return;
 	}
 	row = json_pack("{s:I, s:b}", "id", (json_int_t)atoll(m->id), "ok", o->verdict == SMS_SENT);
+	if (m->rendered) {	/* what went out (or was refused), in its language */
+		json_object_set_new(row, "body", json_string(m->body));
+		json_object_set_new(row, "lang", json_string(m->lang));
+	}
 	if (o->verdict == SMS_SENT) {
 		s->sent++;
 		c = cost_cents(o->cost);
@@ -244,6 +228,8 @@ void sms_sent(struct sms_sender *s, struct sms_msg *m, const struct sms_outcome 
 	} else {
 		if (o->verdict == SMS_RETRY)
 			s->retried++;
+		else if (m->unrendered)
+			s->unrendered++;
 		else
 			s->failed++;
 		json_object_set_new(row, "verdict", json_string(o->verdict == SMS_RETRY ? "retry" : "failed"));
@@ -277,19 +263,51 @@ static void refill(struct sms_sender *s)
 	s->refilled_ms = now;
 }
 
+/* The row's template in the recipient's language now (columns of
+ * dom_outbox_claim); false, with why in err, when it cannot be. */
+static bool render(struct sms_sender *s, struct sms_msg *m, const PGresult *res, int row, char *err, size_t errlen)
+{
+	enum menu_lang lang = LANG_EN;
+	struct buf b;
+	int rc;
+
+	menu_lang_parse(PQgetvalue(res, row, 6), &lang);
+	snprintf(m->lang, sizeof(m->lang), "%s", menu_lang_code(lang));
+	buf_init(&b, 8192);
+	rc = menu_sms_render(s->app->menus, PQgetvalue(res, row, 4), lang,
+			     PQgetisnull(res, row, 5) ? NULL : PQgetvalue(res, row, 5), &b, err, errlen);
+	if (rc == 0) {
+		m->body = xstrdup(b.data ? b.data : "");
+		m->rendered = true;
+	}
+	buf_free(&b);
+	return rc == 0;
+}
+
 static void send_one(struct sms_sender *s, const PGresult *res, int row)
 {
 	struct sms_msg *m = xcalloc(1, sizeof(*m));
 	struct sms_outcome too_long = { SMS_FAILED, NULL, NULL, "message longer than [sms] max_segments" };
+	struct sms_outcome unrendered = { SMS_FAILED, NULL, NULL, NULL };
+	char why[300];
 
 	snprintf(m->id, sizeof(m->id), "%s", PQgetvalue(res, row, 0));
 	m->to = xstrdup(PQgetvalue(res, row, 1));
-	m->body = xstrdup(PQgetvalue(res, row, 2));
 	m->idempotency_key = xstrdup(PQgetvalue(res, row, 3));
-	m->segments = sms_segments(m->body, &m->coding);
 	s->inflight++;
 	s->with_provider++;
 	s->refs++;		/* held by the message until sms_sent */
+	if (PQgetisnull(res, row, 4)) {
+		m->body = xstrdup(PQgetvalue(res, row, 2));
+	} else if (!render(s, m, res, row, why, sizeof(why))) {
+		/* never sent with a hole: failed for good, with the reason */
+		log_warn("sms: outbox row %s (%s) not sent: %s", m->id, m->idempotency_key, why);
+		m->unrendered = true;
+		unrendered.error = why;
+		sms_sent(s, m, &unrendered);
+		return;
+	}
+	m->segments = sms_segments(m->body, &m->coding);
 	s->tokens -= 1000;
 	if (m->segments > s->app->cfg->sms_max_segments)
 		sms_sent(s, m, &too_long);
@@ -358,15 +376,7 @@ static void pump(struct sms_sender *s)
 	s->refs++;
 	/* durable: a claim refused for want of room is asked again; one whose
 	 * answer was lost leaves rows that come back when their lease ends */
-	db_query_durable(s->app->dbbg,
-		 "UPDATE notifications n SET status = 'sending', attempts = n.attempts + 1, claimed_by = $1, "
-		 "lease_until = now() + make_interval(secs => $3::int) "
-		 "FROM (SELECT id FROM notifications WHERE channel = 'sms' AND "
-		 "((status IN ('queued', 'retry') AND next_attempt_at <= now()) OR "
-		 "(status = 'sending' AND lease_until < now())) "
-		 "ORDER BY priority, next_attempt_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED) due "
-		 "WHERE n.id = due.id RETURNING n.id, n.recipient, n.body, n.idempotency_key",
-		 3, p, util_now_ms() + 10000, claimed, s);
+	db_run_durable(s->app->dbbg, &dom_outbox_claim, p, util_now_ms() + 10000, claimed, s);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -501,15 +511,18 @@ void sms_metrics(struct sms_sender *s, struct buf *out)
 	buf_printf(out,
 		   "# HELP chamad_sms_claimed_total Outbox rows claimed for sending.\n"
 		   "# TYPE chamad_sms_claimed_total counter\nchamad_sms_claimed_total %llu\n"
-		   "# HELP chamad_sms_sends_total Provider answers by outcome.\n"
+		   "# HELP chamad_sms_sends_total Outcomes of claimed messages: the provider's answer, or unrendered "
+		   "(template unknown or a variable missing: failed, never sent).\n"
 		   "# TYPE chamad_sms_sends_total counter\n"
 		   "chamad_sms_sends_total{outcome=\"sent\"} %llu\n"
 		   "chamad_sms_sends_total{outcome=\"retry\"} %llu\n"
 		   "chamad_sms_sends_total{outcome=\"failed\"} %llu\n"
+		   "chamad_sms_sends_total{outcome=\"unrendered\"} %llu\n"
 		   "# HELP chamad_sms_inflight Claimed messages whose outcome is not recorded yet.\n"
 		   "# TYPE chamad_sms_inflight gauge\nchamad_sms_inflight %d\n"
 		   "# HELP chamad_sms_outcome_flushes_total Statements that recorded a batch of outcomes.\n"
 		   "# TYPE chamad_sms_outcome_flushes_total counter\nchamad_sms_outcome_flushes_total %llu\n",
 		   (unsigned long long)s->claimed, (unsigned long long)s->sent, (unsigned long long)s->retried,
-		   (unsigned long long)s->failed, s->inflight, (unsigned long long)s->flushes);
+		   (unsigned long long)s->failed, (unsigned long long)s->unrendered, s->inflight,
+		   (unsigned long long)s->flushes);
 }

@@ -12,7 +12,8 @@
  * callback is answered and otherwise ignored), a flood from one number is
  * cut at [sms] inbound_per_hour, and every reply goes through the outbox
  * with the idempotency key sms_in:<provider>:<id>, never echoing the PIN.
- * Texts come from the menus' strings (sms_*), in the member's language.
+ * A reply is a template key and its variables (dom/notify.h); the sender
+ * renders it from the menus' SMS templates in the member's language.
  */
 #include "sms/sms_http.h"
 #include "app.h"
@@ -22,6 +23,7 @@
 #include "base/log.h"
 #include "base/menu.h"
 #include "base/phone.h"
+#include "dom/notify.h"
 #include "dom/pin.h"
 #include "base/clock.h"
 #include "net/redis.h"
@@ -33,6 +35,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 enum cmd_kind { CMD_BAL, CMD_STMT, CMD_LOAN, CMD_HELP, CMD_DISPUTE, CMD_UNKNOWN };
@@ -50,60 +53,28 @@ static const struct {
 	{ "DISPUTE", CMD_DISPUTE, LANG_EN, "dispute" }, { "PINGA", CMD_DISPUTE, LANG_SW, "dispute" },
 };
 
-#define MAX_VARS 8
-
 struct cmd {
 	struct app *app;
 	struct http_ctx *ctx;
-	struct menu_set *menus;	/* reference held */
 	enum cmd_kind kind;
 	enum menu_lang lang;
 	char provider[16], msg_id[130], phone[20], pin[8], user_id[24];
 	char *masked;
-	const char *var_name[MAX_VARS];
-	char *var_val[MAX_VARS];
-	int nvars;
+	json_t *vars;		/* the reply's variables */
 };
 
 static void cmd_free(struct cmd *c)
 {
 	sodium_memzero(c->pin, sizeof(c->pin));
-	for (int i = 0; i < c->nvars; i++)
-		free(c->var_val[i]);
+	json_decref(c->vars);
 	free(c->masked);
-	menu_set_unref(c->menus);
 	http_ctx_release(c->ctx);
 	free(c);
 }
 
 static void set_var(struct cmd *c, const char *name, const char *val)
 {
-	for (int i = 0; i < c->nvars; i++) {
-		if (!strcmp(c->var_name[i], name)) {
-			free(c->var_val[i]);
-			c->var_val[i] = xstrdup(val);
-			return;
-		}
-	}
-	if (c->nvars < MAX_VARS) {
-		c->var_name[c->nvars] = name;
-		c->var_val[c->nvars++] = xstrdup(val);
-	}
-}
-
-static const char *get_var(const char *name, void *arg)
-{
-	struct cmd *c = arg;
-
-	for (int i = 0; i < c->nvars; i++)
-		if (!strcmp(c->var_name[i], name))
-			return c->var_val[i];
-	return NULL;
-}
-
-static char *text(struct cmd *c, const char *key)
-{
-	return menu_text_format(c->menus, key, c->lang, get_var, c);
+	json_object_set_new(c->vars, name, json_string(val));
 }
 
 /* ---- the end of every path: the reply into the outbox ---- */
@@ -121,25 +92,16 @@ static void reply_queued(const struct db_result *r, void *arg)
 	cmd_free(c);
 }
 
-static void reply_body(struct cmd *c, const char *body)
-{
-	char key[200];
-	const char *p[5] = { *c->user_id ? c->user_id : NULL, c->phone, body, menu_lang_code(c->lang), key };
-
-	snprintf(key, sizeof(key), "sms_in:%s:%s", c->provider, c->msg_id);
-	db_query(c->app->db,
-		 "INSERT INTO notifications (user_id, channel, kind, recipient, body, language, priority, "
-		 "idempotency_key) VALUES ($1::bigint, 'sms', 'sms_reply', $2, left($3, 2000), $4, 1, $5) "
-		 "ON CONFLICT (idempotency_key) DO NOTHING",
-		 5, p, reply_queued, c);
-}
-
+/* The reply: template key and the variables set so far, to the sender's
+ * number (theirs: rendered in their language when it is sent). */
 static void reply(struct cmd *c, const char *key)
 {
-	char *body = text(c, key);
+	char idem[200], *vars = json_dumps(c->vars, JSON_COMPACT);
+	const char *p[8] = { c->phone, menu_lang_code(c->lang), "sms_reply", key, vars ? vars : "{}", "1", idem, NULL };
 
-	reply_body(c, body);
-	free(body);
+	snprintf(idem, sizeof(idem), "sms_in:%s:%s", c->provider, c->msg_id);
+	db_run(c->app->db, &dom_notify, p, reply_queued, c);
+	free(vars);
 }
 
 /* ---- the money commands, after the PIN ---- */
@@ -155,7 +117,7 @@ static void money_lines(const struct db_result *r, void *arg)
 		{ "date", "what", "amount", "chama", "ref" },
 		{ "chama", "outstanding", "next", "date", NULL },
 	};
-	struct buf lines;
+	json_t *lines;
 	char money[40];
 	int k = (int)c->kind;
 
@@ -164,38 +126,34 @@ static void money_lines(const struct db_result *r, void *arg)
 		reply(c, "sms_busy");
 		return;
 	}
-	buf_init(&lines, 4096);
+	/* one line template per row, rendered in the member's language */
+	lines = json_array();
 	for (int i = 0; i < PQntuples(r->res); i++) {
-		char *line;
+		json_t *v = json_object();
 
 		for (int f = 0; f < 5 && cols[k][f]; f++) {
-			const char *v = PQgetvalue(r->res, i, f);
+			const char *val = PQgetvalue(r->res, i, f);
 
 			/* money columns come as cents */
 			if (!strcmp(cols[k][f], "savings") || !strcmp(cols[k][f], "loan") ||
 			    !strcmp(cols[k][f], "amount") || !strcmp(cols[k][f], "outstanding") ||
 			    !strcmp(cols[k][f], "next") || !strcmp(cols[k][f], "arrears") ||
 			    !strcmp(cols[k][f], "welfare")) {
-				util_format_cents(atoll(v), money, sizeof(money));
-				v = money;
+				util_format_cents(atoll(val), money, sizeof(money));
+				json_object_set_new(v, cols[k][f], json_string(money));
 			} else if (!strcmp(cols[k][f], "what")) {
 				char wkey[32];
-				char *w;
 
-				snprintf(wkey, sizeof(wkey), "sms_what_%s", v);
-				w = text(c, wkey);
-				set_var(c, "what", w);
-				free(w);
-				continue;
+				/* a word that is itself translated */
+				snprintf(wkey, sizeof(wkey), "sms_what_%s", val);
+				json_object_set_new(v, "what", json_pack("{s:s}", "template", wkey));
+			} else {
+				json_object_set_new(v, cols[k][f], json_string(val));
 			}
-			set_var(c, cols[k][f], v);
 		}
-		line = text(c, line_keys[k]);
-		buf_printf(&lines, "\n%s", line);
-		free(line);
+		json_array_append_new(lines, json_pack("{s:s, s:o}", "template", line_keys[k], "vars", v));
 	}
-	set_var(c, "lines", lines.len ? lines.data : "");
-	buf_free(&lines);
+	json_object_set_new(c->vars, "lines", lines);
 	reply(c, PQntuples(r->res) ? head_keys[k] : empty_keys[k]);
 }
 
@@ -289,18 +247,16 @@ static void disputed(const struct db_result *r, void *arg)
  */
 static void dispute(struct cmd *c)
 {
-	char key[200], *note_en, *note_sw;
-	const char *p[6];
+	char key[200];
+	const char *p[4];
 
 	snprintf(key, sizeof(key), "sms_in:%s:%s", c->provider, c->msg_id);
-	note_en = menu_text_format(c->menus, "sms_dispute_officials", LANG_EN, get_var, c);
-	note_sw = menu_text_format(c->menus, "sms_dispute_officials", LANG_SW, get_var, c);
 	p[0] = c->user_id;
 	p[1] = c->phone;
 	p[2] = key;
-	p[3] = note_en;
-	p[4] = note_sw;
-	p[5] = c->masked;
+	p[3] = c->masked;
+	/* n is read in the last SELECT so that it runs: a SELECT in WITH runs
+	 * only as far as something reads it */
 	db_query(c->app->db,
 		 "WITH k AS (SELECT k.id, k.chama_id, k.amount_cents, k.contributed_at, u.full_name FROM contributions k "
 		 "JOIN users u ON u.id = k.user_id WHERE k.user_id = $1::bigint AND k.method = 'cash' "
@@ -308,18 +264,13 @@ static void dispute(struct cmd *c)
 		 "ORDER BY k.contributed_at DESC, k.id DESC LIMIT 1), "
 		 "a AS (INSERT INTO audit_logs (actor_user_id, chama_id, action, entity_type, entity_id, after, channel, "
 		 "msisdn, request_id) SELECT $1::bigint, k.chama_id, 'contribution.disputed', 'contributions', k.id, "
-		 "jsonb_build_object('message', $6::text), 'sms', $2, left($3, 64) FROM k RETURNING id), "
-		 "n AS (INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority, "
-		 "idempotency_key) SELECT o.user_id, k.chama_id, 'sms', 'dispute', u.phone, "
-		 "replace(replace(replace(CASE WHEN u.preferred_language = 'sw' THEN $5 ELSE $4 END, '[member]', "
-		 "k.full_name), '[amount]', format_kes(k.amount_cents)), '[date]', to_char(k.contributed_at, 'DD Mon')), "
-		 "u.preferred_language, 3, $3 || ':official:' || o.user_id FROM k JOIN memberships o ON o.chama_id = "
-		 "k.chama_id AND o.status = 'active' AND o.role IN ('treasurer', 'chairperson') "
-		 "JOIN users u ON u.id = o.user_id ON CONFLICT (idempotency_key) DO NOTHING) "
-		 "SELECT id FROM k",
-		 6, p, disputed, c);
-	free(note_en);
-	free(note_sw);
+		 "jsonb_build_object('message', $4::text), 'sms', $2, left($3, 64) FROM k RETURNING id), "
+		 "n AS (SELECT notify(o.user_id, 'dispute', 'sms_dispute_officials', jsonb_build_object('member', "
+		 "k.full_name, 'amount', format_kes(k.amount_cents), 'date', to_char(k.contributed_at, 'DD Mon')), 3, "
+		 "$3 || ':official:' || o.user_id, k.chama_id) FROM k JOIN memberships o ON o.chama_id = k.chama_id "
+		 "AND o.status = 'active' AND o.role IN ('treasurer', 'chairperson')) "
+		 "SELECT id, (SELECT count(*) FROM n) FROM k",
+		 4, p, disputed, c);
 }
 
 /* ---- the message, recorded once ---- */
@@ -327,7 +278,6 @@ static void dispute(struct cmd *c)
 static void recorded(const struct db_result *r, void *arg)
 {
 	struct cmd *c = arg;
-	char mins[16], *alert[2];
 	char req[180];
 	struct pin_check_args a;
 
@@ -366,15 +316,9 @@ static void recorded(const struct db_result *r, void *arg)
 		reply(c, "sms_need_pin");
 		return;
 	}
-	snprintf(mins, sizeof(mins), "%d", c->app->cfg->auth_pin_lock_minutes);
-	set_var(c, "minutes", mins);
-	alert[0] = menu_text_format(c->menus, "sms_pin_locked", LANG_EN, get_var, c);
-	alert[1] = menu_text_format(c->menus, "sms_pin_locked", LANG_SW, get_var, c);
 	snprintf(req, sizeof(req), "sms:%s:%s", c->provider, c->msg_id);
-	a = (struct pin_check_args){ c->phone, c->pin, "sms", req, { alert[0], alert[1] } };
+	a = (struct pin_check_args){ c->phone, c->pin, "sms", req };
 	pin_check(c->app, &a, pin_checked, c);
-	free(alert[0]);
-	free(alert[1]);
 }
 
 static void record(struct cmd *c)
@@ -465,7 +409,7 @@ void sms_inbound(struct http_ctx *ctx, const char *provider)
 	c->app = app;
 	c->ctx = ctx;
 	http_ctx_hold(ctx);
-	c->menus = menu_set_ref(app->menus);
+	c->vars = json_object();
 	snprintf(c->provider, sizeof(c->provider), "%s", provider);
 	id = sms_param(&prm, "id");
 	if (!id || !*id) {	/* Kannel without %I: nothing to de-duplicate on */
