@@ -190,12 +190,6 @@ class Env:
         check_sanitizers(p.stdout + p.stderr)
         if check:
             assert p.returncode == 0, "migrate failed:\n%s%s" % (p.stdout, p.stderr)
-        if check and migrations_dir is None:
-            # TEMPORARY (i9-c): schema/ by psql until `chamad migrate` applies it (helper A's change)
-            d = os.path.join(ROOT, "schema")
-            for f in sorted(os.listdir(d)):
-                subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", os.path.join(d, f), db_url],
-                               check=True, capture_output=True)
         return p
 
     # -- services --
