@@ -6,11 +6,9 @@
 --   * body is therefore NULL until then; a row with no template (written by
 --     an operator, a tool, or a daemon older than 018 during a rolling
 --     upgrade) carries its finished text in body and is sent as is.  Every
---     row has one or the other;
---   * a sender older than 018 reads body only: a guard on the claim makes it
---     skip the rows it cannot render, which the new senders send;
---   * send_reminders() no longer takes the texts; its new form (keys and
---     variables, through notify()) is in schema/60_notify.sql.
+--     row has one or the other.
+-- notify(), the claim guard that keeps older senders off template rows, and
+-- send_reminders() without its text parameters are in schema/60_notify.sql.
 ALTER TABLE notifications
     ADD COLUMN template text CHECK (template ~ '^sms_[a-z0-9_]{1,60}$'),
     ADD COLUMN vars     jsonb CHECK (jsonb_typeof(vars) = 'object'),
@@ -20,20 +18,3 @@ ALTER TABLE notifications
 COMMENT ON COLUMN notifications.template IS 'The SMS template (menus, "sms" section) the sender renders at send time, in the recipient''s language then; NULL: body is sent as is.';
 COMMENT ON COLUMN notifications.vars IS 'The template''s variables: text, numbers, {"template", "vars"} for a translated part, arrays for lines.';
 COMMENT ON COLUMN notifications.body IS 'With a template: the text last handed to the provider (NULL until then). Without: the text to send.';
-
--- The first version of the guard (schema/60_notify.sql carries it on).
-CREATE FUNCTION notifications_claim_guard() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF coalesce(current_setting('chamad.renders', true), '') <> 'on' THEN
-        RETURN NULL;
-    END IF;
-    RETURN NEW;
-END
-$$;
-CREATE TRIGGER notifications_claim_guard BEFORE UPDATE ON notifications
-    FOR EACH ROW WHEN (NEW.status = 'sending' AND NEW.attempts > OLD.attempts AND NEW.template IS NOT NULL
-                       AND NEW.body IS NULL)
-    EXECUTE FUNCTION notifications_claim_guard();
-
-DROP FUNCTION send_reminders(timestamptz, text, integer, text, text, text, text);

@@ -74,8 +74,8 @@ $$;
 
 -- 018_notify: a sender older than 018 reads body only, and would send a row
 -- that holds a template (body NULL until sent) as an empty message: its claim
--- skips such rows.  chamad's claim sets chamad.renders; so does any tool that
--- renders templates.
+-- (status to 'sending', attempts + 1) skips such rows.  chamad's claim sets
+-- chamad.renders; so does any tool that renders templates.
 CREATE OR REPLACE FUNCTION notifications_claim_guard() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -85,6 +85,10 @@ BEGIN
     RETURN NEW;
 END
 $$;
+CREATE OR REPLACE TRIGGER notifications_claim_guard BEFORE UPDATE ON notifications
+    FOR EACH ROW WHEN (NEW.status = 'sending' AND NEW.attempts > OLD.attempts AND NEW.template IS NOT NULL
+                       AND NEW.body IS NULL)
+    EXECUTE FUNCTION notifications_claim_guard();
 
 -- 016_urgent_notify: chamad's own writes stop sending a NOTIFY per SMS.
 --
@@ -113,7 +117,8 @@ $$;
 -- second daemon) queues nothing twice; the advisory lock keeps two runs
 -- from working at once.  Returns the messages queued, or -1 when another
 -- run holds the lock.  The messages are sms_due_reminder and sms_arrears
--- with {chama}, {amount} and {date}.
+-- with {chama}, {amount} and {date}.  (Until 018 it took the texts.)
+DROP FUNCTION IF EXISTS send_reminders(timestamptz, text, integer, text, text, text, text);
 CREATE OR REPLACE FUNCTION send_reminders(p_at timestamptz, p_tz text, p_lead_days int)
 RETURNS integer
 LANGUAGE plpgsql AS $$

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make run: installs what is missing, builds, starts a private PostgreSQL and
-# Redis (the "run" instance), migrates, seeds the demo chama, starts the
-# loopback Africa's Talking SMS emulator as the SMS sandbox (every SMS chamad
-# sends lands in .run/run/sms.log, one-time codes included) and runs chamad
-# in the foreground.  Ctrl-C stops chamad (it drains first) and the rest.
+# Redis (the "run" instance), migrates (migrations/, then the schema/ files
+# that changed), seeds the demo chama, starts the loopback Africa's Talking
+# SMS emulator as the SMS sandbox (every SMS chamad sends lands in
+# .run/run/sms.log, one-time codes included) and runs chamad in the
+# foreground.  Ctrl-C stops chamad (it drains first) and the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

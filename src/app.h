@@ -34,6 +34,12 @@ struct app {
 	struct auth *auth;		/* PIN workers */
 	struct sms_sender *sms;		/* outbox sender, or NULL for [sms] provider = none */
 	struct mpesa *mpesa;		/* Daraja client, or NULL when M-Pesa is not configured */
+	/* A payment request row was just written (due [mpesa] push_delay_ms
+	 * from now): wakes this daemon's M-Pesa push job then.  A hook set by
+	 * main.c, because ussd never includes mpesa; losing the call (a
+	 * crash) loses nothing, since the row is the push and any daemon's
+	 * push job finds it (mpesa.c says how). */
+	void (*mpesa_requested)(struct app *app);
 	struct jobs *jobs;		/* scheduled reminders */
 	struct loginlog *logins;	/* batched log-in audit rows */
 	struct event *sig_term, *sig_int, *sig_hup;

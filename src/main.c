@@ -73,7 +73,8 @@ static void usage(FILE *out)
 		"\n"
 		"Commands:\n"
 		"  run             serve HTTP on [http] listen (the default)\n"
-		"  migrate         apply new migrations/NNN_name.sql to [database] url, then exit\n"
+		"  migrate         apply new migrations/NNN_name.sql to [database] url, then every\n"
+		"                  schema/NN_name.sql that changed, then exit\n"
 		"  verify-ledger   check the books: entries balance, account balances equal their\n"
 		"                  lines, every chama's audit hash chain holds, domain tables agree;\n"
 		"                  exit 0/1\n"
@@ -263,6 +264,7 @@ static int run_daemon(struct app *app)
 	if (!app->auth)
 		goto fail;
 	app->mpesa = mpesa_new(app);
+	app->mpesa_requested = mpesa_push_soon;
 	app->jobs = jobs_new(app);
 	app->sms = sms_sender_new(app, err, sizeof(err));
 	if (!app->sms && strcmp(app->cfg->sms_provider, "none"))

@@ -66,6 +66,8 @@ static const struct cf_key cf_keys[] = {
 	INT(database, reconnect_min_ms, "100", 10, 60000, true, "first reconnect delay; doubles per failure"),
 	INT(database, reconnect_max_ms, "5000", 10, 600000, true, "longest reconnect delay"),
 	STR(database, migrations_dir, "migrations", false, NULL, "where chamad migrate finds NNN_name.sql"),
+	STR(database, schema_dir, "schema", false, NULL,
+	    "where chamad migrate finds NN_name.sql (functions and views, applied again when changed)"),
 	STR(redis, url, "redis://127.0.0.1:6379/0", false, check_redisurl,
 	    "redis://host:port/db or unix:///path/to/socket?db=N"),
 	INT(redis, connect_timeout_ms, "2000", 50, 60000, true, "give up a connection attempt after this"),

@@ -29,6 +29,7 @@ struct config {
 	int database_reconnect_min_ms;
 	int database_reconnect_max_ms;
 	char *database_migrations_dir;
+	char *database_schema_dir;
 	/* [redis] */
 	char *redis_url;
 	int redis_connect_timeout_ms;

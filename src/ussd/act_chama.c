@@ -10,7 +10,6 @@
 #include "ussd/act.h"
 #include "app.h"
 #include "base/config.h"
-#include "mpesa/mpesa.h"
 #include "base/clock.h"
 #include "base/util.h"
 
@@ -464,8 +463,11 @@ static void mpesa_requested(struct ussd_hop *hop, const struct db_result *r)
 {
 	if (!act_one_row(hop, r, "err_daily_limit"))
 		return;
-	/* the prompt reaches the phone only once this session has ended */
-	mpesa_push_later(hop_app(hop)->mpesa, PQgetvalue(r->res, 0, 0));
+	/* the prompt reaches the phone only once this session has ended: the
+	 * row is due push_delay_ms from now, and this daemon's push job wakes
+	 * then (a hook in struct app: ussd never calls into mpesa) */
+	if (hop_app(hop)->mpesa_requested)
+		hop_app(hop)->mpesa_requested(hop_app(hop));
 	hop_done(hop, NULL);
 }
 

@@ -156,6 +156,7 @@ class Env:
             "CHAMAD_DATABASE_URL": self.db_url,
             "CHAMAD_REDIS_URL": self.redis_url(),
             "CHAMAD_DATABASE_MIGRATIONS_DIR": os.path.join(ROOT, "migrations"),
+            "CHAMAD_DATABASE_SCHEMA_DIR": os.path.join(ROOT, "schema"),
         }
 
     def psql(self, sql, db_url=None, check=True):
@@ -182,10 +183,14 @@ class Env:
         self.psql("CREATE DATABASE %s" % name, admin)
         return self.url_for(name)
 
-    def migrate(self, db_url, check=True, migrations_dir=None):
+    def migrate(self, db_url, check=True, migrations_dir=None, schema_dir=None):
+        """chamad migrate: the migrations, then the schema files (schema/)
+        that changed.  A test that builds an older database passes the
+        migrations of then and an empty schema_dir."""
         e = dict(os.environ)
         e["CHAMAD_DATABASE_URL"] = db_url
         e["CHAMAD_DATABASE_MIGRATIONS_DIR"] = migrations_dir or os.path.join(ROOT, "migrations")
+        e["CHAMAD_DATABASE_SCHEMA_DIR"] = os.path.join(ROOT, "schema") if schema_dir is None else schema_dir
         p = subprocess.run([self.bin, "migrate"], env=e, capture_output=True, text=True, cwd=ROOT)
         check_sanitizers(p.stdout + p.stderr)
         if check:

@@ -4,6 +4,8 @@ migration runner, the plans of the hot lookups, and the demo seed.
 
 Behaviour checks run inside a transaction that is rolled back, in a database
 of their own, so they leave nothing behind for other tests."""
+import difflib
+import hashlib
 import os
 import re
 import shutil
@@ -30,6 +32,8 @@ FINANCIAL = {
 MAY_CASCADE = {"refresh_tokens", "signup_sessions"}
 
 MIGRATIONS = sorted(f for f in os.listdir(os.path.join(ROOT, "migrations")) if re.match(r"^\d{3}_.*\.sql$", f))
+SCHEMA_DIR = os.path.join(ROOT, "schema")
+SCHEMA_FILES = sorted(f for f in os.listdir(SCHEMA_DIR) if f.endswith(".sql"))
 
 _db = {}
 
@@ -97,9 +101,9 @@ def test_schema_tables_and_money_types(env):
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")}
     missing = TABLES - tables
     assert not missing, "missing tables: %s" % sorted(missing)
-    # beyond the 27: the runner's table, votes, the USSD session log, inbound
-    # SMS, the ledger and its audit chains' heads
-    assert tables - TABLES == {"schema_migrations", "proposal_votes", "ussd_session_events", "sms_inbound",
+    # beyond the 27: the runner's two tables, votes, the USSD session log,
+    # inbound SMS, the ledger and its audit chains' heads
+    assert tables - TABLES == {"schema_migrations", "schema_files", "proposal_votes", "ussd_session_events", "sms_inbound",
                                "ledger_accounts", "journal_entries", "journal_lines", "mpesa_requests",
                                "mpesa_c2b", "mpesa_callbacks", "audit_chain_heads"}, sorted(tables - TABLES)
 
@@ -429,14 +433,46 @@ def copy_migrations(dst):
         shutil.copy(os.path.join(ROOT, "migrations", f), dst)
 
 
+def copy_schema(dst):
+    for f in SCHEMA_FILES:
+        shutil.copy(os.path.join(SCHEMA_DIR, f), dst)
+
+
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def summary(p):
+    """((applied, up to date) of the migrations, the same of the schema
+    files) from chamad migrate's output."""
+    m = re.search(r"^migrate: (\d+) applied, (\d+) already up to date$", p.stdout, re.M)
+    s = re.search(r"^migrate: schema files: (\d+) applied, (\d+) already up to date$", p.stdout, re.M)
+    assert m and s, p.stdout + p.stderr
+    return (int(m.group(1)), int(m.group(2))), (int(s.group(1)), int(s.group(2)))
+
+
+def schema_applied(p):
+    return re.findall(r"^migrate: applied schema file (\S+) ", p.stdout, re.M)
+
+
+def schema_log(env, url):
+    return {r[0]: (r[1], r[2]) for r in env.psql("SELECT name, checksum, applied_at FROM schema_files", url)}
+
+
 def test_migrate_runner(env):
     url = env.fresh_db("chamasmart_migrate")
     p = env.migrate(url)
     assert "%d applied, 0 already up to date" % len(MIGRATIONS) in p.stdout, p.stdout
+    assert summary(p) == ((len(MIGRATIONS), 0), (len(SCHEMA_FILES), 0)), p.stdout
+    assert schema_applied(p) == SCHEMA_FILES, p.stdout
     p = env.migrate(url)
     assert "0 applied, %d already up to date" % len(MIGRATIONS) in p.stdout, p.stdout
+    assert summary(p) == ((0, len(MIGRATIONS)), (0, len(SCHEMA_FILES))), p.stdout
     rows = env.psql("SELECT version, name, length(checksum) FROM schema_migrations ORDER BY version", url)
     assert [r[1] for r in rows] == MIGRATIONS and all(r[2] == "64" for r in rows), rows
+    rows = env.psql("SELECT name, checksum FROM schema_files ORDER BY name", url)
+    assert rows == [[f, sha256_of(os.path.join(SCHEMA_DIR, f))] for f in SCHEMA_FILES], rows
 
     with tempfile.TemporaryDirectory() as d:
         copy_migrations(d)
@@ -484,6 +520,330 @@ def test_migrate_concurrent_runners(env):
     # the advisory lock serialises them: every file applied exactly once
     assert applied == len(MIGRATIONS), [p.stdout for p in results]
     assert env.psql("SELECT count(*) FROM schema_migrations", url) == [[str(len(MIGRATIONS))]]
+    # the schema files too: the runner that applied the migrations applied
+    # them, the others found them up to date
+    assert sum(summary(p)[1][0] for p in results) == len(SCHEMA_FILES), [p.stdout for p in results]
+
+
+# -- schema/: repeatable files for functions and views -------------------------
+
+def strip_sql_comments(text):
+    return re.sub(r"--[^\n]*", "", re.sub(r"/\*.*?\*/", "", text, flags=re.S))
+
+
+DEFINES = re.compile(r"\bCREATE\s+OR\s+REPLACE\s+(FUNCTION|PROCEDURE|VIEW)\s+(?:public\.)?\"?([a-z_][a-z0-9_]*)", re.I)
+
+
+def schema_definitions(folder=SCHEMA_DIR):
+    """{name: file} of the functions (and procedures) and of the views the
+    schema files define."""
+    funcs, views = {}, {}
+    for f in sorted(os.listdir(folder)):
+        if f.endswith(".sql"):
+            for kind, name in DEFINES.findall(strip_sql_comments(open(os.path.join(folder, f)).read())):
+                (views if kind.upper() == "VIEW" else funcs)[name.lower()] = f
+    return funcs, views
+
+
+def a_function_body(folder):
+    """(file, function, offset just inside its body) of post_contribution,
+    else of the first function of the schema files."""
+    first = None
+    for f in SCHEMA_FILES:
+        text = open(os.path.join(folder, f)).read()
+        for m in re.finditer(r"^CREATE OR REPLACE FUNCTION (\w+)\s*\(.*?(\$\w*\$)", text, re.M | re.S):
+            if m.group(1) == "post_contribution":
+                return f, m.group(1), m.end()
+            first = first or (f, m.group(1), m.end())
+    assert first, "no function in schema/"
+    return first
+
+
+def test_schema_file_change_applies_that_file(env):
+    """A function body changed in its schema file: chamad migrate applies that
+    file and only that one; again, nothing; the new body is the live one."""
+    url = env.fresh_db("chamasmart_schema_change")
+    env.migrate(url)
+    before = schema_log(env, url)
+    with tempfile.TemporaryDirectory() as d:
+        copy_schema(d)
+        fname, fn, at = a_function_body(d)
+        path = os.path.join(d, fname)
+        text = open(path).read()
+        marker = "-- body changed by test_schema_file_change_applies_that_file"
+        with open(path, "w") as f:
+            f.write(text[:at] + "\n" + marker + text[at:])
+        p = env.migrate(url, schema_dir=d)
+        assert schema_applied(p) == [fname], p.stdout
+        assert "applied schema file %s (changed)" % fname in p.stdout, p.stdout
+        assert summary(p) == ((0, len(MIGRATIONS)), (1, len(SCHEMA_FILES) - 1)), p.stdout
+        assert env.psql("SELECT bool_and(strpos(pg_get_functiondef(oid), '%s') > 0) FROM pg_proc "
+                        "WHERE proname = '%s'" % (marker, fn), url) == [["t"]]
+        after = schema_log(env, url)
+        assert after[fname][0] == sha256_of(path) != before[fname][0], (before[fname], after[fname])
+        assert {k: v for k, v in after.items() if k != fname} == {k: v for k, v in before.items() if k != fname}
+        p = env.migrate(url, schema_dir=d)
+        assert summary(p) == ((0, len(MIGRATIONS)), (0, len(SCHEMA_FILES))), p.stdout
+    # the file as it is in the tree again: that file again, the old body back
+    p = env.migrate(url)
+    assert schema_applied(p) == [fname], p.stdout
+    assert env.psql("SELECT bool_or(strpos(pg_get_functiondef(oid), '%s') > 0) FROM pg_proc "
+                    "WHERE proname = '%s'" % (marker, fn), url) == [["f"]]
+
+
+def test_schema_files_run_again_after_a_migration(env):
+    """A migration may drop a view (one in the way of an ALTER COLUMN TYPE,
+    say): every schema file runs again after a run that applied a
+    migration, so the view is back though its file did not change."""
+    url = env.fresh_db("chamasmart_schema_after")
+    env.migrate(url)
+    _, views = schema_definitions()
+    assert views, "no view in schema/"
+    view = sorted(views)[0]
+    with tempfile.TemporaryDirectory() as d:
+        copy_migrations(d)
+        with open(os.path.join(d, "900_drop_a_view.sql"), "w") as f:
+            f.write("DROP VIEW %s CASCADE;\n" % view)
+        p = env.migrate(url, migrations_dir=d)
+    assert summary(p) == ((1, len(MIGRATIONS)), (len(SCHEMA_FILES), 0)), p.stdout
+    assert "applied schema file %s (again, after new migrations)" % views[view] in p.stdout, p.stdout
+    assert env.psql("SELECT count(*) FROM pg_views WHERE schemaname = 'public' AND viewname = ANY('{%s}')"
+                    % ",".join(views), url) == [[str(len(views))]]
+
+
+def test_schema_file_failure_rolls_back(env):
+    """A schema file that fails is rolled back whole, named with the error,
+    migrate exits non-zero, and the files after it are not applied."""
+    assert len(SCHEMA_FILES) >= 2
+    url = env.fresh_db("chamasmart_schema_broken")
+    env.migrate(url)
+    before = schema_log(env, url)
+    broken, later = SCHEMA_FILES[0], SCHEMA_FILES[-1]
+    with tempfile.TemporaryDirectory() as d:
+        copy_schema(d)
+        good = open(os.path.join(d, broken)).read()
+        with open(os.path.join(d, broken), "a") as f:
+            f.write("\nCREATE OR REPLACE FUNCTION half_done() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
+                    "SELECT no_such_function();\n")
+        with open(os.path.join(d, later), "a") as f:
+            f.write("\n-- changed too\n")
+        p = env.migrate(url, check=False, schema_dir=d)
+        assert p.returncode != 0, p.stdout + p.stderr
+        assert "%s/%s: ERROR:" % (d, broken) in p.stderr and "no_such_function" in p.stderr, p.stderr
+        assert "schema file %s/%s was rolled back" % (d, broken) in p.stderr, p.stderr
+        assert schema_applied(p) == [], p.stdout
+        assert env.psql("SELECT to_regproc('half_done') IS NULL", url) == [["t"]]
+        assert schema_log(env, url) == before
+        # once fixed, it and the later one apply
+        with open(os.path.join(d, broken), "w") as f:
+            f.write(good + "\n-- fixed\n")
+        p = env.migrate(url, schema_dir=d)
+        assert schema_applied(p) == [broken, later], p.stdout
+
+
+def test_migrate_refuses_an_edited_migration(env):
+    """An applied migration that was edited is refused with its name, and
+    nothing else is applied: no new migration, no changed schema file."""
+    url = env.fresh_db("chamasmart_migrate_edited")
+    env.migrate(url)
+    before = schema_log(env, url)
+    edited = MIGRATIONS[3]
+    with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as sd:
+        copy_migrations(d)
+        copy_schema(sd)
+        with open(os.path.join(d, edited), "a") as f:
+            f.write("\n-- fixed a typo in a comment\n")
+        with open(os.path.join(d, "900_new.sql"), "w") as f:
+            f.write("CREATE TABLE not_applied (id int);\n")
+        with open(os.path.join(sd, SCHEMA_FILES[0]), "a") as f:
+            f.write("\n-- changed\n")
+        p = env.migrate(url, check=False, migrations_dir=d, schema_dir=sd)
+    assert p.returncode != 0, p.stdout
+    assert "migrate: %s/%s was edited after it was applied" % (d, edited) in p.stderr, p.stderr
+    assert "write a new migration instead" in p.stderr, p.stderr
+    assert "applied" not in p.stdout, p.stdout
+    assert env.psql("SELECT to_regclass('not_applied') IS NULL, count(*) FROM schema_migrations", url) == \
+        [["t", str(len(MIGRATIONS))]]
+    assert schema_log(env, url) == before
+
+
+# The release before schema/: a database it created upgrades with one
+# chamad migrate to exactly what a fresh install gets.
+RELEASE = "b272346"
+
+
+def git(*args):
+    return subprocess.run(["git", "-C", ROOT] + list(args), capture_output=True)
+
+
+def release_file(path):
+    p = git("cat-file", "blob", "%s:%s" % (RELEASE, path))
+    assert p.returncode == 0, p.stderr.decode()
+    return p.stdout
+
+
+def schema_dump(url):
+    p = subprocess.run(["pg_dump", "--schema-only", url], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    db = url.rsplit("/", 1)[1]
+    # \restrict and \unrestrict carry a random key; comments may name the
+    # database
+    return [line for line in p.stdout.splitlines()
+            if not line.startswith(("\\restrict", "\\unrestrict")) and not (line.startswith("--") and db in line)]
+
+
+def test_upgrade_from_release_matches_a_fresh_install(env):
+    p = git("cat-file", "-e", RELEASE + "^{commit}")
+    # never a silent skip: without that commit this test cannot hold its rule
+    assert p.returncode == 0, ("commit %s (the release before schema/) is not in this clone; the upgrade test "
+                               "needs it (a shallow clone? git fetch --unshallow): %s" % (RELEASE, p.stderr.decode()))
+    names = [os.path.basename(n) for n in git("ls-tree", "--name-only", RELEASE, "migrations/").stdout.decode().split()]
+    names = sorted(n for n in names if re.match(r"^\d{3}_[a-z0-9_]+\.sql$", n))
+    assert names and set(names) <= set(MIGRATIONS), names
+    old, new = env.fresh_db("chamasmart_upgrade_old"), env.fresh_db("chamasmart_upgrade_new")
+    with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as no_schema:
+        for n in names:
+            with open(os.path.join(d, n), "wb") as f:
+                f.write(release_file("migrations/" + n))
+        # that release's chamad migrate: its migrations, no schema/ step, and
+        # only schema_migrations for its records
+        p = env.migrate(old, migrations_dir=d, schema_dir=no_schema)
+        assert summary(p)[0] == (len(names), 0), p.stdout
+        env.psql("DROP TABLE schema_files", old)
+        seed = os.path.join(d, "demo_seed.sql")
+        with open(seed, "wb") as f:
+            f.write(release_file("scripts/demo_seed.sql"))
+        # with that release's demo rows in it, as a live database would have
+        r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", old, "-f", seed], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr
+    # one chamad migrate
+    p = env.migrate(old)
+    assert summary(p) == ((len(MIGRATIONS) - len(names), len(names)), (len(SCHEMA_FILES), 0)), p.stdout
+    env.migrate(new)
+    a, b = schema_dump(old), schema_dump(new)
+    assert a == b, "upgraded (-) and fresh (+) schemas differ:\n" + "\n".join(
+        list(difflib.unified_diff(a, b, "upgraded", "fresh", lineterm=""))[:200])
+    for sql in ("SELECT version, name, checksum FROM schema_migrations ORDER BY version",
+                "SELECT name, checksum FROM schema_files ORDER BY name"):
+        assert env.psql(sql, old) == env.psql(sql, new), sql
+
+
+def migration_violations(name, text, schema_functions):
+    """Why a migration numbered 017 or later breaks the rule that functions
+    and views live in schema/ and that no migration calls one of them."""
+    code = strip_sql_comments(text)
+    bad = []
+    if re.search(r"\bCREATE\s+(OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE)\b", code, re.I):
+        bad.append("%s creates a function: put it in schema/" % name)
+    if re.search(r"\bCREATE\s+(OR\s+REPLACE\s+)?(TEMP\w*\s+)?(RECURSIVE\s+)?VIEW\b", code, re.I):
+        bad.append("%s creates a view: put it in schema/" % name)
+    for m in re.finditer(r"\bCREATE\s+(OR\s+REPLACE\s+)?(CONSTRAINT\s+)?TRIGGER\b[^;]*?\bEXECUTE\s+"
+                         r"(?:FUNCTION|PROCEDURE)\s+(?:public\.)?(\w+)", code, re.I | re.S):
+        if m.group(3).lower() in schema_functions:
+            bad.append("%s binds a trigger to %s: bind it in its schema file (CREATE OR REPLACE TRIGGER)"
+                       % (name, m.group(3)))
+    for fn in sorted(schema_functions):
+        if re.search(r"\b%s\s*\(" % fn, code, re.I) or re.search(r"\bFUNCTION\s+(?:public\.)?%s\b" % fn, code, re.I):
+            bad.append("%s calls or names %s(), a schema function" % (name, fn))
+    return bad
+
+
+def db_functions_and_views(env, url):
+    """The names of the functions (extensions' left out) and of the views of
+    the public schema."""
+    funcs = env.psql("SELECT p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
+                     "AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass "
+                     "AND e.objid = p.oid AND e.deptype = 'e')", url)
+    views = env.psql("SELECT viewname FROM pg_views WHERE schemaname = 'public'", url)
+    return {r[0] for r in funcs}, {r[0] for r in views}
+
+
+def test_functions_and_views_live_in_schema(env):
+    """Every function and view of a fresh database is defined in a schema
+    file, and no migration from 017 on defines one or calls a schema
+    function (its meaning would change whenever the function does)."""
+    funcs, views = schema_definitions()
+    assert funcs and views
+    # a file the runner would ignore is a file that is never applied
+    assert [f for f in SCHEMA_FILES if not re.match(r"^\d{2}_[a-z0-9_]+\.sql$", f)] == []
+    url = env.fresh_db("chamasmart_schema_defs")
+    with tempfile.TemporaryDirectory() as d:
+        copy_migrations(d)
+        env.migrate(url)
+        fdb, vdb = db_functions_and_views(env, url)
+        assert sorted(fdb - set(funcs)) == [], "functions not defined in schema/: %s" % sorted(fdb - set(funcs))
+        assert sorted(vdb - set(views)) == [], "views not defined in schema/: %s" % sorted(vdb - set(views))
+        assert sorted(set(funcs) - fdb) == [] and sorted(set(views) - vdb) == []
+        # the check sees a function a migration adds
+        with open(os.path.join(d, "900_stray.sql"), "w") as f:
+            f.write("CREATE FUNCTION stray_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
+                    "CREATE VIEW stray_view AS SELECT 1 AS one;\n")
+        env.migrate(url, migrations_dir=d)
+        fdb, vdb = db_functions_and_views(env, url)
+        assert fdb - set(funcs) == {"stray_fn"} and vdb - set(views) == {"stray_view"}, (fdb, vdb)
+
+    bad = []
+    for m in MIGRATIONS:
+        if int(m[:3]) >= 17:
+            bad += migration_violations(m, open(os.path.join(ROOT, "migrations", m)).read(), set(funcs))
+    assert bad == [], "\n".join(bad)
+    # the check itself, on migrations that break the rule and one that keeps it
+    fn = "post_contribution" if "post_contribution" in funcs else sorted(funcs)[0]
+    for text in ("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+                 "create or replace view v as select 1;",
+                 "UPDATE t SET x = 1 WHERE %s (1) IS NULL;" % fn,
+                 "CREATE TRIGGER t AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION %s();" % fn,
+                 "DROP FUNCTION %s;" % fn):
+        assert migration_violations("900_x.sql", text, set(funcs)), text
+    assert migration_violations("900_x.sql", "-- %s() lives in schema/\nCREATE TABLE t (%s_at date);\n"
+                                "CREATE MATERIALIZED VIEW mv AS SELECT 1;\nDROP VIEW %s;" % (fn, fn, sorted(views)[0]),
+                                set(funcs)) == []
+
+
+def manifest():
+    """{file: SHA-256} of migrations/SHA256SUMS (sha256sum's format)."""
+    entries = {}
+    with open(os.path.join(ROOT, "migrations", "SHA256SUMS")) as f:
+        for line in f:
+            m = re.match(r"^([0-9a-f]{64})  (\d{3}_[a-z0-9_]+\.sql)$", line.rstrip("\n"))
+            assert m, "migrations/SHA256SUMS: not a sha256sum line: %r" % line
+            assert m.group(2) not in entries, "migrations/SHA256SUMS lists %s twice" % m.group(2)
+            entries[m.group(2)] = m.group(1)
+    return entries
+
+
+def manifest_mismatches(folder, entries):
+    bad = []
+    for name, digest in sorted(entries.items()):
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            bad.append("%s is in migrations/SHA256SUMS but not in migrations/" % name)
+        elif sha256_of(path) != digest:
+            bad.append("%s was edited after it was released (SHA-256 %s, released %s): write a new migration"
+                       % (name, sha256_of(path)[:12], digest[:12]))
+    return bad
+
+
+def test_released_migrations_are_never_edited(env):
+    """migrations/SHA256SUMS holds the checksum of every released migration:
+    an edit is caught here, before any database refuses it."""
+    entries = manifest()
+    released = [f for f in MIGRATIONS if int(f[:3]) <= 16]
+    assert [f for f in released if f not in entries] == [], "not in migrations/SHA256SUMS"
+    bad = manifest_mismatches(os.path.join(ROOT, "migrations"), entries)
+    assert bad == [], "\n".join(bad)
+    # the runner records the same checksums
+    rows = env.psql("SELECT name, checksum FROM schema_migrations", env.db_url)
+    assert [r for r in rows if r[0] in entries and entries[r[0]] != r[1]] == [] and len(rows) >= len(released)
+    # and the check sees an edit
+    with tempfile.TemporaryDirectory() as d:
+        copy_migrations(d)
+        with open(os.path.join(d, released[0]), "a") as f:
+            f.write("\n")
+        assert manifest_mismatches(d, entries) == [
+            "%s was edited after it was released (SHA-256 %s, released %s): write a new migration"
+            % (released[0], sha256_of(os.path.join(d, released[0]))[:12], entries[released[0]][:12])]
 
 
 # -- hot lookups ---------------------------------------------------------------

@@ -1,0 +1,97 @@
+/*
+ * mpesa_int: what the files of the M-Pesa module share (never included
+ * outside src/mpesa/).
+ *
+ *   mpesa.c  the module's life, the push job (claimed rows), the status
+ *            query job and the closers, its routes and metrics
+ *   stk.c    the STK callback (stored, then acknowledged) and settling:
+ *            stored callbacks and status query answers -> mpesa_settle
+ *   c2b.c    paybill validation and confirmation -> c2b_confirm
+ *
+ * Daraja itself (token, wire formats) is net/daraja; every statement is in
+ * dom/payment.
+ */
+#ifndef CHAMAD_MPESA_INT_H
+#define CHAMAD_MPESA_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/util.h>
+
+struct app;
+struct daraja;
+struct event;
+struct http_ctx;
+struct db_result;
+
+#define CB_MAX_TRIES 10		/* ~5 minutes of waiting for a push's answer */
+
+/* One claiming job (pushes, callbacks): one claim in flight at a time; a
+ * wake-up during it, or a full batch, claims again when it ends. */
+struct claim {
+	bool running, again;
+};
+
+/* A row this daemon holds under a lease (a request being pushed, a stored
+ * callback being settled), from its claim until its outcome is recorded,
+ * kept in the work object and listed in struct mpesa: each claim is
+ * released once, and a request handed to Daraja is never claimed again. */
+enum held_kind { HELD_PUSH, HELD_CALLBACK };
+
+struct held {
+	struct held *next;
+	enum held_kind kind;
+	char id[24];
+	bool linked;
+	bool sent;		/* HELD_PUSH: handed to Daraja */
+};
+
+struct mpesa {
+	struct app *app;
+	struct daraja *daraja;	/* NULL once stopping */
+	struct event *query_ev, *push_ev, *cb_ev;
+	uint64_t push_at_ms;	/* when push_ev fires */
+	struct claim pushing, settling;
+	bool querying, quiescing, stopping;
+	int refs;
+	int unrecorded;		/* work whose outcome is not in PostgreSQL yet */
+	struct held *held;
+	char me[64];		/* claimed_by: host:pid:random */
+	uint64_t pushes, callbacks, queries, unmatched;
+};
+
+/* The object lives while anything in flight points at it: mpesa_free
+ * drops the first reference, each query or call in flight holds one. */
+void mpesa_hold(struct mpesa *m);
+void mpesa_unref(struct mpesa *m);
+/* One piece of work whose outcome is still to be recorded: counted so a
+ * draining daemon waits for it (mpesa_unrecorded); holds a reference. */
+void mpesa_work_begin(struct mpesa *m);
+void mpesa_work_end(struct mpesa *m);
+
+/* Starts a claim unless one is running (then it runs again after), or
+ * the module is quiescing; holds a reference until mpesa_claim_end. */
+bool mpesa_claim_start(struct mpesa *m, struct claim *c);
+void mpesa_claim_end(struct mpesa *m, struct claim *c, const struct db_result *r, const char *what, int claimed,
+		     int batch, void (*soon)(struct mpesa *m, int ms));
+
+/* A row claimed: h (in the work object) joins the list; a request already
+ * handed to Daraja must not come back (it is pushed at most once).  A
+ * stored callback may come back to the same daemon once its lease is over
+ * (settling it again changes nothing).  Released: h must be listed (once). */
+void mpesa_held_add(struct mpesa *m, struct held *h, enum held_kind kind, const char *id);
+void mpesa_held_release(struct mpesa *m, struct held *h);
+
+/* stk.c */
+void mpesa_callbacks_soon(struct mpesa *m, int ms);
+void mpesa_callbacks_tick(evutil_socket_t fd, short what, void *arg);
+/* The status query decided checkout: settled like a callback. */
+void mpesa_settle_queried(struct mpesa *m, const char *checkout, long long code, const char *desc);
+void mpesa_stk_callback(struct http_ctx *ctx);
+
+/* c2b.c */
+void mpesa_c2b_validation(struct http_ctx *ctx);
+void mpesa_c2b_confirmation(struct http_ctx *ctx);
+
+#endif
