@@ -22,8 +22,6 @@ DECLARE
     e bigint;
     member_acct bigint;
     cash_acct bigint;
-    phone text;
-    lang text;
 BEGIN
     PERFORM audit_context(p_channel, p_msisdn, p_request_id, p_actor);
     -- one event, one posting: a repeat returns what the first one made
@@ -62,11 +60,13 @@ BEGIN
     VALUES (p_chama, p_user, p_actor, 'contribution_received', 'contributions', k, p_amount_cents, 'in', p_method,
             p_external_ref, 'contribution:' || k || ':received', p_channel, left(p_request_id, 64),
             jsonb_build_object('journal_entry_id', e, 'purpose', p_purpose));
+    -- p_receipt_body names the receipt's SMS template (sms_cash_receipt,
+    -- sms_mpesa_receipt, ...), or NULL for none
     IF p_receipt_body IS NOT NULL THEN
-        SELECT u.phone, u.preferred_language INTO phone, lang FROM users u WHERE u.id = p_user;
-        INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority,
-                                   idempotency_key)
-        VALUES (p_user, p_chama, 'sms', 'receipt', phone, p_receipt_body, lang, 5, 'contribution:' || k || ':receipt');
+        PERFORM notify(p_user, 'receipt', p_receipt_body,
+                       jsonb_build_object('chama', (SELECT c.name FROM chamas c WHERE c.id = p_chama),
+                                          'amount', format_kes(p_amount_cents), 'receipt', p_external_ref),
+                       5, 'contribution:' || k || ':receipt', p_chama);
     END IF;
     RETURN QUERY SELECT k, true;
 END
@@ -84,8 +84,6 @@ DECLARE
     orig journal_entries%ROWTYPE;
     k contributions%ROWTYPE;
     e bigint;
-    phone text;
-    lang text;
 BEGIN
     PERFORM audit_context(p_channel, p_msisdn, p_request_id, p_actor);
     SELECT * INTO k FROM contributions WHERE id = p_contribution FOR UPDATE;
@@ -119,12 +117,12 @@ BEGIN
            k.method, 'contribution:' || k.id || ':reversed',
            (SELECT f.id FROM financial_audit_logs f WHERE f.idempotency_key = 'contribution:' || k.id || ':received'),
            p_channel, left(p_request_id, 64), jsonb_build_object('journal_entry_id', e, 'reason', p_reason);
+    -- p_notice_body names the notice's SMS template (sms_reversed), or NULL
     IF p_notice_body IS NOT NULL THEN
-        SELECT u.phone, u.preferred_language INTO phone, lang FROM users u WHERE u.id = k.user_id;
-        INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority,
-                                   idempotency_key)
-        VALUES (k.user_id, k.chama_id, 'sms', 'reversal', phone, p_notice_body, lang, 5,
-                'contribution:' || k.id || ':reversal');
+        PERFORM notify(k.user_id, 'reversal', p_notice_body,
+                       jsonb_build_object('chama', (SELECT c.name FROM chamas c WHERE c.id = k.chama_id),
+                                          'amount', format_kes(k.amount_cents), 'reason', p_reason),
+                       5, 'contribution:' || k.id || ':reversal', k.chama_id);
     END IF;
     RETURN QUERY SELECT e, true;
 END
@@ -170,6 +168,7 @@ DECLARE
     member bigint;
     cents bigint;
     ref text;
+    made record;
 BEGIN
     SELECT * INTO e FROM journal_entries WHERE id = p_entry AND kind = 'c2b_unmatched';
     IF NOT FOUND THEN
@@ -186,10 +185,18 @@ BEGIN
     END IF;
     SELECT amount_cents INTO cents FROM journal_lines WHERE entry_id = e.id AND side = 'credit';
     SELECT external_reference INTO ref FROM financial_audit_logs WHERE idempotency_key = 'suspense:' || e.idempotency_key;
-    RETURN QUERY SELECT * FROM post_contribution(e.chama_id, member, cents, 'savings', 'mpesa', NULL,
-                                                 'suspense:' || e.id || ':allocated', p_actor, p_channel, p_msisdn,
-                                                 p_request_id, replace(p_receipt_body, '{receipt}', coalesce(ref, '')),
-                                                 now(), 'suspense');
+    SELECT * INTO made FROM post_contribution(e.chama_id, member, cents, 'savings', 'mpesa', NULL,
+                                              'suspense:' || e.id || ':allocated', p_actor, p_channel, p_msisdn,
+                                              p_request_id, NULL, now(), 'suspense');
+    -- the notice (p_receipt_body names its template, sms_allocated) carries
+    -- the M-Pesa receipt the money came with
+    IF made.created AND p_receipt_body IS NOT NULL THEN
+        PERFORM notify(member, 'receipt', p_receipt_body,
+                       jsonb_build_object('chama', (SELECT c.name FROM chamas c WHERE c.id = e.chama_id),
+                                          'amount', format_kes(cents), 'receipt', ref),
+                       5, 'contribution:' || made.contribution_id || ':receipt', e.chama_id);
+    END IF;
+    RETURN QUERY SELECT made.contribution_id, made.created;
 END
 $$;
 

@@ -55,27 +55,18 @@ static void cash_recorded(struct ussd_hop *hop, const struct db_result *r)
 static void act_cash_record(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
-	char key[128], *body;
+	char key[128];
 	const char *p[8];
 
 	if (!c)
 		return;
 	snprintf(key, sizeof(key), "ussd:%s:cash", hop_session_id(hop));
-	{
-		char money[40];
-
-		util_format_cents(atoll(hop_var(hop, "cash_amount") ? hop_var(hop, "cash_amount") : "0") * 100, money,
-				  sizeof(money));
-		hop_set_var(hop, "amount", money);
-	}
-	hop_set_var(hop, "chama", hop_var(hop, "chama_name"));
-	body = hop_text_lang(hop, "sms_cash_receipt", LANG_EN);
 	hop_audit_params(hop, p);
 	p[3] = c;
 	p[4] = hop_var(hop, "member_no");
 	p[5] = hop_var(hop, "cash_amount");
 	p[6] = key;
-	p[7] = body;
+	p[7] = "sms_cash_receipt";	/* the member's receipt, by key */
 	act_query(hop,
 		  "SELECT " MONEY_OFFICIAL("$3::bigint", "$4::bigint") ", mb.full_name, "
 		  "CASE WHEN " MONEY_OFFICIAL("$3::bigint", "$4::bigint") " THEN (SELECT pc.contribution_id FROM "
@@ -84,7 +75,6 @@ static void act_cash_record(struct ussd_hop *hop)
 		  "JOIN users u ON u.id = m.user_id WHERE m.chama_id = $4::bigint AND m.member_number = $5::int "
 		  "AND m.status = 'active') mb",
 		  8, p, cash_recorded);
-	free(body);
 }
 
 /* ---- suspense ---- */
@@ -109,19 +99,14 @@ static void allocated(struct ussd_hop *hop, const struct db_result *r)
 
 static void act_suspense_allocate(struct ussd_hop *hop)
 {
-	char *body;
 	const char *p[6];
 
-	hop_set_var(hop, "amount", "");
-	hop_set_var(hop, "chama", hop_var(hop, "chama_name"));
-	body = hop_text_lang(hop, "sms_allocated", LANG_EN);
 	hop_audit_params(hop, p);
 	p[3] = hop_var(hop, "suspense_id");
 	p[4] = hop_var(hop, "member_no");
-	p[5] = body;
+	p[5] = "sms_allocated";	/* the member's notice, by key */
 	act_query(hop, "SELECT * FROM suspense_allocate($4::bigint, $5::int, $3::bigint, 'ussd', $1, $2, $6)", 6, p,
 		  allocated);
-	free(body);
 }
 
 /* ---- reversals ---- */
@@ -150,24 +135,20 @@ static void reversed(struct ussd_hop *hop, const struct db_result *r)
 static void act_contribution_reverse(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
-	char *body;
 	const char *p[7];
 
 	if (!c)
 		return;
-	hop_set_var(hop, "chama", hop_var(hop, "chama_name"));
-	body = hop_text_lang(hop, "sms_reversed", LANG_EN);
 	hop_audit_params(hop, p);
 	p[3] = hop_var(hop, "contribution_id");
 	p[4] = hop_var(hop, "reason");
-	p[5] = body;
+	p[5] = "sms_reversed";	/* the member's notice, by key */
 	p[6] = c;
 	act_query(hop,
 		  "SELECT CASE WHEN " MONEY_OFFICIAL("$3::bigint", "$7::bigint") " AND EXISTS (SELECT 1 FROM contributions "
 		  "WHERE id = $4::bigint AND chama_id = $7::bigint) THEN (SELECT r.entry_id FROM reverse_contribution("
 		  "$4::bigint, $5, $3::bigint, 'ussd', $1, $2, $6) r) END",
 		  7, p, reversed);
-	free(body);
 }
 
 /* The actions the menus name (menus/NN_x.json), registered by main.c. */

@@ -42,6 +42,7 @@
 #include "net/httpd.h"
 #include "base/log.h"
 #include "base/menu.h"
+#include "dom/notify.h"
 #include "base/phone.h"
 #include "net/redis.h"
 
@@ -1371,6 +1372,7 @@ struct menu_set *ussd_menus_load(const struct config *cfg, char *err, size_t err
 		.known = ussd_action_known,
 		.required_screens = required_screens,
 		.required_strings = required_strings,
+		.sms_needed = notify_templates,	/* the SMS templates the code writes */
 	};
 
 	return menu_load_dir(cfg->ussd_menus_dir, &o, err, errlen);
