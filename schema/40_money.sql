@@ -22,8 +22,6 @@ LANGUAGE plpgsql AS $$
 DECLARE
     k bigint;
     posted boolean;
-    phone text;
-    lang text;
 BEGIN
     PERFORM audit_context(p_channel, p_msisdn, p_request_id, p_actor);
     -- one event, one posting: a repeat returns what the first one made
@@ -70,11 +68,13 @@ BEGIN
         RAISE EXCEPTION 'contribution key % was posted meanwhile', p_idempotency_key
             USING ERRCODE = 'unique_violation', CONSTRAINT = 'journal_entries_idempotency_key_key';
     END IF;
+    -- p_receipt_body names the receipt's SMS template (sms_cash_receipt,
+    -- sms_mpesa_receipt, ...), or NULL for none
     IF p_receipt_body IS NOT NULL THEN
-        SELECT u.phone, u.preferred_language INTO phone, lang FROM users u WHERE u.id = p_user;
-        INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority,
-                                   idempotency_key)
-        VALUES (p_user, p_chama, 'sms', 'receipt', phone, p_receipt_body, lang, 5, 'contribution:' || k || ':receipt');
+        PERFORM notify(p_user, 'receipt', p_receipt_body,
+                       jsonb_build_object('chama', (SELECT c.name FROM chamas c WHERE c.id = p_chama),
+                                          'amount', format_kes(p_amount_cents), 'receipt', p_external_ref),
+                       5, 'contribution:' || k || ':receipt', p_chama);
     END IF;
     RETURN QUERY SELECT k, true;
 END
@@ -98,8 +98,6 @@ DECLARE
     orig journal_entries%ROWTYPE;
     k contributions%ROWTYPE;
     e bigint;
-    phone text;
-    lang text;
 BEGIN
     PERFORM audit_context(p_channel, p_msisdn, p_request_id, p_actor);
     SELECT * INTO k FROM contributions WHERE id = p_contribution FOR UPDATE;
@@ -134,12 +132,12 @@ BEGIN
                                           'reverses_key', 'contribution:' || k.id || ':received',
                                           'request_id', p_request_id, 'details', jsonb_build_object('reason', p_reason)),
                        p_actor, p_channel, p_reason, p_at) lp;
+    -- p_notice_body names the notice's SMS template (sms_reversed), or NULL
     IF p_notice_body IS NOT NULL THEN
-        SELECT u.phone, u.preferred_language INTO phone, lang FROM users u WHERE u.id = k.user_id;
-        INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority,
-                                   idempotency_key)
-        VALUES (k.user_id, k.chama_id, 'sms', 'reversal', phone, p_notice_body, lang, 5,
-                'contribution:' || k.id || ':reversal');
+        PERFORM notify(k.user_id, 'reversal', p_notice_body,
+                       jsonb_build_object('chama', (SELECT c.name FROM chamas c WHERE c.id = k.chama_id),
+                                          'amount', format_kes(k.amount_cents), 'reason', p_reason),
+                       5, 'contribution:' || k.id || ':reversal', k.chama_id);
     END IF;
     RETURN QUERY SELECT 'ok_reversed'::text, e, true;
 END
@@ -272,8 +270,15 @@ BEGIN
     SELECT pc.contribution_id, pc.created INTO k, made
       FROM post_contribution(e.chama_id, member, cents, 'savings', 'mpesa', NULL,
                              'suspense:' || e.id || ':allocated', p_actor, p_channel, p_msisdn,
-                             p_request_id, replace(p_receipt_body, '{receipt}', coalesce(ref, '')),
-                             p_at, 'suspense') pc;
+                             p_request_id, NULL, p_at, 'suspense') pc;
+    -- the notice (p_receipt_body names its template, sms_allocated) carries
+    -- the M-Pesa receipt the money came with
+    IF made AND p_receipt_body IS NOT NULL THEN
+        PERFORM notify(member, 'receipt', p_receipt_body,
+                       jsonb_build_object('chama', (SELECT c.name FROM chamas c WHERE c.id = e.chama_id),
+                                          'amount', format_kes(cents), 'receipt', ref),
+                       5, 'contribution:' || k || ':receipt', e.chama_id);
+    END IF;
     RETURN QUERY SELECT CASE WHEN made THEN 'ok_allocated' ELSE 'err_already_allocated' END, k, made;
 END
 $$;

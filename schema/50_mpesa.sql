@@ -48,7 +48,7 @@ BEGIN
         SELECT pc.contribution_id INTO k
           FROM post_contribution(r.chama_id, r.user_id, r.amount_cents, r.purpose, 'mpesa', p_receipt,
                                  'mpesa:' || p_checkout, NULL, 'mpesa', r.phone, p_checkout,
-                                 replace(p_receipt_body, '{receipt}', coalesce(p_receipt, '')), p_at) pc;
+                                 p_receipt_body, p_at) pc;  -- the receipt's template: receipt = p_receipt
         UPDATE mpesa_requests SET status = 'confirmed', result_code = 0, result_desc = left(p_result_desc, 300),
                mpesa_receipt = p_receipt, contribution_id = k, settled_by = p_source, completed_at = now()
          WHERE id = r.id;
@@ -58,13 +58,13 @@ BEGIN
     UPDATE mpesa_requests SET status = 'failed', result_code = p_result_code, result_desc = left(p_result_desc, 300),
            settled_by = p_source, completed_at = now()
      WHERE id = r.id;
+    -- p_failure_body names the notice's SMS template (sms_mpesa_failed_<code>)
     IF p_failure_body IS NOT NULL THEN
-        INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority,
-                                   idempotency_key)
-        SELECT r.user_id, r.chama_id, 'sms', 'mpesa_failed', r.phone, p_failure_body, u.preferred_language, 3,
-               'mpesa:' || p_checkout || ':failed'
-          FROM users u WHERE u.id = r.user_id
-        ON CONFLICT (idempotency_key) DO NOTHING;
+        PERFORM notify(r.user_id, 'mpesa_failed', p_failure_body,
+                       jsonb_build_object('amount', format_kes(r.amount_cents),
+                                          'chama', (SELECT c.name FROM chamas c WHERE c.id = r.chama_id),
+                                          'desc', p_result_desc),
+                       3, 'mpesa:' || p_checkout || ':failed', r.chama_id);
     END IF;
     RETURN QUERY SELECT 'failed'::text, true, NULL::bigint;
 END

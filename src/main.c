@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "dom/loginlog.h"
 #include "ops/migrate.h"
+#include "ops/outbox.h"
 #include "net/redis.h"
 #include "base/menu.h"
 #include "ops/jobs.h"
@@ -100,6 +101,8 @@ static void usage(FILE *out)
 		"                  exit 0/1\n"
 		"  hash-pin        read a PIN on stdin, print its hash as chamad stores it\n"
 		"                  (with [auth] pin_pepper and the cost parameters), then exit\n"
+		"  outbox-text ID...  print what each outbox row says (as sent, or as it would\n"
+		"                  be sent now from the menus), one JSON line each; exit 0/1\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE   configuration file (default: $CHAMAD_CONFIG, else\n"
@@ -400,8 +403,9 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		cmd = argv[optind++];
-	if (optind < argc || (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "hash-pin") &&
-				strcmp(cmd, "verify-ledger"))) {
+	if ((optind < argc && strcmp(cmd, "outbox-text")) ||
+	    (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "hash-pin") && strcmp(cmd, "verify-ledger") &&
+	     strcmp(cmd, "outbox-text"))) {
 		fprintf(stderr, "chamad: unknown command \"%s\" (try --help)\n", optind < argc ? argv[optind] : cmd);
 		return 2;
 	}
@@ -445,6 +449,8 @@ int main(int argc, char **argv)
 		rc = hash_pin(app.cfg);
 	else if (!strcmp(cmd, "verify-ledger"))
 		rc = verify_ledger(app.cfg, stdout, stderr);
+	else if (!strcmp(cmd, "outbox-text"))
+		rc = outbox_text(app.cfg, argc - optind, argv + optind, stdout, stderr);
 	else
 		rc = run_daemon(&app);
 	config_free(app.cfg);

@@ -29,6 +29,15 @@ struct menu_string {
 	struct menu_text text;
 };
 
+/* An SMS template: its declared variables and its texts. */
+struct menu_sms {
+	char *key;
+	const char *file;	/* borrowed from the set */
+	char **vars;
+	size_t nvars;
+	struct menu_text text;
+};
+
 struct menu_set {
 	int refs;
 	bool finished;
@@ -36,6 +45,8 @@ struct menu_set {
 	size_t nscreens;
 	struct menu_string *strings;
 	size_t nstrings;
+	struct menu_sms *sms;
+	size_t nsms;
 	char **files;
 	size_t nfiles;
 };
@@ -105,10 +116,18 @@ void menu_set_unref(struct menu_set *m)
 		free(m->strings[i].key);
 		text_free(&m->strings[i].text);
 	}
+	for (size_t i = 0; i < m->nsms; i++) {
+		free(m->sms[i].key);
+		for (size_t k = 0; k < m->sms[i].nvars; k++)
+			free(m->sms[i].vars[k]);
+		free(m->sms[i].vars);
+		text_free(&m->sms[i].text);
+	}
 	for (size_t i = 0; i < m->nfiles; i++)
 		free(m->files[i]);
 	free(m->screens);
 	free(m->strings);
+	free(m->sms);
 	free(m->files);
 	free(m);
 }
@@ -127,6 +146,19 @@ static const struct menu_string *find_string(const struct menu_set *m, const cha
 		if (!strcmp(m->strings[i].key, key))
 			return &m->strings[i];
 	return NULL;
+}
+
+static const struct menu_sms *find_sms(const struct menu_set *m, const char *key)
+{
+	for (size_t i = 0; key && i < m->nsms; i++)
+		if (!strcmp(m->sms[i].key, key))
+			return &m->sms[i];
+	return NULL;
+}
+
+bool menu_sms_exists(const struct menu_set *m, const char *key)
+{
+	return find_sms(m, key) != NULL;
 }
 
 const char *menu_string(const struct menu_set *m, const char *key, enum menu_lang lang)
@@ -404,12 +436,119 @@ static int load_screen(struct loader *l, const char *id, json_t *o, struct menu_
 	return 0;
 }
 
+/* ---- SMS templates ---------------------------------------------------- */
+
+/* The next {name} in t at or after *pos: 1 with its name in name, 0 at the
+ * end, -1 for a brace that opens or closes no {name} (the offset in *pos).
+ * The same rule as put_text: a name is at most 31 bytes. */
+static int next_var(const char *t, size_t *pos, char name[40])
+{
+	const char *open = strpbrk(t + *pos, "{}"), *close;
+
+	if (!open)
+		return 0;
+	*pos = (size_t)(open - t);
+	if (*open == '}' || !(close = strchr(open, '}')) || close - open > 32 || close == open + 1 ||
+	    memchr(open + 1, '{', (size_t)(close - open - 1)))
+		return -1;
+	memcpy(name, open + 1, (size_t)(close - open - 1));
+	name[close - open - 1] = '\0';
+	*pos = (size_t)(close - t) + 1;
+	return 1;
+}
+
+static bool var_name_ok(const char *n)
+{
+	size_t len = strlen(n);
+
+	return len >= 1 && len <= 31 && n[0] >= 'a' && n[0] <= 'z' && strspn(n, "abcdefghijklmnopqrstuvwxyz0123456789_") == len;
+}
+
+static bool sms_declares(const struct menu_sms *t, const char *name)
+{
+	for (size_t i = 0; i < t->nvars; i++)
+		if (!strcmp(t->vars[i], name))
+			return true;
+	return false;
+}
+
+/* {"vars": [...], "en": ..., "sw": ...}: names well formed and unique, both
+ * languages, GSM-7, every {name} declared, no stray brace, one message long
+ * without its variables. */
+static int load_sms(struct loader *l, const char *key, json_t *v, struct menu_sms *t)
+{
+	static const char *const keys[] = { "vars", "en", "sw", "comment", NULL };
+	json_t *vars = json_object_get(v, "vars"), *text, *n;
+	size_t i;
+
+	t->key = xstrdup(key);
+	t->file = l->file;
+	if (strncmp(key, "sms_", 4) || strlen(key) > 64 || !var_name_ok(key + 4) || strlen(key + 4) > 60)
+		return fail(l, "an SMS template's key is sms_ then [a-z0-9_] (at most 64 characters)");
+	if (!json_is_object(v))
+		return fail(l, "an SMS template must be {\"vars\": [...], \"en\": ..., \"sw\": ...}");
+	if (only_keys(l, v, keys) < 0)
+		return -1;
+	if (!json_is_array(vars))
+		return fail(l, "\"vars\" (the variables its texts may use, [] for none) is missing or not an array");
+	t->vars = xcalloc(json_array_size(vars) + 1, sizeof(*t->vars));
+	json_array_foreach(vars, i, n) {
+		if (!json_is_string(n) || !var_name_ok(json_string_value(n)))
+			return fail(l, "\"vars\" holds names: [a-z][a-z0-9_], at most 31 characters");
+		if (sms_declares(t, json_string_value(n)))
+			return fail(l, "variable \"%s\" declared twice", json_string_value(n));
+		t->vars[t->nvars++] = xstrdup(json_string_value(n));
+	}
+	text = json_object();
+	json_object_set(text, "en", json_object_get(v, "en"));
+	json_object_set(text, "sw", json_object_get(v, "sw"));
+	if (load_text(l, text, "text", &t->text) < 0) {
+		json_decref(text);
+		return -1;
+	}
+	json_decref(text);
+	for (int lang = 0; lang < LANG_COUNT; lang++) {
+		const char *s = t->text.s[lang];
+		char name[40];
+		size_t pos = 0;
+		int r, n_sept;
+		struct buf b;
+
+		while ((r = next_var(s, &pos, name)) > 0) {
+			if (!sms_declares(t, name))
+				return fail(l, "%s text uses {%s}, which \"vars\" does not declare", lang_codes[lang], name);
+		}
+		if (r < 0)
+			return fail(l, "%s text: the brace at byte %zu opens or closes no {variable}", lang_codes[lang],
+				    pos);
+		/* measured without its variables: those decide whether it takes
+		 * a second part */
+		buf_init(&b, 8192);
+		for (const char *p = s; *p;) {
+			const char *open = strchr(p, '{');
+
+			if (!open) {
+				buf_puts(&b, p);
+				break;
+			}
+			buf_append(&b, p, (size_t)(open - p));
+			p = strchr(open, '}') + 1;	/* matched: checked above */
+		}
+		n_sept = gsm7_septets(b.len ? b.data : "", NULL);
+		buf_free(&b);
+		if (n_sept > MENU_SMS_MAX)
+			return fail(l, "%s text is %d characters without its variables, over one SMS (%d)",
+				    lang_codes[lang], n_sept, MENU_SMS_MAX);
+	}
+	return 0;
+}
+
 int menu_set_add_json(struct menu_set *m, const char *file, const char *json, size_t len, char *err, size_t errlen)
 {
-	static const char *const top[] = { "strings", "screens", "comment", NULL };
+	static const char *const top[] = { "strings", "sms", "screens", "comment", NULL };
 	struct loader l = { file, NULL, err, errlen };
 	json_error_t jerr;
-	json_t *root, *screens, *strings, *v;
+	json_t *root, *screens, *strings, *sms, *v;
 	const char *k;
 	int rc = -1;
 
@@ -427,13 +566,26 @@ int menu_set_add_json(struct menu_set *m, const char *file, const char *json, si
 	}
 	screens = json_object_get(root, "screens");
 	strings = json_object_get(root, "strings");
-	if ((screens && !json_is_object(screens)) || (strings && !json_is_object(strings))) {
-		fail(&l, "\"screens\" and \"strings\" must be objects");
+	sms = json_object_get(root, "sms");
+	if ((screens && !json_is_object(screens)) || (strings && !json_is_object(strings)) ||
+	    (sms && !json_is_object(sms))) {
+		fail(&l, "\"screens\", \"strings\" and \"sms\" must be objects");
 		goto out;
+	}
+	json_object_foreach(sms, k, v) {
+		l.where = k;
+		if (find_sms(m, k) || find_string(m, k)) {
+			fail(&l, "SMS template defined twice (or also as a string)");
+			goto out;
+		}
+		m->sms = xrealloc(m->sms, (m->nsms + 1) * sizeof(*m->sms));
+		memset(&m->sms[m->nsms], 0, sizeof(m->sms[0]));
+		if (load_sms(&l, k, v, &m->sms[m->nsms++]) < 0)
+			goto out;
 	}
 	json_object_foreach(strings, k, v) {
 		l.where = k;
-		if (find_string(m, k)) {
+		if (find_string(m, k) || find_sms(m, k)) {
 			fail(&l, "string defined twice");
 			goto out;
 		}
@@ -786,6 +938,56 @@ static int check_action(const struct menu_opts *o, struct loader *l, const char 
 	return 0;
 }
 
+/* True if word is one of the space-separated words of list. */
+static bool word_in(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = list; p && *p;) {
+		size_t len;
+
+		p += strspn(p, " ");
+		len = strcspn(p, " ");
+		if (len == n && !strncmp(p, word, n))
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+/* The templates the code writes exist, and declare only what their writer
+ * supplies: a variable no writer fills would be a hole in every message. */
+static int check_sms_needed(const struct menu_set *m, const struct menu_opts *o, struct loader *l)
+{
+	for (size_t i = 0; o->sms_needed && o->sms_needed[i].key; i++) {
+		const struct menu_sms_need *need = &o->sms_needed[i];
+		size_t klen = strlen(need->key);
+		bool prefix = klen > 0 && need->key[klen - 1] == '*', found = false;
+
+		for (size_t k = 0; k < m->nsms; k++) {
+			const struct menu_sms *t = &m->sms[k];
+
+			if (prefix ? strncmp(t->key, need->key, klen - 1) != 0 : strcmp(t->key, need->key) != 0)
+				continue;
+			found = true;
+			for (size_t v = 0; v < t->nvars; v++) {
+				if (word_in(need->vars, t->vars[v]))
+					continue;
+				l->file = t->file;
+				l->where = t->key;
+				return fail(l, "declares {%s}, which the code that writes it does not supply (it supplies: %s)",
+					    t->vars[v], *need->vars ? need->vars : "nothing");
+			}
+		}
+		if (!prefix && !found) {
+			l->where = need->key;
+			return fail(l, "SMS template is missing (the code writes it)");
+		}
+	}
+	l->file = "menus";
+	return 0;
+}
+
 int menu_set_finish(struct menu_set *m, const struct menu_opts *o, char *err, size_t errlen)
 {
 	static const char *const nav[] = { "nav_back", "nav_home", "nav_more", NULL };
@@ -827,6 +1029,8 @@ int menu_set_finish(struct menu_set *m, const struct menu_opts *o, char *err, si
 				return fail(&l, "%s text is %d characters, over its limit of %d", lang_codes[lang], n, max);
 		}
 	}
+	if (check_sms_needed(m, o, &l) < 0)
+		return -1;
 	for (size_t i = 0; i < m->nscreens; i++) {
 		const struct menu_screen *sc = &m->screens[i];
 
@@ -935,4 +1139,119 @@ char *menu_text_format(const struct menu_set *m, const char *key, enum menu_lang
 	s = xstrdup(b.data ? b.data : "");
 	buf_free(&b);
 	return s;
+}
+
+/* ---- SMS rendering ---------------------------------------------------- */
+
+#define SMS_DEPTH_MAX 3		/* a line inside a reply inside a reply: enough */
+
+struct sms_render {
+	const struct menu_set *m;
+	enum menu_lang lang;
+	char *err;
+	size_t errlen;
+};
+
+static int render_sms(struct sms_render *r, const char *key, json_t *vars, int depth, struct buf *out);
+
+/* Appends one value (see menu_sms_render); item is true inside a list. */
+static int put_value(struct sms_render *r, const char *key, const char *name, json_t *v, bool item, int depth,
+		     struct buf *out)
+{
+	char clean[256];
+	const char *s;
+
+	if (json_is_integer(v)) {
+		buf_printf(out, "%lld", (long long)json_integer_value(v));
+		return 0;
+	}
+	if (json_is_string(v)) {
+		s = json_string_value(v);
+		if (s[strspn(s, " \t\r\n")] == '\0')
+			goto missing;	/* an empty value is a hole too */
+		gsm7_transliterate(s, strlen(s), clean, sizeof(clean));
+		buf_append(out, clean, fit_septets(clean, VAR_MAX));
+		return 0;
+	}
+	if (json_is_object(v)) {
+		json_t *t = json_object_get(v, "template"), *tv = json_object_get(v, "vars");
+
+		if (!json_is_string(t) || (tv && !json_is_object(tv)) || json_object_size(v) != 1u + (tv != NULL)) {
+			snprintf(r->err, r->errlen, "template %s: {%s} is an object other than {\"template\", \"vars\"}",
+				 key, name);
+			return -1;
+		}
+		return render_sms(r, json_string_value(t), tv, depth + 1, out);
+	}
+	if (json_is_array(v) && !item && json_array_size(v) > 0) {
+		size_t i;
+		json_t *e;
+
+		json_array_foreach(v, i, e) {
+			buf_puts(out, "\n");
+			if (put_value(r, key, name, e, true, depth, out) < 0)
+				return -1;
+		}
+		return 0;
+	}
+	if (v && !json_is_null(v) && !json_is_array(v)) {
+		snprintf(r->err, r->errlen, "template %s: {%s} is neither text, a number, a template nor a list", key,
+			 name);
+		return -1;
+	}
+missing:
+	snprintf(r->err, r->errlen, "template %s: variable {%s} is missing%s", key, name,
+		 json_is_array(v) && item ? " (a list inside a list)" : "");
+	return -1;
+}
+
+static int render_sms(struct sms_render *r, const char *key, json_t *vars, int depth, struct buf *out)
+{
+	const struct menu_sms *t = find_sms(r->m, key);
+	const char *s, *p;
+	char name[40];
+	size_t pos = 0;
+
+	if (!t) {
+		snprintf(r->err, r->errlen, "unknown SMS template \"%s\"", key);
+		return -1;
+	}
+	if (depth > SMS_DEPTH_MAX) {
+		snprintf(r->err, r->errlen, "template %s: nested more than %d deep", key, SMS_DEPTH_MAX);
+		return -1;
+	}
+	s = p = t->text.s[r->lang];
+	/* the loader made sure every brace opens a declared {name} */
+	while (next_var(s, &pos, name) > 0) {
+		buf_append(out, p, (size_t)(strchr(p, '{') - p));
+		if (put_value(r, key, name, json_object_get(vars, name), false, depth, out) < 0)
+			return -1;
+		p = s + pos;
+	}
+	buf_puts(out, p);
+	return 0;
+}
+
+int menu_sms_render(const struct menu_set *m, const char *key, enum menu_lang lang, const char *vars_json,
+		    struct buf *out, char *err, size_t errlen)
+{
+	struct sms_render r = { m, lang < LANG_COUNT ? lang : LANG_EN, err, errlen };
+	json_t *vars = NULL;
+	json_error_t jerr;
+	int rc;
+
+	buf_reset(out);
+	if (vars_json && *vars_json) {
+		vars = json_loads(vars_json, JSON_REJECT_DUPLICATES, &jerr);
+		if (!json_is_object(vars)) {
+			snprintf(err, errlen, "template %s: its variables are not a JSON object", key ? key : "(none)");
+			json_decref(vars);
+			return -1;
+		}
+	}
+	rc = render_sms(&r, key ? key : "", vars, 0, out);
+	json_decref(vars);
+	if (rc < 0)
+		buf_reset(out);
+	return rc;
 }

@@ -8,10 +8,18 @@
  *
  * File format (see menus/README.md):
  *   { "strings": { "<key>": {"en": "...", "sw": "..."}, ... },
+ *     "sms":     { "sms_<name>": {"vars": ["name", ...], "en": "...", "sw": "..."}, ... },
  *     "screens": { "<id>": { "type": "menu" | "input" | "list" | "info" | "end",
  *                            "text": {"en": ..., "sw": ...}, ... }, ... } }
  * A screen or option may name the protected action it belongs to:
  * "policy": "money.cash_record" (the policy_actions rows say who may).
+ *
+ * The "sms" section holds the message templates the outbox stores by key
+ * (notify()); the sender renders them with menu_sms_render when it sends,
+ * in the recipient's language.  Each declares its variables: a text that
+ * uses an undeclared {name}, or a brace that opens none, is refused at
+ * load, and so is a template that declares a variable its writer does not
+ * supply (menu_opts.sms_needed).
  */
 #ifndef CHAMAD_MENU_H
 #define CHAMAD_MENU_H
@@ -77,12 +85,23 @@ struct buf;
 /* Looks up an action handler by name; the loader refuses unknown names. */
 typedef bool (*menu_action_known)(const char *name);
 
+/* What the code that writes a message supplies: the template key (a
+ * trailing '*' names every template with that prefix, none required) and
+ * the variables its writer puts in the row, separated by spaces. */
+struct menu_sms_need {
+	const char *key;
+	const char *vars;
+};
+
 struct menu_opts {
 	int screen_max;		/* septets per screen (cap), 64..182 */
 	int error_reserve;	/* septets kept free on fixed screens for an error line */
 	menu_action_known known;	/* NULL: accept every action name */
 	const char *const *required_screens;	/* NULL-terminated, or NULL */
 	const char *const *required_strings;	/* NULL-terminated, or NULL */
+	/* {NULL}-terminated, or NULL: each template must exist (unless a
+	 * prefix) and declare only variables its writer supplies */
+	const struct menu_sms_need *sms_needed;
 };
 
 struct menu_set *menu_set_new(void);
@@ -149,6 +168,29 @@ size_t menu_render(const struct menu_set *m, const struct menu_screen *sc, const
  * no such string.  Returns a new string (for SMS bodies). */
 char *menu_text_format(const struct menu_set *m, const char *key, enum menu_lang lang,
 		       const char *(*var)(const char *name, void *arg), void *arg);
+
+/* Septets an SMS template may take without its variables: one message. */
+#define MENU_SMS_MAX 160
+
+/* True if the set has the SMS template key. */
+bool menu_sms_exists(const struct menu_set *m, const char *key);
+
+/*
+ * Renders the SMS template key in lang into out (reset first), filling its
+ * {vars} from vars_json, a JSON object (NULL or "" for none).  A value is
+ *   - a string or an integer: put in as text, transliterated to GSM-7 and
+ *     cut like a screen's variable;
+ *   - {"template": "sms_x", "vars": {...}}: that template rendered here, in
+ *     the same language (a word or a line that is itself translated);
+ *   - an array of those: each item on a line of its own (a newline before
+ *     each), for replies that list things (BAL, STMT).
+ * Nothing is sent with a hole: an unknown template, or a variable the text
+ * uses that is missing, null, empty or of another type, makes it return -1
+ * with the reason (naming the template and the variable) in err.
+ * Returns 0 on success.
+ */
+int menu_sms_render(const struct menu_set *m, const char *key, enum menu_lang lang, const char *vars_json,
+		    struct buf *out, char *err, size_t errlen);
 
 const char *menu_lang_code(enum menu_lang l);
 int menu_lang_parse(const char *code, enum menu_lang *out);

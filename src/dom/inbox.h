@@ -19,4 +19,14 @@ enum {
 	INBOX_LANG,	/* the user's preferred language code, "" for none */
 };
 
+/*
+ * DISPUTE: the member $1 (phone $2) says the last cash entry recorded for
+ * them within 14 days is wrong.  Audited (with $4, the message with any
+ * PIN masked) and the chama's treasurer and chairperson told by SMS
+ * (sms_dispute_officials, keyed on $3, the inbound message's key); the
+ * entry itself stands until an official reverses it.  One row (the
+ * contribution's id) when there was such an entry, else none.
+ */
+extern const struct db_stmt inbox_dispute;
+
 #endif

@@ -16,7 +16,7 @@
 #include "net/db.h"
 
 /* policy money.cash_record: $1..$4 audit, $5 chama, $6 member number, $7
- * amount in KES, $8 idempotency key, $9 receipt SMS body, $10 p_at ->
+ * amount in KES, $8 idempotency key, $9 the receipt's SMS template (a key), $10 p_at ->
  * outcome (ok_cash_recorded, err_not_official, err_member_number),
  * contribution_id, payer_name. */
 extern const struct db_stmt money_cash_record;
@@ -25,7 +25,7 @@ extern const struct db_stmt money_cash_record;
  * (POLICY_LIST columns: allowed, entry id, "KES n ref date"). */
 extern const struct db_stmt money_suspense_list;
 /* policy money.suspense_allocate: $1..$4 audit, $5 chama, $6 suspense
- * entry, $7 member number, $8 receipt SMS body, $9 p_at -> outcome
+ * entry, $7 member number, $8 the notice's SMS template, $9 p_at -> outcome
  * (ok_allocated, err_not_official, err_no_suspense, err_member_number,
  * err_already_allocated), contribution_id. */
 extern const struct db_stmt money_suspense_allocate;
@@ -34,7 +34,7 @@ extern const struct db_stmt money_suspense_allocate;
  * (POLICY_LIST columns: allowed, contribution id, "date KES n name"). */
 extern const struct db_stmt money_reversible_list;
 /* policy money.payment_reverse: $1..$4 audit, $5 chama, $6 contribution,
- * $7 reason, $8 notice SMS body, $9 p_at -> outcome (ok_reversed,
+ * $7 reason, $8 the notice's SMS template, $9 p_at -> outcome (ok_reversed,
  * err_not_official, err_no_contribution, err_not_posted,
  * err_already_reversed), entry_id. */
 extern const struct db_stmt money_payment_reverse;

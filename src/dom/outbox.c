@@ -3,14 +3,18 @@
  */
 #include "dom/outbox.h"
 
+/* chamad.renders: this claimer renders templates (the claim guard, 018,
+ * makes any other skip the rows whose text is not written yet). */
 DB_STMT(outbox_claim, 3,
+	"WITH me AS MATERIALIZED (SELECT set_config('chamad.renders', 'on', true) AS renders) "
 	"UPDATE notifications n SET status = 'sending', attempts = n.attempts + 1, claimed_by = $1, "
 	"lease_until = now() + make_interval(secs => $3::int) "
-	"FROM (SELECT id FROM notifications WHERE channel = 'sms' AND "
+	"FROM me, (SELECT id FROM notifications WHERE channel = 'sms' AND "
 	"((status IN ('queued', 'retry') AND next_attempt_at <= now()) OR "
 	"(status = 'sending' AND lease_until < now())) "
 	"ORDER BY priority, next_attempt_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED) due "
-	"WHERE n.id = due.id RETURNING n.id, n.recipient, n.body, n.idempotency_key");
+	"WHERE n.id = due.id RETURNING n.id, n.recipient, n.body, n.idempotency_key, n.template, n.vars, "
+	OUTBOX_LANG);
 
 DB_STMT(outbox_record, 6,
 	"UPDATE notifications n SET "
@@ -23,6 +27,8 @@ DB_STMT(outbox_record, 6,
 	"cost_cents = CASE WHEN v.ok THEN v.cost_cents ELSE n.cost_cents END, "
 	"segments = CASE WHEN v.ok THEN v.segments::smallint ELSE n.segments END, "
 	"coding = CASE WHEN v.ok THEN v.coding ELSE n.coding END, "
+	/* the text rendered for this attempt: the record of what went out */
+	"body = coalesce(left(v.body, 2000), n.body), language = coalesce(v.lang, n.language), "
 	"lease_until = NULL, "
 	"last_error = CASE WHEN v.ok THEN NULL ELSE left(v.error, 500) END, "
 	"failure_reason = CASE WHEN v.ok OR (v.verdict = 'retry' AND n.attempts < $2::int) THEN n.failure_reason "
@@ -31,7 +37,7 @@ DB_STMT(outbox_record, 6,
 	"next_attempt_at = CASE WHEN v.ok THEN n.next_attempt_at ELSE now() + make_interval(secs => "
 	"least($5::float8, $4::float8 * power(2, greatest(n.attempts - 1, 0))) * (1 - random() / 4)) END "
 	"FROM jsonb_to_recordset($1::jsonb) AS v(id bigint, ok boolean, verdict text, provider_id text, cost text, "
-	"cost_cents bigint, segments int, coding text, error text) "
+	"cost_cents bigint, segments int, coding text, error text, body text, lang text) "
 	/* a delivery report can come first (Kannel's names our row): the row
 	 * keeps its final state and gets the send's details all the same */
 	"WHERE n.id = v.id AND n.claimed_by = $6 AND (n.status = 'sending' OR (v.ok AND n.sent_at IS NULL "

@@ -24,7 +24,7 @@
 
 struct pin_job {
 	struct pin_env env;
-	char *phone, *pin, *channel, *request_id, *alert[2];
+	char *phone, *pin, *channel, *request_id;
 	char user_id[24], lang[4], until[8];
 	bool overloaded;	/* PIN_UNAVAILABLE for want of capacity */
 	char *chamas;
@@ -48,8 +48,6 @@ static void job_finish(struct pin_job *j, enum pin_outcome o, int tries_left, co
 	free(j->pin);
 	free(j->channel);
 	free(j->request_id);
-	free(j->alert[0]);
-	free(j->alert[1]);
 	free(j->full_name);
 	free(j->chamas);
 	free(j);
@@ -91,7 +89,7 @@ static void verified(void *arg, enum auth_status st, char *rehash)
 {
 	struct pin_job *j = arg;
 	const struct config *cfg = j->env.cfg;
-	const char *p[9] = { j->channel, j->phone, j->request_id, j->user_id };
+	const char *p[7] = { j->channel, j->phone, j->request_id, j->user_id };
 	char max[16], mins[16];
 
 	if (st == AUTH_OK && !rehash && !j->dirty) {
@@ -111,25 +109,23 @@ static void verified(void *arg, enum auth_status st, char *rehash)
 		snprintf(mins, sizeof(mins), "%d", cfg->auth_pin_lock_minutes);
 		p[4] = max;
 		p[5] = mins;
-		p[6] = j->alert[0];
-		p[7] = j->alert[1];
-		p[8] = cfg->ussd_timezone;
+		p[6] = cfg->ussd_timezone;
 		/* count the miss; the one that reaches the limit locks the account
-		 * and queues the alert, in the same statement */
+		 * and queues the alert, in the same statement (s is read at the
+		 * end so that it runs: a SELECT in WITH runs only as far as read) */
 		db_query(j->env.db,
 			 PIN_AUDIT_CTE ", x AS (SELECT CASE WHEN locked_until IS NOT NULL AND locked_until <= now() "
 			 "THEN 1 ELSE failed_pin_attempts + 1 END AS n FROM users WHERE id = $4::bigint), "
 			 "u AS (UPDATE users SET failed_pin_attempts = x.n, locked_until = CASE WHEN x.n >= $5::int "
 			 "THEN now() + make_interval(mins => $6::int) END FROM x, audit_ctx WHERE users.id = $4::bigint "
-			 "RETURNING x.n, locked_until, phone, preferred_language), "
-			 "s AS (INSERT INTO notifications (user_id, channel, kind, recipient, body, language, priority, "
-			 "idempotency_key) SELECT $4::bigint, 'sms', 'pin_locked', phone, "
-			 "CASE WHEN preferred_language = 'sw' THEN $8 ELSE $7 END, preferred_language, 1, "
-			 "'pin_locked:' || $4 || ':' || extract(epoch FROM locked_until)::bigint FROM u "
+			 "RETURNING x.n, locked_until), "
+			 "s AS (SELECT notify($4::bigint, 'pin_locked', 'sms_pin_locked', "
+			 "jsonb_build_object('minutes', $6::int), 1, "
+			 "'pin_locked:' || $4 || ':' || extract(epoch FROM locked_until)::bigint) FROM u "
 			 "WHERE locked_until IS NOT NULL) "
 			 "SELECT greatest($5::int - n, 0), locked_until IS NOT NULL, "
-			 "coalesce(to_char(locked_until AT TIME ZONE $9, 'HH24:MI'), '') FROM u",
-			 9, p, miss_recorded, j);
+			 "coalesce(to_char(locked_until AT TIME ZONE $7, 'HH24:MI'), ''), (SELECT count(*) FROM s) FROM u",
+			 7, p, miss_recorded, j);
 	} else {
 		j->overloaded = st == AUTH_BUSY;
 		job_finish(j, PIN_UNAVAILABLE, 0, st == AUTH_BUSY ? "PIN workers busy" : "PIN check failed");
@@ -174,8 +170,6 @@ void pin_check(const struct pin_env *env, const struct pin_check_args *a, pin_cb
 	j->pin = xstrdup(a->pin);
 	j->channel = xstrdup(a->channel);
 	j->request_id = xstrdup(a->request_id);
-	j->alert[0] = xstrdup(a->alert[0]);
-	j->alert[1] = xstrdup(a->alert[1]);
 	snprintf(j->lang, sizeof(j->lang), "en");
 	j->deadline_ms = a->deadline_ms;
 	j->cb = cb;

@@ -3,7 +3,8 @@
  * SMS commands): look the user up, refuse while locked, check the hash on
  * the auth workers, then record the outcome: a miss counts, and the miss
  * that reaches [auth] pin_max_attempts locks the account for
- * pin_lock_minutes and queues an SMS alert, in one synchronous statement.
+ * pin_lock_minutes and queues an SMS alert (sms_pin_locked, notify()), in
+ * one synchronous statement.
  * A success writes the user's row only when something there changes (a
  * count or lock to clear, a re-made hash after the cost parameters
  * changed); the log-in itself goes to the audit trail in batches
@@ -51,7 +52,6 @@ struct pin_check_args {
 	const char *pin;
 	const char *channel;	/* audit channel: "ussd", "sms" */
 	const char *request_id;	/* audit request id */
-	const char *alert[2];	/* lock-out SMS body per language (en, sw) */
 	uint64_t deadline_ms;	/* by when the answer is of use (util_now_ms), 0 = the default */
 };
 

@@ -7,7 +7,6 @@
 #include "base/clock.h"
 #include "base/config.h"
 #include "base/log.h"
-#include "base/menu.h"
 #include "base/util.h"
 #include "dom/payment.h"
 #include "mpesa/mpesa_int.h"
@@ -54,8 +53,7 @@ static void c2b_route(struct http_ctx *ctx, bool confirm)
 	const char *body = http_ctx_body(ctx, &len);
 	struct daraja_c2b pay;
 	struct c2b *c;
-	char amount[40], centss[24], *receipt;
-	const char *vars[] = { "amount", amount, "chama", "", "receipt", "", NULL };
+	char centss[24];
 
 	if (!http_guard(ctx, "", app->cfg->mpesa_allow_ips, "safaricom"))
 		return;
@@ -75,24 +73,21 @@ static void c2b_route(struct http_ctx *ctx, bool confirm)
 		http_reply_error(ctx, 400, "not a C2B confirmation");
 		return;
 	}
-	util_format_cents(pay.amount_cents, amount, sizeof(amount));
-	vars[5] = pay.trans_id;
-	receipt = menu_text_format(app->menus, "sms_mpesa_receipt", LANG_EN, mpesa_var, (void *)vars);
 	snprintf(centss, sizeof(centss), "%lld", pay.amount_cents);
 	c = xcalloc(1, sizeof(*c));
 	c->ctx = ctx;
 	c->body = xstrndup(body, len);
 	http_ctx_hold(ctx);
 	{
+		/* the receipt by key: c2b_confirm fills chama, amount, receipt */
 		char at[CLOCK_TEXT_MAX];
-		const char *p[7] = { pay.trans_id, centss, pay.bill_ref, pay.first_name, pay.msisdn, receipt,
-				     clock_p_at(at) };
+		const char *p[7] = { pay.trans_id, centss, pay.bill_ref, pay.first_name, pay.msisdn,
+				     "sms_mpesa_receipt", clock_p_at(at) };
 
 		/* retried while the answer can still reach Safaricom in time */
 		db_run_durable(app->dbbg, &payment_c2b_confirm, p,
 			       util_now_ms() + (uint64_t)app->cfg->http_request_timeout_ms / 2, c2b_done, c);
 	}
-	free(receipt);
 	daraja_c2b_clear(&pay);
 }
 

@@ -89,8 +89,6 @@ void mpesa_callbacks_tick(evutil_socket_t fd, short what, void *arg);
 /* The status query decided checkout: settled like a callback. */
 void mpesa_settle_queried(struct mpesa *m, const char *checkout, long long code, const char *desc);
 void mpesa_stk_callback(struct http_ctx *ctx);
-/* The lookup of "name" in a NULL-terminated key, value list (menu_text_format). */
-const char *mpesa_var(const char *name, void *arg);
 
 /* c2b.c */
 void mpesa_c2b_validation(struct http_ctx *ctx);

@@ -57,16 +57,6 @@ static void settle_done(struct settle *s)
 	settle_free(s);
 }
 
-const char *mpesa_var(const char *name, void *arg)
-{
-	const char *const *kv = arg;
-
-	for (int i = 0; kv[i]; i += 2)
-		if (!strcmp(kv[i], name))
-			return kv[i + 1];
-	return NULL;
-}
-
 /* $1..$6 of both statements that take a report: CheckoutRequestID, result
  * code, description, receipt, amount (cents) and phone; code and cents are
  * the caller's buffers. */
@@ -98,35 +88,28 @@ static void settled(const struct db_result *r, void *arg)
 
 /*
  * Settles one report (a stored callback, or the status query's answer) in
- * one statement: mpesa_settle with the member's texts in their language,
- * and for a stored callback its row marked settled in the same statement.
- * amount, lang and chama come from the request.
+ * one statement: mpesa_settle with the member's messages by key (the
+ * receipt, or the notice for this result code if the menus have one; the
+ * sender renders them in the member's language), and for a stored callback
+ * its row marked settled in the same statement.  amount comes from the
+ * request.
  */
-static void settle_with(struct settle *s, const char *amount_cents, const char *lang_s, const char *chama)
+static void settle_with(struct settle *s, const char *amount_cents)
 {
 	struct app *app = s->m->app;
-	enum menu_lang lang = LANG_EN;
-	char amount[40], code[24], key[48], cents[24], at[CLOCK_TEXT_MAX], *ok_body, *fail_body;
-	const char *vars[] = { "amount", amount, "chama", chama, "receipt", s->receipt, "desc", s->desc, NULL };
+	char code[24], key[48], cents[24], at[CLOCK_TEXT_MAX];
 	const char *p[11];
 
-	menu_lang_parse(lang_s, &lang);
-	util_format_cents(atoll(amount_cents), amount, sizeof(amount));
 	if (s->amount_cents < 0)	/* the query does not tell: it is what we asked */
 		s->amount_cents = atoll(amount_cents);
 	snprintf(key, sizeof(key), "sms_mpesa_failed_%lld", s->code);
-	ok_body = menu_text_format(app->menus, "sms_mpesa_receipt", lang, mpesa_var, (void *)vars);
-	fail_body = menu_text_format(app->menus, menu_string(app->menus, key, lang) ? key : "sms_mpesa_failed", lang,
-				     mpesa_var, (void *)vars);
 	report_params(s, code, cents, p);
 	p[6] = s->source;
-	p[7] = ok_body;
-	p[8] = fail_body;
+	p[7] = "sms_mpesa_receipt";
+	p[8] = menu_sms_exists(app->menus, key) ? key : "sms_mpesa_failed";
 	p[9] = *s->cbid ? s->cbid : NULL;
 	p[10] = clock_p_at(at);	/* the posting's date */
 	db_run_durable(app->dbbg, &payment_settle, p, 0, settled, s);
-	free(ok_body);
-	free(fail_body);
 }
 
 /* A stored callback whose request is not known (yet): a success whose push
@@ -183,7 +166,7 @@ static void callbacks_claimed(const struct db_result *r, void *arg)
 		if (PQgetisnull(res, i, 7))
 			settle_unmatched(s);
 		else
-			settle_with(s, PQgetvalue(res, i, 7), PQgetvalue(res, i, 8), PQgetvalue(res, i, 9));
+			settle_with(s, PQgetvalue(res, i, 7));
 	}
 	mpesa_claim_end(m, &m->settling, r, "callbacks", n, PAYMENT_CALLBACK_BATCH, mpesa_callbacks_soon);
 }
@@ -223,7 +206,7 @@ static void query_loaded(const struct db_result *r, void *arg)
 		settle_done(s);
 		return;
 	}
-	settle_with(s, PQgetvalue(r->res, 0, 0), PQgetvalue(r->res, 0, 1), PQgetvalue(r->res, 0, 2));
+	settle_with(s, PQgetvalue(r->res, 0, 0));
 }
 
 void mpesa_settle_queried(struct mpesa *m, const char *checkout, long long code, const char *desc)

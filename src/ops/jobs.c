@@ -1,6 +1,8 @@
 /*
- * jobs: the reminder job (see jobs.h and send_reminders() in migration
- * 013): a timer, one statement per run.
+ * jobs: the reminder job (see jobs.h and send_reminders() in
+ * schema/60_notify.sql): a timer, one statement per run.  The statement
+ * queues its messages by key (sms_due_reminder, sms_arrears) through
+ * notify(); the sender renders them in each member's language.
  */
 #include "ops/jobs.h"
 #include "app.h"
@@ -8,8 +10,8 @@
 #include "base/config.h"
 #include "net/db.h"
 #include "base/log.h"
-#include "base/menu.h"
 #include "base/util.h"
+#include "dom/notify.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,22 +41,16 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct jobs *j = arg;
 	struct app *app = j->app;
-	char lead[16];
-	/* the templates keep their {chama}, {amount} and {date}: the
-	 * statement fills them per member */
-	const char *p[7] = { clock_fixed(), app->cfg->ussd_timezone, lead,
-			     menu_string(app->menus, "sms_due_reminder", LANG_EN),
-			     menu_string(app->menus, "sms_due_reminder", LANG_SW),
-			     menu_string(app->menus, "sms_arrears", LANG_EN), menu_string(app->menus, "sms_arrears", LANG_SW) };
+	char lead[16], at[CLOCK_TEXT_MAX];
+	const char *p[3] = { clock_p_at(at), app->cfg->ussd_timezone, lead };
 
 	(void)fd;
 	(void)what;
-	if (j->running || !p[3] || !p[5])
+	if (j->running)
 		return;
 	j->running = true;
 	snprintf(lead, sizeof(lead), "%d", app->cfg->jobs_reminder_lead_days);
-	db_query(app->dbbg,
-		 "SELECT send_reminders(coalesce($1::timestamptz, now()), $2, $3::int, $4, $5, $6, $7)", 7, p, ran, j);
+	db_run(app->dbbg, &dom_send_reminders, p, ran, j);
 }
 
 struct jobs *jobs_new(struct app *app)

@@ -18,7 +18,9 @@
 #include "base/gsm7.h"
 #include "net/httpc.h"
 #include "base/log.h"
+#include "base/menu.h"
 #include "base/util.h"
+#include "dom/notify.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +47,7 @@ struct sms_sender {
 	int64_t tokens;		/* thousandths of a message */
 	uint64_t refilled_ms;
 	char me[64];		/* claimed_by: host:pid:random */
-	uint64_t sent, retried, failed, claimed;
+	uint64_t sent, retried, failed, claimed, unrendered;
 };
 
 const struct sms_provider *sms_provider_find(const char *name)
@@ -226,6 +228,10 @@ void sms_sent(struct sms_sender *s, struct sms_msg *m, const struct sms_outcome 
 		return;
 	}
 	row = json_pack("{s:I, s:b}", "id", (json_int_t)atoll(m->id), "ok", o->verdict == SMS_SENT);
+	if (m->rendered) {	/* what went out (or was refused), in its language */
+		json_object_set_new(row, "body", json_string(m->body));
+		json_object_set_new(row, "lang", json_string(m->lang));
+	}
 	if (o->verdict == SMS_SENT) {
 		s->sent++;
 		c = cost_cents(o->cost);
@@ -237,6 +243,8 @@ void sms_sent(struct sms_sender *s, struct sms_msg *m, const struct sms_outcome 
 	} else {
 		if (o->verdict == SMS_RETRY)
 			s->retried++;
+		else if (m->unrendered)
+			s->unrendered++;
 		else
 			s->failed++;
 		json_object_set_new(row, "verdict", json_string(o->verdict == SMS_RETRY ? "retry" : "failed"));
@@ -270,19 +278,51 @@ static void refill(struct sms_sender *s)
 	s->refilled_ms = now;
 }
 
+/* The row's template in the recipient's language now (columns of
+ * outbox_claim); false, with why in err, when it cannot be. */
+static bool render(struct sms_sender *s, struct sms_msg *m, const PGresult *res, int row, char *err, size_t errlen)
+{
+	enum menu_lang lang = LANG_EN;
+	struct buf b;
+	int rc;
+
+	menu_lang_parse(PQgetvalue(res, row, OUTBOX_CLAIM_LANG), &lang);
+	snprintf(m->lang, sizeof(m->lang), "%s", menu_lang_code(lang));
+	buf_init(&b, 8192);
+	rc = menu_sms_render(s->app->menus, PQgetvalue(res, row, OUTBOX_CLAIM_TEMPLATE), lang,
+			     PQgetisnull(res, row, OUTBOX_CLAIM_VARS) ? NULL : PQgetvalue(res, row, OUTBOX_CLAIM_VARS), &b, err, errlen);
+	if (rc == 0) {
+		m->body = xstrdup(b.data ? b.data : "");
+		m->rendered = true;
+	}
+	buf_free(&b);
+	return rc == 0;
+}
+
 static void send_one(struct sms_sender *s, const PGresult *res, int row)
 {
 	struct sms_msg *m = xcalloc(1, sizeof(*m));
 	struct sms_outcome too_long = { SMS_FAILED, NULL, NULL, "message longer than [sms] max_segments" };
+	struct sms_outcome unrendered = { SMS_FAILED, NULL, NULL, NULL };
+	char why[300];
 
-	snprintf(m->id, sizeof(m->id), "%s", PQgetvalue(res, row, 0));
-	m->to = xstrdup(PQgetvalue(res, row, 1));
-	m->body = xstrdup(PQgetvalue(res, row, 2));
-	m->idempotency_key = xstrdup(PQgetvalue(res, row, 3));
-	m->segments = sms_segments(m->body, &m->coding);
+	snprintf(m->id, sizeof(m->id), "%s", PQgetvalue(res, row, OUTBOX_CLAIM_ID));
+	m->to = xstrdup(PQgetvalue(res, row, OUTBOX_CLAIM_RECIPIENT));
+	m->idempotency_key = xstrdup(PQgetvalue(res, row, OUTBOX_CLAIM_KEY));
 	s->inflight++;
 	s->with_provider++;
 	s->refs++;		/* held by the message until sms_sent */
+	if (PQgetisnull(res, row, 4)) {
+		m->body = xstrdup(PQgetvalue(res, row, OUTBOX_CLAIM_BODY));
+	} else if (!render(s, m, res, row, why, sizeof(why))) {
+		/* never sent with a hole: failed for good, with the reason */
+		log_warn("sms: outbox row %s (%s) not sent: %s", m->id, m->idempotency_key, why);
+		m->unrendered = true;
+		unrendered.error = why;
+		sms_sent(s, m, &unrendered);
+		return;
+	}
+	m->segments = sms_segments(m->body, &m->coding);
 	s->tokens -= 1000;
 	if (m->segments > s->app->cfg->sms_max_segments)
 		sms_sent(s, m, &too_long);
@@ -486,15 +526,18 @@ void sms_metrics(struct sms_sender *s, struct buf *out)
 	buf_printf(out,
 		   "# HELP chamad_sms_claimed_total Outbox rows claimed for sending.\n"
 		   "# TYPE chamad_sms_claimed_total counter\nchamad_sms_claimed_total %llu\n"
-		   "# HELP chamad_sms_sends_total Provider answers by outcome.\n"
+		   "# HELP chamad_sms_sends_total Outcomes of claimed messages: the provider's answer, or unrendered "
+		   "(template unknown or a variable missing: failed, never sent).\n"
 		   "# TYPE chamad_sms_sends_total counter\n"
 		   "chamad_sms_sends_total{outcome=\"sent\"} %llu\n"
 		   "chamad_sms_sends_total{outcome=\"retry\"} %llu\n"
 		   "chamad_sms_sends_total{outcome=\"failed\"} %llu\n"
+		   "chamad_sms_sends_total{outcome=\"unrendered\"} %llu\n"
 		   "# HELP chamad_sms_inflight Claimed messages whose outcome is not recorded yet.\n"
 		   "# TYPE chamad_sms_inflight gauge\nchamad_sms_inflight %d\n"
 		   "# HELP chamad_sms_outcome_flushes_total Statements that recorded a batch of outcomes.\n"
 		   "# TYPE chamad_sms_outcome_flushes_total counter\nchamad_sms_outcome_flushes_total %llu\n",
 		   (unsigned long long)s->claimed, (unsigned long long)s->sent, (unsigned long long)s->retried,
-		   (unsigned long long)s->failed, s->inflight, (unsigned long long)s->flushes);
+		   (unsigned long long)s->failed, (unsigned long long)s->unrendered, s->inflight,
+		   (unsigned long long)s->flushes);
 }

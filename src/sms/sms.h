@@ -1,8 +1,14 @@
 /*
  * sms: the outbox sender.  Rows of notifications with channel 'sms' are the
- * outbox: whoever causes a message inserts its row in the same transaction
- * as the event, with an idempotency key naming the event.  The sender
- * claims due rows (FOR UPDATE SKIP LOCKED, so several daemons share one
+ * outbox: whoever causes a message queues its row (notify(), dom/notify.h)
+ * in the same transaction as the event, with an idempotency key naming the
+ * event.  A row holds a template key and its variables: the sender renders
+ * it when it sends, from the menus' SMS templates in the recipient's
+ * language at that moment (GSM-7, as the menus enforce), and records the
+ * text it sent in body; a row it cannot render (unknown template, a
+ * variable missing) is failed with the reason, never sent with a hole.  A
+ * row with no template carries its text (operators, older daemons).  The
+ * sender claims due rows (FOR UPDATE SKIP LOCKED, so several daemons share one
  * database; priority first, so one-time codes overtake bulk reminders)
  * under a lease, hands them to the configured provider within
  * [sms] rate_per_sec, and records the outcome: sent (provider id, cost),
@@ -19,6 +25,7 @@
 #ifndef CHAMAD_SMS_H
 #define CHAMAD_SMS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,10 +40,13 @@ enum sms_coding { SMS_GSM7, SMS_UCS2 };
 struct sms_msg {
 	char id[24];		/* notifications.id */
 	char *to;		/* E.164 */
-	char *body;
+	char *body;		/* the row's own text, or the template rendered now */
 	char *idempotency_key;
 	enum sms_coding coding;
 	int segments;
+	bool rendered;		/* body came from the row's template, in lang */
+	bool unrendered;	/* the template could not be rendered: failed, never sent */
+	char lang[4];
 };
 
 enum sms_verdict { SMS_SENT, SMS_RETRY, SMS_FAILED };

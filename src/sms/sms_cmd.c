@@ -13,8 +13,10 @@
  * callback is answered and otherwise ignored), a flood from one number is
  * cut at [sms] inbound_per_hour, and every reply goes through the outbox
  * with the idempotency key sms_in:<provider>:<id>, never echoing the PIN.
- * Texts come from the menus' strings (sms_*), in the member's language;
- * the figures from the same statements the USSD screens run (dom/account.h).
+ * A reply is a template key and its variables (dom/notify.h): the sender
+ * renders it from the menus' SMS templates in the member's language when
+ * it sends.  The figures come from the same statements the USSD screens
+ * run (dom/account.h).
  */
 #include "sms/sms_cmd.h"
 #include "sms/sms_http.h"
@@ -27,6 +29,7 @@
 #include "base/phone.h"
 #include "dom/account.h"
 #include "dom/inbox.h"
+#include "dom/notify.h"
 #include "dom/pin.h"
 #include "base/clock.h"
 #include "net/redis.h"
@@ -38,9 +41,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
-#define MAX_VARS 8
 /* rows a reply lists at most: a few SMS parts, not a page */
 #define MAX_LINES "5"
 
@@ -52,9 +55,7 @@ struct cmd {
 	enum menu_lang lang;
 	char provider[16], msg_id[130], phone[20], pin[8], user_id[24];
 	char *masked;
-	const char *var_name[MAX_VARS];
-	char *var_val[MAX_VARS];
-	int nvars;
+	json_t *vars;		/* the reply's variables */
 	bool replied;		/* the one reply is on its way (sms_reply*) */
 };
 
@@ -80,7 +81,7 @@ void sms_commands_register(const struct sms_command *table)
 int sms_commands_check(const struct menu_set *m, char *err, size_t errlen)
 {
 	for (const char *const *k = engine_keys; *k; k++) {
-		if (!menu_string(m, *k, LANG_EN)) {
+		if (!menu_sms_exists(m, *k)) {
 			snprintf(err, errlen, "the SMS commands need the string \"%s\"", *k);
 			return -1;
 		}
@@ -88,7 +89,7 @@ int sms_commands_check(const struct menu_set *m, char *err, size_t errlen)
 	for (size_t t = 0; t < n_command_tables; t++) {
 		for (const struct sms_command *cmd = command_tables[t]; cmd->name; cmd++) {
 			for (size_t i = 0; i < SMS_COMMAND_KEYS && cmd->keys[i]; i++) {
-				if (!menu_string(m, cmd->keys[i], LANG_EN)) {
+				if (!menu_sms_exists(m, cmd->keys[i])) {
 					snprintf(err, errlen, "SMS command %s needs the string \"%s\"", cmd->name,
 						 cmd->keys[i]);
 					return -1;
@@ -104,8 +105,7 @@ static void cmd_free(struct cmd *c)
 	/* every message is answered, once: the provider must hear 200 or 503 */
 	xassert(c->replied);
 	sodium_memzero(c->pin, sizeof(c->pin));
-	for (int i = 0; i < c->nvars; i++)
-		free(c->var_val[i]);
+	json_decref(c->vars);
 	free(c->masked);
 	menu_set_unref(c->menus);
 	http_ctx_release(c->ctx);
@@ -127,31 +127,7 @@ static void answer_only(struct cmd *c, int code)
 
 static void set_var(struct cmd *c, const char *name, const char *val)
 {
-	for (int i = 0; i < c->nvars; i++) {
-		if (!strcmp(c->var_name[i], name)) {
-			free(c->var_val[i]);
-			c->var_val[i] = xstrdup(val);
-			return;
-		}
-	}
-	xassert(c->nvars < MAX_VARS);
-	c->var_name[c->nvars] = name;
-	c->var_val[c->nvars++] = xstrdup(val);
-}
-
-static const char *get_var(const char *name, void *arg)
-{
-	struct cmd *c = arg;
-
-	for (int i = 0; i < c->nvars; i++)
-		if (!strcmp(c->var_name[i], name))
-			return c->var_val[i];
-	return NULL;
-}
-
-static char *text(struct cmd *c, const char *key)
-{
-	return menu_text_format(c->menus, key, c->lang, get_var, c);
+	json_object_set_new(c->vars, name, json_string(val));
 }
 
 /* ---- the end of every path: the reply into the outbox ---- */
@@ -169,28 +145,19 @@ static void reply_queued(const struct db_result *r, void *arg)
 	cmd_free(c);
 }
 
-static void reply_body(struct cmd *c, const char *body)
+/* The reply: template key and the variables set so far, to the sender's
+ * number (rendered in their language when it is sent). */
+static void reply(struct cmd *c, const char *key)
 {
-	char key[200];
-	const char *p[5] = { *c->user_id ? c->user_id : NULL, c->phone, body, menu_lang_code(c->lang), key };
+	char idem[200], *vars = json_dumps(c->vars, JSON_COMPACT);
+	const char *p[8] = { c->phone, menu_lang_code(c->lang), "sms_reply", key, vars ? vars : "{}", "1", idem, NULL };
 
 	/* one reply per message */
 	xassert(!c->replied);
 	c->replied = true;
-	snprintf(key, sizeof(key), "sms_in:%s:%s", c->provider, c->msg_id);
-	db_query(c->app->db,
-		 "INSERT INTO notifications (user_id, channel, kind, recipient, body, language, priority, "
-		 "idempotency_key) VALUES ($1::bigint, 'sms', 'sms_reply', $2, left($3, 2000), $4, 1, $5) "
-		 "ON CONFLICT (idempotency_key) DO NOTHING",
-		 5, p, reply_queued, c);
-}
-
-static void reply(struct cmd *c, const char *key)
-{
-	char *body = text(c, key);
-
-	reply_body(c, body);
-	free(body);
+	snprintf(idem, sizeof(idem), "sms_in:%s:%s", c->provider, c->msg_id);
+	db_run(c->app->db, &dom_notify, p, reply_queued, c);
+	free(vars);
 }
 
 /* ---- what a command sees (sms_cmd.h) ---- */
@@ -215,19 +182,21 @@ void sms_cmd_set_var(struct sms_cmd *sc, const char *name, const char *value)
 	set_var((struct cmd *)sc, name, value);
 }
 
-char *sms_cmd_text(struct sms_cmd *sc, const char *key)
+void sms_cmd_add_line(struct sms_cmd *sc, const char *key, json_t *vars)
 {
-	return text((struct cmd *)sc, key);
+	struct cmd *c = (struct cmd *)sc;
+	json_t *lines = json_object_get(c->vars, "lines");
+
+	if (!lines) {
+		lines = json_array();
+		json_object_set_new(c->vars, "lines", lines);
+	}
+	json_array_append_new(lines, json_pack("{s:s, s:o}", "template", key, "vars", vars));
 }
 
 void sms_reply(struct sms_cmd *sc, const char *key)
 {
 	reply((struct cmd *)sc, key);
-}
-
-void sms_reply_text(struct sms_cmd *sc, const char *body)
-{
-	reply_body((struct cmd *)sc, body);
 }
 
 /* ---- the money commands, after the PIN ---- */
@@ -242,48 +211,37 @@ static bool lines_read(struct sms_cmd *c, const struct db_result *r)
 	return false;
 }
 
-static void set_money(struct sms_cmd *c, const char *name, const char *cents)
+static void set_money(json_t *v, const char *name, const char *cents)
 {
 	char money[40];
 
 	util_format_cents(atoll(cents), money, sizeof(money));
-	sms_cmd_set_var(c, name, money);
+	json_object_set_new(v, name, json_string(money));
 }
 
-/* Appends the string `key` (its {vars} set) as a line of {lines}. */
-static void add_line(struct sms_cmd *c, struct buf *lines, const char *key)
+/* The reply: head with {lines} (one line template per row, each rendered
+ * in the member's language), or empty when there were none. */
+static void reply_lines(struct sms_cmd *c, int rows, const char *head, const char *empty)
 {
-	char *line = sms_cmd_text(c, key);
-
-	buf_printf(lines, "\n%s", line);
-	free(line);
-}
-
-/* The reply: head with {lines}, or empty when there were none. */
-static void reply_lines(struct sms_cmd *c, struct buf *lines, const char *head, const char *empty)
-{
-	sms_cmd_set_var(c, "lines", lines->len ? lines->data : "");
-	sms_reply(c, lines->len ? head : empty);
-	buf_free(lines);
+	sms_reply(c, rows ? head : empty);
 }
 
 static void balance_read(const struct db_result *r, void *arg)
 {
 	struct sms_cmd *c = arg;
-	struct buf lines;
 
 	if (!lines_read(c, r))
 		return;
-	buf_init(&lines, 4096);
 	for (int i = 0; i < PQntuples(r->res); i++) {
-		sms_cmd_set_var(c, "chama", PQgetvalue(r->res, i, ACCOUNT_BAL_CHAMA));
-		set_money(c, "savings", PQgetvalue(r->res, i, ACCOUNT_BAL_SAVINGS));
-		set_money(c, "welfare", PQgetvalue(r->res, i, ACCOUNT_BAL_WELFARE));
-		set_money(c, "loan", PQgetvalue(r->res, i, ACCOUNT_BAL_LOAN));
-		set_money(c, "arrears", PQgetvalue(r->res, i, ACCOUNT_BAL_ARREARS));
-		add_line(c, &lines, "sms_bal_line");
+		json_t *v = json_pack("{s:s}", "chama", PQgetvalue(r->res, i, ACCOUNT_BAL_CHAMA));
+
+		set_money(v, "savings", PQgetvalue(r->res, i, ACCOUNT_BAL_SAVINGS));
+		set_money(v, "welfare", PQgetvalue(r->res, i, ACCOUNT_BAL_WELFARE));
+		set_money(v, "loan", PQgetvalue(r->res, i, ACCOUNT_BAL_LOAN));
+		set_money(v, "arrears", PQgetvalue(r->res, i, ACCOUNT_BAL_ARREARS));
+		sms_cmd_add_line(c, "sms_bal_line", v);
 	}
-	reply_lines(c, &lines, "sms_bal", "sms_no_chama");
+	reply_lines(c, PQntuples(r->res), "sms_bal", "sms_no_chama");
 }
 
 /* BAL: every chama's balance, the statement the USSD balance screen runs */
@@ -298,26 +256,23 @@ static void cmd_balance(struct sms_cmd *c)
 static void statement_read(const struct db_result *r, void *arg)
 {
 	struct sms_cmd *c = arg;
-	struct buf lines;
 
 	if (!lines_read(c, r))
 		return;
-	buf_init(&lines, 4096);
 	for (int i = 0; i < PQntuples(r->res); i++) {
-		char key[48], *what;
+		char key[48];
+		json_t *v;
 
-		/* the statement's word keys are few and listed in the table */
+		/* the statement's word is itself translated; its keys are few
+		 * and listed in the table */
 		snprintf(key, sizeof(key), "sms_what_%s", PQgetvalue(r->res, i, ACCOUNT_STMT_WHAT));
-		what = sms_cmd_text(c, key);
-		sms_cmd_set_var(c, "what", what);
-		free(what);
-		sms_cmd_set_var(c, "date", PQgetvalue(r->res, i, ACCOUNT_STMT_DATE));
-		set_money(c, "amount", PQgetvalue(r->res, i, ACCOUNT_STMT_CENTS));
-		sms_cmd_set_var(c, "chama", PQgetvalue(r->res, i, ACCOUNT_STMT_CHAMA));
-		sms_cmd_set_var(c, "ref", PQgetvalue(r->res, i, ACCOUNT_STMT_REF));
-		add_line(c, &lines, "sms_stmt_line");
+		v = json_pack("{s:{s:s}, s:s, s:s, s:s}", "what", "template", key, "date",
+			      PQgetvalue(r->res, i, ACCOUNT_STMT_DATE), "chama", PQgetvalue(r->res, i, ACCOUNT_STMT_CHAMA),
+			      "ref", PQgetvalue(r->res, i, ACCOUNT_STMT_REF));
+		set_money(v, "amount", PQgetvalue(r->res, i, ACCOUNT_STMT_CENTS));
+		sms_cmd_add_line(c, "sms_stmt_line", v);
 	}
-	reply_lines(c, &lines, "sms_stmt", "sms_no_transactions");
+	reply_lines(c, PQntuples(r->res), "sms_stmt", "sms_no_transactions");
 }
 
 /* STMT: the newest movements in every chama, the ledger lines the USSD
@@ -333,19 +288,18 @@ static void cmd_statement(struct sms_cmd *c)
 static void loans_read(const struct db_result *r, void *arg)
 {
 	struct sms_cmd *c = arg;
-	struct buf lines;
 
 	if (!lines_read(c, r))
 		return;
-	buf_init(&lines, 4096);
 	for (int i = 0; i < PQntuples(r->res); i++) {
-		sms_cmd_set_var(c, "chama", PQgetvalue(r->res, i, ACCOUNT_LOAN_CHAMA));
-		set_money(c, "outstanding", PQgetvalue(r->res, i, ACCOUNT_LOAN_OUTSTANDING));
-		set_money(c, "next", PQgetvalue(r->res, i, ACCOUNT_LOAN_NEXT));
-		sms_cmd_set_var(c, "date", PQgetvalue(r->res, i, ACCOUNT_LOAN_DATE));
-		add_line(c, &lines, "sms_loan_line");
+		json_t *v = json_pack("{s:s, s:s}", "chama", PQgetvalue(r->res, i, ACCOUNT_LOAN_CHAMA), "date",
+				      PQgetvalue(r->res, i, ACCOUNT_LOAN_DATE));
+
+		set_money(v, "outstanding", PQgetvalue(r->res, i, ACCOUNT_LOAN_OUTSTANDING));
+		set_money(v, "next", PQgetvalue(r->res, i, ACCOUNT_LOAN_NEXT));
+		sms_cmd_add_line(c, "sms_loan_line", v);
 	}
-	reply_lines(c, &lines, "sms_loan", "sms_no_loans");
+	reply_lines(c, PQntuples(r->res), "sms_loan", "sms_no_loans");
 }
 
 /* LOAN: open loans and their next instalment */
@@ -416,39 +370,12 @@ static void disputed(const struct db_result *r, void *arg)
  */
 static void dispute(struct cmd *c)
 {
-	char key[200], *note_en, *note_sw;
-	const char *p[6];
+	char key[200];
+	const char *p[4] = { c->user_id, c->phone, key, c->masked };
 
 	snprintf(key, sizeof(key), "sms_in:%s:%s", c->provider, c->msg_id);
-	note_en = menu_text_format(c->menus, "sms_dispute_officials", LANG_EN, get_var, c);
-	note_sw = menu_text_format(c->menus, "sms_dispute_officials", LANG_SW, get_var, c);
-	p[0] = c->user_id;
-	p[1] = c->phone;
-	p[2] = key;
-	p[3] = note_en;
-	p[4] = note_sw;
-	p[5] = c->masked;
-	db_query(c->app->db,
-		 "WITH k AS (SELECT k.id, k.chama_id, k.amount_cents, k.contributed_at, u.full_name FROM contributions k "
-		 "JOIN users u ON u.id = k.user_id WHERE k.user_id = $1::bigint AND k.method = 'cash' "
-		 "AND k.status = 'confirmed' AND k.contributed_at > now() - interval '14 days' "
-		 "ORDER BY k.contributed_at DESC, k.id DESC LIMIT 1), "
-		 "a AS (INSERT INTO audit_logs (actor_user_id, chama_id, action, entity_type, entity_id, after, channel, "
-		 "msisdn, request_id) SELECT $1::bigint, k.chama_id, 'contribution.disputed', 'contributions', k.id, "
-		 "jsonb_build_object('message', $6::text), 'sms', $2, left($3, 64) FROM k RETURNING id), "
-		 "n AS (INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, priority, "
-		 "idempotency_key) SELECT o.user_id, k.chama_id, 'sms', 'dispute', u.phone, "
-		 "replace(replace(replace(CASE WHEN u.preferred_language = 'sw' THEN $5 ELSE $4 END, '[member]', "
-		 "k.full_name), '[amount]', format_kes(k.amount_cents)), '[date]', to_char(k.contributed_at, 'DD Mon')), "
-		 "u.preferred_language, 3, $3 || ':official:' || o.user_id FROM k JOIN memberships o ON o.chama_id = "
-		 "k.chama_id AND o.status = 'active' AND o.role IN ('treasurer', 'chairperson') "
-		 "JOIN users u ON u.id = o.user_id ON CONFLICT (idempotency_key) DO NOTHING) "
-		 "SELECT id FROM k",
-		 6, p, disputed, c);
-	free(note_en);
-	free(note_sw);
+	db_run(c->app->db, &inbox_dispute, p, disputed, c);
 }
-
 
 static void cmd_dispute(struct sms_cmd *c)
 {
@@ -460,7 +387,6 @@ static void cmd_dispute(struct sms_cmd *c)
 static void recorded(const struct db_result *r, void *arg)
 {
 	struct cmd *c = arg;
-	char mins[16], *alert[2];
 	char req[180];
 	struct pin_check_args a;
 	struct pin_env env;
@@ -494,16 +420,10 @@ static void recorded(const struct db_result *r, void *arg)
 		reply(c, "sms_need_pin");
 		return;
 	}
-	snprintf(mins, sizeof(mins), "%d", c->app->cfg->auth_pin_lock_minutes);
-	set_var(c, "minutes", mins);
-	alert[0] = menu_text_format(c->menus, "sms_pin_locked", LANG_EN, get_var, c);
-	alert[1] = menu_text_format(c->menus, "sms_pin_locked", LANG_SW, get_var, c);
 	snprintf(req, sizeof(req), "sms:%s:%s", c->provider, c->msg_id);
-	a = (struct pin_check_args){ c->phone, c->pin, "sms", req, { alert[0], alert[1] } };
+	a = (struct pin_check_args){ c->phone, c->pin, "sms", req };
 	env = (struct pin_env){ c->app->db, c->app->auth, c->app->logins, c->app->cfg };
 	pin_check(&env, &a, pin_checked, c);
-	free(alert[0]);
-	free(alert[1]);
 }
 
 static void record(struct cmd *c)
@@ -598,6 +518,7 @@ void sms_inbound(struct http_ctx *ctx, const char *provider)
 	c->ctx = ctx;
 	http_ctx_hold(ctx);
 	c->menus = menu_set_ref(app->menus);
+	c->vars = json_object();
 	snprintf(c->provider, sizeof(c->provider), "%s", provider);
 	id = sms_param(&prm, "id");
 	if (!id || !*id) {	/* Kannel without %I: nothing to de-duplicate on */

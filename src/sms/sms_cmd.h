@@ -7,9 +7,10 @@
  * word in either language, checks the PIN for the commands that reveal
  * money (the same path and lock-out as USSD, dom/pin.h), and then runs the
  * command, which answers with exactly one sms_reply / sms_reply_text.
- * Every text comes from the menus' strings in the member's language; the
- * strings a command names in `keys` are checked when the menus load, so a
- * missing one refuses the menus instead of sending its key.
+ * Every reply is an SMS template key and its variables (dom/notify.h),
+ * rendered by the sender in the member's language; the templates a command
+ * names in `keys` are checked when the menus load, so a missing one
+ * refuses the menus instead of sending its key.
  */
 #ifndef CHAMAD_SMS_CMD_H
 #define CHAMAD_SMS_CMD_H
@@ -18,6 +19,8 @@
 #include <stddef.h>
 
 #include "base/menu.h"
+
+#include <jansson.h>
 
 struct app;
 struct menu_set;
@@ -48,12 +51,13 @@ extern const struct sms_command sms_commands[];
 struct app *sms_cmd_app(struct sms_cmd *c);
 const char *sms_cmd_user(const struct sms_cmd *c);	/* decimal user id (the sender is a member) */
 const char *sms_cmd_reqid(const struct sms_cmd *c);
-/* {name} for the reply's texts; value copied. */
+/* {name} for the reply's template; value copied. */
 void sms_cmd_set_var(struct sms_cmd *c, const char *name, const char *value);
-/* The string `key` in the member's language with its {vars} filled; new string. */
-char *sms_cmd_text(struct sms_cmd *c, const char *key);
-/* The reply: the string `key`, or a text already rendered.  Ends the command. */
+/* Appends a line to the reply's {lines}: the template `key` rendered with
+ * vars (taken over), in the member's language, when the reply is sent. */
+void sms_cmd_add_line(struct sms_cmd *c, const char *key, json_t *vars);
+/* The reply: the SMS template `key` with the variables set.  Ends the
+ * command. */
 void sms_reply(struct sms_cmd *c, const char *key);
-void sms_reply_text(struct sms_cmd *c, const char *body);
 
 #endif

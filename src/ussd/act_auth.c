@@ -5,7 +5,8 @@
  * One-time codes: 6 random digits (libsodium), kept in Redis only as a
  * keyed digest with a try counter, valid [auth] otp_ttl_s, voided after
  * otp_max_tries wrong entries, at most otp_max_per_hour per number.  The
- * SMS carrying the code is a notifications row the SMS rail sends.
+ * SMS carrying the code is an outbox row (sms_otp, dom/notify.h) the SMS
+ * rail renders and sends.
  * PINs are hashed and checked on the auth workers (auth.h), never here.
  */
 #include "ussd/act.h"
@@ -13,6 +14,7 @@
 #include "dom/auth.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "dom/notify.h"
 #include "dom/pin.h"
 #include "dom/user.h"
 #include "base/util.h"
@@ -48,10 +50,11 @@ static const struct config *cfg_of(struct ussd_hop *hop)
 
 /* ---- one-time codes --------------------------------------------------- */
 
-/* purpose is "signup" or "reset"; the code's SMS is queued by queue_sms */
+/* purpose is "signup" or "reset"; the code's SMS (its variables, JSON) is
+ * queued by queue_sms */
 struct otp_issue {
 	const char *purpose;
-	void (*queue_sms)(struct ussd_hop *hop, const char *body);
+	void (*queue_sms)(struct ussd_hop *hop, const char *vars);
 };
 
 static void otp_key(struct ussd_hop *hop, const char *purpose, char *out, size_t n)
@@ -74,7 +77,7 @@ static void otp_issue(struct ussd_hop *hop, const struct otp_issue *how)
 	otp_key(hop, how->purpose, key, sizeof(key));
 	snprintf(max, sizeof(max), "%d", cfg_of(hop)->auth_otp_max_per_hour);
 	snprintf(ttl, sizeof(ttl), "%d", cfg_of(hop)->auth_otp_ttl_s);
-	/* the code itself lives only in the SMS text until it is queued */
+	/* the code itself lives only in the SMS's variables until it is queued */
 	hop_set_var(hop, "otp", code);
 	hop_set_var(hop, "otp_purpose", how->purpose);
 	argv[0] = "EVAL";
@@ -92,7 +95,7 @@ static void otp_issue(struct ussd_hop *hop, const struct otp_issue *how)
 static void otp_issued(struct ussd_hop *hop, const redisReply *r)
 {
 	const struct otp_issue *how = issuing(hop);
-	char *body;
+	char mins[16], *vars;
 
 	if (r->type != REDIS_REPLY_INTEGER) {
 		hop_del_var(hop, "otp");
@@ -104,11 +107,11 @@ static void otp_issued(struct ussd_hop *hop, const redisReply *r)
 		hop_end(hop, "end_otp_rate");
 		return;
 	}
-	hop_set_varf(hop, "otp_minutes", "%d", cfg_of(hop)->auth_otp_ttl_s / 60);
-	body = hop_text(hop, "sms_otp");
+	snprintf(mins, sizeof(mins), "%d", cfg_of(hop)->auth_otp_ttl_s / 60);
+	vars = notify_vars("code", hop_var(hop, "otp"), "minutes", mins, NULL);
 	hop_del_var(hop, "otp");
-	how->queue_sms(hop, body);
-	free(body);
+	how->queue_sms(hop, vars);
+	free(vars);
 }
 
 static void verified_marked(struct ussd_hop *hop, const struct db_result *r)
@@ -177,7 +180,7 @@ static void sms_queued(struct ussd_hop *hop, const struct db_result *r)
 
 /* The sign-up row (signup_sessions, one live per phone) and the code's SMS
  * in one statement. */
-static void signup_queue_sms(struct ussd_hop *hop, const char *body)
+static void signup_queue_sms(struct ussd_hop *hop, const char *vars)
 {
 	char ttl[16], nonce[17];
 	const char *p[8];
@@ -188,7 +191,7 @@ static void signup_queue_sms(struct ussd_hop *hop, const char *body)
 	p[3] = hop_var(hop, "full_name");
 	p[4] = menu_lang_code(hop_lang(hop));
 	p[5] = ttl;
-	p[6] = body;
+	p[6] = vars;
 	p[7] = nonce;
 	act_query(hop,
 		  HOP_AUDIT_CTE ", s AS (INSERT INTO signup_sessions AS ss (phone, channel, full_name, language, "
@@ -196,25 +199,18 @@ static void signup_queue_sms(struct ussd_hop *hop, const char *body)
 		  "FROM audit_ctx ON CONFLICT (phone) WHERE status IN ('pending', 'verified') DO UPDATE SET "
 		  "full_name = EXCLUDED.full_name, language = EXCLUDED.language, expires_at = EXCLUDED.expires_at, "
 		  "otp_sends = ss.otp_sends + 1, status = 'pending' RETURNING id) "
-		  "INSERT INTO notifications (channel, kind, recipient, body, language, priority, idempotency_key) "
-		  "SELECT 'sms', 'otp', $1, $7, $5, 0, 'otp:signup:' || $1 || ':' || $8 FROM s",
+		  "SELECT notify_phone($1, $5, 'otp', 'sms_otp', $7::jsonb, 0, 'otp:signup:' || $1 || ':' || $8) FROM s",
 		  8, p, sms_queued);
 }
 
-static void reset_queue_sms(struct ussd_hop *hop, const char *body)
+static void reset_queue_sms(struct ussd_hop *hop, const char *vars)
 {
-	char nonce[17];
-	const char *p[3];
+	char nonce[17], key[96];
+	const char *p[8] = { hop_phone(hop), menu_lang_code(hop_lang(hop)), "otp", "sms_otp", vars, "0", key, NULL };
 
 	util_random_hex(nonce, 8);
-	p[0] = hop_phone(hop);
-	p[1] = body;
-	p[2] = nonce;
-	act_query(hop,
-		  "INSERT INTO notifications (user_id, channel, kind, recipient, body, language, priority, "
-		  "idempotency_key) SELECT id, 'sms', 'otp', phone, $2, preferred_language, 0, "
-		  "'otp:reset:' || phone || ':' || $3 FROM users WHERE phone = $1 AND deleted_at IS NULL",
-		  3, p, sms_queued);
+	snprintf(key, sizeof(key), "otp:reset:%s:%s", hop_phone(hop), nonce);
+	act_run(hop, &dom_notify, p, sms_queued);
 }
 
 static const struct otp_issue signup_issue = { "signup", signup_queue_sms };
@@ -400,8 +396,7 @@ static void pin_checked(const struct pin_result *r, void *arg)
 /* The shared PIN path (pin.c): lock-out and its SMS alert included. */
 static void act_login_check(struct ussd_hop *hop)
 {
-	char mins[16], *alert_en, *alert_sw;
-	struct pin_check_args a = { hop_phone(hop), hop_secret(hop), "ussd", hop_session_id(hop), { NULL, NULL },
+	struct pin_check_args a = { hop_phone(hop), hop_secret(hop), "ussd", hop_session_id(hop),
 				    hop_deadline_ms(hop) };
 
 	/* refused before any work (no lookup, no hashing) when the PIN
@@ -410,20 +405,12 @@ static void act_login_check(struct ussd_hop *hop)
 		hop_overloaded(hop, "PIN workers cannot answer in time");
 		return;
 	}
-	snprintf(mins, sizeof(mins), "%d", hop_app(hop)->cfg->auth_pin_lock_minutes);
-	hop_set_var(hop, "minutes", mins);
-	alert_en = hop_text_lang(hop, "sms_pin_locked", LANG_EN);
-	alert_sw = hop_text_lang(hop, "sms_pin_locked", LANG_SW);
-	a.alert[0] = alert_en;
-	a.alert[1] = alert_sw;
 	{
 		struct app *app = hop_app(hop);
 		struct pin_env env = { app->db, app->auth, app->logins, app->cfg };
 
 		pin_check(&env, &a, pin_checked, hop);
 	}
-	free(alert_en);
-	free(alert_sw);
 }
 
 /* ---- PIN reset ("Forgot PIN", and first PIN for members an official added) */

@@ -299,28 +299,28 @@ static void act_invite_create(struct ussd_hop *hop)
 	act_run(hop, &chama_invite_new, p, invite_made);
 }
 
-/* An invite for one number (single use, 7 days) and its SMS, together. */
+/* An invite for one number (single use, 7 days) and its SMS (sms_invite,
+ * in the invitee's language if they are a member already, else the
+ * inviter's), together. */
 static void invite_phone_checked(struct ussd_hop *hop)
 {
-	char code[9], *body;
+	char code[9];
 	const char *p[7];
 
 	util_random_code(code, 8);
 	hop_set_var(hop, "invite_code", code);
-	body = hop_text(hop, "sms_invite");
 	hop_audit_params(hop, p);
 	p[3] = hop_var(hop, "chama_id");
 	p[4] = code;
 	p[5] = hop_var(hop, "invitee_phone");
-	p[6] = body;
+	p[6] = menu_lang_code(hop_lang(hop));
 	act_query(hop,
 		  HOP_AUDIT_CTE ", i AS (INSERT INTO invites (chama_id, created_by_user_id, code, invitee_phone, max_uses, "
 		  "expires_at) SELECT $4::bigint, $3::bigint, $5, $6, 1, now() + interval '7 days' FROM audit_ctx "
 		  "RETURNING id, code) "
-		  "INSERT INTO notifications (chama_id, channel, kind, recipient, body, priority, idempotency_key) "
-		  "SELECT $4::bigint, 'sms', 'invite', $6, $7, 5, 'invite:' || i.id FROM i RETURNING 1",
+		  "SELECT notify_phone($6, $7, 'invite', 'sms_invite', jsonb_build_object('chama', c.name, 'code', i.code), "
+		  "5, 'invite:' || i.id, $4::bigint) FROM i JOIN chamas c ON c.id = $4::bigint",
 		  7, p, invite_made_phone);
-	free(body);
 }
 
 static void act_invite_phone(struct ussd_hop *hop)
@@ -355,21 +355,17 @@ static void join_decided(struct ussd_hop *hop, const struct db_result *r)
 static void act_join_decide(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
-	const char *p[8];
-	char *body_en, *body_sw;
+	const char *p[6];
 
 	if (!c)
 		return;
-	hop_set_var(hop, "join_chama", hop_var(hop, "chama_name"));
-	/* the member reads it in their own language */
-	body_en = hop_text_lang(hop, "sms_join_approved", LANG_EN);
-	body_sw = hop_text_lang(hop, "sms_join_approved", LANG_SW);
 	hop_audit_params(hop, p);
 	p[3] = c;
 	p[4] = hop_var(hop, "request_id");
 	p[5] = hop_var(hop, "decision");
-	p[6] = body_en;
-	p[7] = body_sw;
+	/* the member's SMS (sms_join_approved) is rendered in their language;
+	 * sms is read at the end so that it runs (a SELECT in WITH runs only
+	 * as far as something reads it) */
 	act_query(hop,
 		  HOP_AUDIT_CTE ", me AS (SELECT 1 FROM memberships WHERE user_id = $3::bigint AND chama_id = $4::bigint "
 		  "AND status = 'active' AND role IN ('chairperson', 'treasurer', 'secretary')), "
@@ -379,15 +375,11 @@ static void act_join_decide(struct ussd_hop *hop)
 		  "mb AS (INSERT INTO memberships (user_id, chama_id) SELECT user_id, chama_id FROM jr "
 		  "WHERE $6 = 'approved' ON CONFLICT (user_id, chama_id) DO UPDATE SET status = 'active', left_at = NULL "
 		  "RETURNING id), "
-		  "sms AS (INSERT INTO notifications (user_id, chama_id, channel, kind, recipient, body, language, "
-		  "priority, idempotency_key) SELECT u.id, jr.chama_id, 'sms', 'join_approved', u.phone, "
-		  "CASE WHEN u.preferred_language = 'sw' THEN $8 ELSE $7 END, "
-		  "u.preferred_language, 5, 'join_request:' || $5 || ':approved' FROM jr JOIN users u ON u.id = jr.user_id "
+		  "sms AS (SELECT notify(jr.user_id, 'join_approved', 'sms_join_approved', jsonb_build_object('chama', "
+		  "c.name), 5, 'join_request:' || $5 || ':approved', jr.chama_id) FROM jr JOIN chamas c ON c.id = jr.chama_id "
 		  "WHERE $6 = 'approved') "
-		  "SELECT EXISTS (SELECT 1 FROM me), EXISTS (SELECT 1 FROM jr)",
-		  8, p, join_decided);
-	free(body_en);
-	free(body_sw);
+		  "SELECT EXISTS (SELECT 1 FROM me), EXISTS (SELECT 1 FROM jr), (SELECT count(*) FROM sms)",
+		  6, p, join_decided);
 }
 
 /* ---- contributing by M-Pesa ---- */

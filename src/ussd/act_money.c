@@ -30,30 +30,20 @@ static void cash_recorded(struct ussd_hop *hop, const struct db_result *r)
 static void act_cash_record(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
-	char key[128], at[CLOCK_TEXT_MAX], *body;
+	char key[128], at[CLOCK_TEXT_MAX];
 	const char *p[10];
 
 	if (!c)
 		return;
 	snprintf(key, sizeof(key), "ussd:%s:cash", hop_session_id(hop));
-	{
-		char money[40];
-
-		util_format_cents(atoll(hop_var(hop, "cash_amount") ? hop_var(hop, "cash_amount") : "0") * 100, money,
-				  sizeof(money));
-		hop_set_var(hop, "amount", money);
-	}
-	hop_set_var(hop, "chama", hop_var(hop, "chama_name"));
-	body = hop_text_lang(hop, "sms_cash_receipt", LANG_EN);
 	act_audit_params(hop, p);
 	p[4] = c;
 	p[5] = hop_var(hop, "member_no");
 	p[6] = hop_var(hop, "cash_amount");
 	p[7] = key;
-	p[8] = body;
+	p[8] = "sms_cash_receipt";	/* the member's receipt, by key */
 	p[9] = clock_p_at(at);
 	act_run(hop, &money_cash_record, p, cash_recorded);
-	free(body);
 }
 
 /* ---- suspense ---- */
@@ -73,22 +63,18 @@ static void allocated(struct ussd_hop *hop, const struct db_result *r)
 static void act_suspense_allocate(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
-	char at[CLOCK_TEXT_MAX], *body;
+	char at[CLOCK_TEXT_MAX];
 	const char *p[9];
 
 	if (!c)
 		return;
-	hop_set_var(hop, "amount", "");
-	hop_set_var(hop, "chama", hop_var(hop, "chama_name"));
-	body = hop_text_lang(hop, "sms_allocated", LANG_EN);
 	act_audit_params(hop, p);
 	p[4] = c;
 	p[5] = hop_var(hop, "suspense_id");
 	p[6] = hop_var(hop, "member_no");
-	p[7] = body;
+	p[7] = "sms_allocated";	/* the member's notice, by key */
 	p[8] = clock_p_at(at);
 	act_run(hop, &money_suspense_allocate, p, allocated);
-	free(body);
 }
 
 /* ---- reversals ---- */
@@ -108,21 +94,18 @@ static void reversed(struct ussd_hop *hop, const struct db_result *r)
 static void act_contribution_reverse(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
-	char at[CLOCK_TEXT_MAX], *body;
+	char at[CLOCK_TEXT_MAX];
 	const char *p[9];
 
 	if (!c)
 		return;
-	hop_set_var(hop, "chama", hop_var(hop, "chama_name"));
-	body = hop_text_lang(hop, "sms_reversed", LANG_EN);
 	act_audit_params(hop, p);
 	p[4] = c;
 	p[5] = hop_var(hop, "contribution_id");
 	p[6] = hop_var(hop, "reason");
-	p[7] = body;
+	p[7] = "sms_reversed";	/* the member's notice, by key */
 	p[8] = clock_p_at(at);
 	act_run(hop, &money_payment_reverse, p, reversed);
-	free(body);
 }
 
 /* The actions the menus name (menus/NN_x.json), registered by main.c. */

@@ -43,6 +43,7 @@
 #include "net/httpd.h"
 #include "base/log.h"
 #include "base/menu.h"
+#include "dom/notify.h"
 #include "base/phone.h"
 #include "net/redis.h"
 
@@ -116,6 +117,7 @@ struct ussd_hop {
 	} dial;
 	struct event *timer;
 	struct event *hold;	/* hop_overloaded: the END waits on this */
+	struct event *relock;	/* the session's lock was held: try again on this */
 	json_t *prefetch;	/* hop_prefetch: this hop's only */
 	struct buf screen;	/* rendered text */
 	uint64_t t0;
@@ -320,6 +322,8 @@ static void hop_free(struct ussd_hop *h)
 		event_free(h->timer);
 	if (h->hold)
 		event_free(h->hold);
+	if (h->relock)
+		event_free(h->relock);
 	if (h->secret) {
 		sodium_memzero(h->secret, strlen(h->secret));
 		free(h->secret);
@@ -1204,6 +1208,49 @@ static void new_session(struct ussd_hop *h)
 	db_run_by(h->app->db, hop_deadline_ms(h), &user_by_phone, params, user_looked_up, h);
 }
 
+/* How long a hop waits for a session someone else holds, and how often it
+ * asks again.  A trailing save takes one Redis round trip; a resent copy
+ * of a menu hop a few ms.  A third of the hop's deadline leaves the rest
+ * for the hop itself. */
+#define LOCK_RETRY_MS 20
+static uint64_t lock_wait_us(const struct ussd_hop *h)
+{
+	uint64_t third = (uint64_t)h->app->cfg->ussd_hop_timeout_ms * 1000 / 3;
+
+	return third < 500000 ? third : 500000;
+}
+
+static void loaded(const struct redis_result *r, void *arg);
+
+/* Takes the session's lock and loads it, in one EVAL.  The lock outlives
+ * the hop's own deadline, so a copy of the hop that arrives while this one
+ * still runs cannot start a second action. */
+static void lock_and_load(struct ussd_hop *h)
+{
+	char lockms[16];
+	const char *argv[7];
+
+	snprintf(lockms, sizeof(lockms), "%d", h->app->cfg->ussd_hop_timeout_ms + 2000);
+	argv[0] = "EVAL";
+	argv[1] = LUA_BEGIN;
+	argv[2] = "2";
+	argv[3] = h->key;
+	argv[4] = h->lock;
+	argv[5] = h->token;
+	argv[6] = lockms;
+	redis_cmd(h->app->redis, loaded, h, 7, argv, NULL);
+}
+
+static void relock(evutil_socket_t fd, short what, void *arg)
+{
+	struct ussd_hop *h = arg;
+
+	(void)fd;
+	(void)what;
+	xassert(!h->replied);
+	lock_and_load(h);
+}
+
 static void loaded(const struct redis_result *r, void *arg)
 {
 	struct ussd_hop *h = arg;
@@ -1222,7 +1269,21 @@ static void loaded(const struct redis_result *r, void *arg)
 	}
 	state = rep->element[1]->type == REDIS_REPLY_STRING ? rep->element[1]->str : NULL;
 	if (rep->element[0]->integer != 1) {
-		/* another daemon is serving a copy of this hop right now */
+		/* Someone holds the session: a copy of this hop still running
+		 * (an aggregator's resend), or the trailing save of the hop
+		 * before it, on this daemon or another.  Either lets go within
+		 * moments, and then this hop is served (or, for a copy, replays
+		 * the reply): wait a little, well inside the hop's deadline,
+		 * before "busy". */
+		if (util_now_us() - h->t0 < lock_wait_us(h)) {
+			struct timeval tv = { 0, LOCK_RETRY_MS * 1000 };
+
+			if (!h->relock)
+				h->relock = evtimer_new(h->app->base, relock, h);
+			evtimer_add(h->relock, &tv);
+			return;
+		}
+		/* still held: a copy that runs long (a PIN check under load) */
 		reply(h, true, text_for(h, "busy"), OUT_BUSY);
 		hop_free(h);
 		return;
@@ -1276,8 +1337,6 @@ static void loaded(const struct redis_result *r, void *arg)
 void ussd_serve(struct app *app, const struct ussd_adapter *ad, struct http_ctx *ctx, struct ussd_req *req)
 {
 	struct ussd_hop *h = xcalloc(1, sizeof(*h));
-	char lockms[16];
-	const char *argv[7];
 
 	h->t0 = util_now_us();
 	h->app = app;
@@ -1305,17 +1364,7 @@ void ussd_serve(struct app *app, const struct ussd_adapter *ad, struct http_ctx 
 		hop_free(h);
 		return;
 	}
-	/* the lock outlives the hop's own deadline, so a copy of the hop that
-	 * arrives while this one still runs cannot start a second action */
-	snprintf(lockms, sizeof(lockms), "%d", app->cfg->ussd_hop_timeout_ms + 2000);
-	argv[0] = "EVAL";
-	argv[1] = LUA_BEGIN;
-	argv[2] = "2";
-	argv[3] = h->key;
-	argv[4] = h->lock;
-	argv[5] = h->token;
-	argv[6] = lockms;
-	redis_cmd(app->redis, loaded, h, 7, argv, NULL);
+	lock_and_load(h);
 }
 
 /* ---- menus ------------------------------------------------------------ */
@@ -1328,6 +1377,7 @@ struct menu_set *ussd_menus_load(const struct config *cfg, char *err, size_t err
 		.known = ussd_action_known,
 		.required_screens = required_screens,
 		.required_strings = required_strings,
+		.sms_needed = notify_templates,	/* the SMS templates the code writes */
 	};
 
 	return menu_load_dir(cfg->ussd_menus_dir, &o, err, errlen);

@@ -8,6 +8,7 @@ import time
 import urllib.parse
 
 from harness import ROOT
+from notify_fixtures import outbox_texts
 
 PIN = "4827"
 
@@ -34,7 +35,8 @@ def run_jobs(env, url, now, daemons=1):
 
 
 def messages(env, url):
-    return [tuple(r) for r in env.psql("SELECT kind, replace(body, E'\\n', ' ') FROM notifications ORDER BY id", url)]
+    kinds = [r[0] for r in env.psql("SELECT kind FROM notifications ORDER BY id", url)]
+    return list(zip(kinds, [t.replace("\n", " ") for t in outbox_texts(env, url, "true")]))
 
 
 def balance_screen(c, phone):

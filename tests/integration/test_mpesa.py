@@ -11,6 +11,7 @@ import urllib.parse
 
 from harness import ROOT
 from mpesa_fixtures import DarajaEmulator
+from notify_fixtures import outbox_texts
 
 PIN = "4827"
 
@@ -83,7 +84,7 @@ def test_mpesa_contribute_by_ussd_to_receipt(env):
     assert settled == "callback" and env.psql("SELECT amount_cents, method, external_reference, status FROM "
                                               "contributions WHERE id = %s" % k, url) == \
         [["50000", "mpesa", receipt, "confirmed"]]
-    (body,), = env.psql("SELECT body FROM notifications WHERE kind = 'receipt'", url)[0:1]
+    body = outbox_texts(env, url, "kind = 'receipt'")[0]
     assert body == "ChamaSmart: received KES 500 for Pesa Group. M-Pesa ref %s. Thank you." % receipt
     assert balance(env, url, uid) == 50000
     assert env.psql("SELECT count(*) FROM financial_audit_logs WHERE action = 'contribution_received'", url) == [["1"]]
@@ -102,8 +103,7 @@ def test_mpesa_failure_codes(env):
         contribute(c, phone, 100)
         want.append("failed")
         assert wait_status(env, url, want) == want, code
-        (body,), = env.psql("SELECT body FROM notifications WHERE kind = 'mpesa_failed' ORDER BY id DESC LIMIT 1",
-                            url)
+        body = outbox_texts(env, url, "kind = 'mpesa_failed'")[-1]
         assert words in body, (code, body)
     assert env.psql("SELECT count(*) FROM contributions", url) == [["0"]] and balance(env, url, uid) == 0
     assert [r[0] for r in env.psql("SELECT result_code FROM mpesa_requests ORDER BY id", url)] == \
@@ -152,8 +152,7 @@ def test_mpesa_push_refused_and_token_renewed(env):
     daraja.control(push_error=1)
     contribute(c, phone, 100)
     assert wait_status(env, url, ["push_failed"]) == ["push_failed"]
-    assert "could not start the M-Pesa payment" in env.psql(
-        "SELECT body FROM notifications WHERE kind = 'mpesa_failed'", url)[0][0]
+    assert "could not start the M-Pesa payment" in outbox_texts(env, url, "kind = 'mpesa_failed'")[0]
     # a request its daemon never pushed (it stopped first) is closed by the
     # job after five minutes, and the member is told: nothing was charged
     env.psql("INSERT INTO mpesa_requests (chama_id, user_id, phone, amount_cents, account_ref, idempotency_key, "
@@ -259,8 +258,7 @@ def test_mpesa_cash_entry_and_reversal(env):
     assert balance(env, url, uid) == 150000
     (k, method, by), = env.psql("SELECT id, method, recorded_by_user_id FROM contributions", url)
     assert method == "cash" and by == tid
-    assert "recorded KES 1,500 cash from you" in env.psql(
-        "SELECT body FROM notifications WHERE kind = 'receipt' AND user_id = %s" % uid, url)[0][0]
+    assert "recorded KES 1,500 cash from you" in outbox_texts(env, url, "kind = 'receipt' AND user_id = %s" % uid)[0]
     # a secretary is an official but not a money official: Money is not
     # offered (the policy), typing its number anyway records nothing (the
     # handler's own refusal: test_policy.py)
@@ -274,11 +272,12 @@ def test_mpesa_cash_entry_and_reversal(env):
         {"from": phone, "to": "40404", "text": "dispute", "id": "d1", "date": "2026-11-25"}).encode(),
         headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status == 200
-    assert env.psql("SELECT recipient, body FROM notifications WHERE kind = 'dispute'", url) == \
-        [[tphone, "ChamaSmart: Payer disputes the cash entry of KES 1,500 on %s. Check it and reverse it if wrong."
-          % env.psql("SELECT to_char(contributed_at, 'DD Mon') FROM contributions", url)[0][0]]]
-    assert env.psql("SELECT body FROM notifications WHERE kind = 'sms_reply' AND recipient = '%s'" % phone, url) == \
-        [["Your dispute was sent to your chama's treasurer and chairperson."]]
+    assert env.psql("SELECT recipient FROM notifications WHERE kind = 'dispute'", url) == [[tphone]]
+    assert outbox_texts(env, url, "kind = 'dispute'") == \
+        ["ChamaSmart: Payer disputes the cash entry of KES 1,500 on %s. Check it and reverse it if wrong."
+          % env.psql("SELECT to_char(contributed_at, 'DD Mon') FROM contributions", url)[0][0]]
+    assert outbox_texts(env, url, "kind = 'sms_reply' AND recipient = '%s'" % phone) == \
+        ["Your dispute was sent to your chama's treasurer and chairperson."]
     assert env.psql("SELECT count(*) FROM audit_logs WHERE action = 'contribution.disputed'", url) == [["1"]]
     # the treasurer reverses it with a reason: nothing deleted, a reversal posted
     screen = ussd(c, tphone, [PIN, "10", "4", "3", "1", "counted twice", "1"])
@@ -288,8 +287,7 @@ def test_mpesa_cash_entry_and_reversal(env):
     assert balance(env, url, uid) == 0
     assert env.psql("SELECT kind FROM journal_entries ORDER BY id", url) == [["contribution"],
                                                                            ["contribution_reversal"]]
-    assert "reversed a payment recorded for you: counted twice" in env.psql(
-        "SELECT body FROM notifications WHERE kind = 'reversal'", url)[0][0]
+    assert "reversed a payment recorded for you: counted twice" in outbox_texts(env, url, "kind = 'reversal'")[0]
     # the member's statement on USSD (Balance, 1) shows both movements, newest first
     screen = ussd(c, phone, [PIN, "1", "1"])
     assert "Statement:" in screen and "1. " in screen and "-1,500 reversal" in screen and "+1,500 cash" in screen, \

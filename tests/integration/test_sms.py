@@ -15,6 +15,7 @@ import urllib.request
 
 from harness import ROOT, free_port
 from sms_fixtures import ATEmulator, Kannel
+from notify_fixtures import outbox_texts
 
 PIN = "4827"
 
@@ -249,9 +250,7 @@ def inbound(c, phone, text, msg_id=None):
 
 
 def replies(env, url, phone):
-    rows = q(env, url, "SELECT replace(body, E'\\n', '|') FROM notifications WHERE recipient = '%s' "
-                       "AND kind = 'sms_reply' ORDER BY id" % phone)
-    return [r[0].replace("|", "\n") for r in rows]
+    return outbox_texts(env, url, "recipient = '%s' AND kind = 'sms_reply'" % phone)
 
 
 def test_sms_commands(env):

@@ -36,6 +36,7 @@ int t_checks, t_failed_checks;
 	X(test_config_reload) X(test_redis_url) X(test_log_lines) \
 	X(test_phone_normalise) X(test_gsm7) X(test_at_parse) X(test_hubtel_parse) X(test_menu_validation) \
 	X(test_menu_render_limits) X(test_real_menus) X(test_trivial_pins) \
+	X(test_sms_template_validation) X(test_sms_render) X(test_sms_real_templates) \
 	X(test_httpc_get_post) X(test_httpc_http_500) X(test_httpc_refused) X(test_httpc_timeout) \
 	X(test_httpc_max_body) X(test_httpc_keepalive_reuse) X(test_httpc_concurrent) \
 	X(test_httpc_free_cancels) X(test_httpc_callback_requests) \

@@ -1,0 +1,94 @@
+/*
+ * notify: see notify.h.
+ */
+#include "dom/notify.h"
+#include "dom/outbox.h"
+#include "base/util.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+
+#include <jansson.h>
+
+/*
+ * The writers and what they supply.  Each line names where the message is
+ * written, so a translator adding a variable to a template sees at once
+ * whether anything fills it (the loader says so too).
+ */
+const struct menu_sms_need notify_templates[] = {
+	/* post_contribution (schema/40_money.sql): chama, amount, receipt
+	 * (its external reference; cash has none) */
+	{ "sms_cash_receipt", "chama amount" },
+	{ "sms_mpesa_receipt", "chama amount receipt" },
+	/* suspense_allocate: the M-Pesa receipt the money came with */
+	{ "sms_allocated", "chama amount receipt" },
+	/* reverse_contribution */
+	{ "sms_reversed", "chama amount reason" },
+	/* mpesa_settle (schema/50_mpesa.sql), the code's own text if any */
+	{ "sms_mpesa_failed", "amount chama desc" },
+	{ "sms_mpesa_failed_*", "amount chama desc" },
+	/* mpesa.c: a push that never started */
+	{ "sms_mpesa_push_failed", "amount chama" },
+	/* send_reminders (schema/60_notify.sql) */
+	{ "sms_due_reminder", "chama amount date" },
+	{ "sms_arrears", "chama amount date" },
+	/* act_auth.c: codes; pin.c: the lock-out alert */
+	{ "sms_otp", "code minutes" },
+	{ "sms_pin_locked", "minutes" },
+	/* act_chama.c */
+	{ "sms_invite", "chama code" },
+	{ "sms_join_approved", "chama" },
+	/* sms_cmd.c: replies, the lines they list, and the dispute */
+	{ "sms_help", "" },
+	{ "sms_unknown", "" },
+	{ "sms_signup_hint", "" },
+	{ "sms_need_pin", "" },
+	{ "sms_pin_wrong", "tries" },
+	{ "sms_locked", "until" },
+	{ "sms_no_pin", "" },
+	{ "sms_busy", "" },
+	{ "sms_no_chama", "" },
+	{ "sms_no_transactions", "" },
+	{ "sms_no_loans", "" },
+	{ "sms_bal", "lines" },
+	{ "sms_bal_line", "chama savings welfare loan arrears" },
+	{ "sms_stmt", "lines" },
+	{ "sms_stmt_line", "date what amount chama ref" },
+	{ "sms_what_*", "" },
+	{ "sms_loan", "lines" },
+	{ "sms_loan_line", "chama outstanding next date" },
+	{ "sms_dispute_sent", "" },
+	{ "sms_dispute_none", "" },
+	{ "sms_dispute_officials", "member amount date" },
+	{ NULL, NULL },
+};
+
+DB_STMT(dom_notify, 8,
+	"SELECT notify_phone($1, $2, $3, $4, $5::jsonb, $6::int, $7, $8::bigint)");
+
+DB_STMT(dom_outbox_rows, 1,
+	"SELECT n.id, n.status, n.body, n.template, n.vars, " OUTBOX_LANG " FROM notifications n "
+	"WHERE n.id = ANY ($1::bigint[]) ORDER BY n.id");
+
+DB_STMT(dom_send_reminders, 3, "SELECT send_reminders($1::timestamptz, $2, $3::int)");
+
+char *notify_vars(const char *name, ...)
+{
+	json_t *o = json_object();
+	const char *k = name;
+	va_list ap;
+	char *s;
+
+	va_start(ap, name);
+	while (k) {
+		const char *v = va_arg(ap, const char *);
+
+		if (v)
+			json_object_set_new(o, k, json_string(v));
+		k = va_arg(ap, const char *);
+	}
+	va_end(ap);
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return s ? s : xstrdup("{}");
+}
