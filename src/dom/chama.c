@@ -70,6 +70,36 @@ DB_STMT(chama_invite_new, 6,
 	"SELECT CASE WHEN ok.allowed THEN 'ok_invite_created' ELSE 'err_not_official' END, (SELECT code FROM i) "
 	"FROM ok");
 
+DB_STMT(chama_invite_phone, 8,
+	MEMBER_AUDIT_CTE
+	", ok AS (SELECT policy_allows($3::bigint, $5::bigint, 'chama.invite_phone') AS allowed), "
+	"i AS (INSERT INTO invites (chama_id, created_by_user_id, code, invitee_phone, max_uses, expires_at) "
+	"SELECT $5::bigint, $3::bigint, $6, $7, 1, now() + interval '7 days' FROM audit_ctx, ok WHERE ok.allowed "
+	"RETURNING id, code), "
+	"n AS (SELECT notify_phone($7, $8, 'invite', 'sms_invite', jsonb_build_object('chama', c.name, 'code', i.code), "
+	"5, 'invite:' || i.id, $5::bigint) FROM i JOIN chamas c ON c.id = $5::bigint) "
+	/* n is read, so it runs (a SELECT in WITH runs only as far as it is read) */
+	"SELECT CASE WHEN ok.allowed THEN 'ok_invite_sent' ELSE 'err_not_official' END, (SELECT count(*) FROM n) "
+	"FROM ok");
+
+/* the check, the decision, the membership and the member's SMS in one
+ * statement: an official whose role was taken a second ago decides nothing */
+DB_STMT(chama_join_decide, 7,
+	MEMBER_AUDIT_CTE
+	", ok AS (SELECT policy_allows($3::bigint, $5::bigint, 'chama.join_decide') AS allowed), "
+	"jr AS (UPDATE join_requests SET status = $7, decided_by_user_id = $3::bigint, decided_at = now() "
+	"FROM audit_ctx, ok WHERE ok.allowed AND id = $6::bigint AND chama_id = $5::bigint AND status = 'pending' "
+	"AND $7 IN ('approved', 'rejected') RETURNING user_id, chama_id), "
+	"mb AS (INSERT INTO memberships (user_id, chama_id) SELECT user_id, chama_id FROM jr "
+	"WHERE $7 = 'approved' ON CONFLICT (user_id, chama_id) DO UPDATE SET status = 'active', left_at = NULL "
+	"RETURNING id), "
+	"sms AS (SELECT notify(jr.user_id, 'join_approved', 'sms_join_approved', jsonb_build_object('chama', "
+	"c.name), 5, 'join_request:' || $6 || ':approved', jr.chama_id) FROM jr JOIN chamas c ON c.id = jr.chama_id "
+	"WHERE $7 = 'approved') "
+	"SELECT CASE WHEN NOT ok.allowed THEN 'end_not_allowed' WHEN NOT EXISTS (SELECT 1 FROM jr) "
+	"THEN 'err_already_decided' WHEN $7 = 'approved' THEN 'ok_approved' ELSE 'ok_rejected' END, "
+	"(SELECT count(*) FROM sms) FROM ok");
+
 DB_STMT(chama_join_requests, 3,
 	POLICY_LIST("chama.join_decide",
 		    "SELECT j.id, u.full_name || ' ' || u.phone FROM join_requests j "

@@ -42,8 +42,20 @@ extern const struct db_stmt chama_about;	/* $4 unused: c_name, c_type, cents_c_a
 /* Officials (policy chama.invite_create): $1..$4 audit, $5 chama, $6 the
  * code -> outcome (ok_invite_created, err_not_official), code. */
 extern const struct db_stmt chama_invite_new;
+/* Officials (policy chama.invite_phone): a single-use invite for one phone,
+ * 7 days, and its SMS (sms_invite, in the invitee's language if they are a
+ * member already, else $8's).  $1..$4 audit, $5 chama, $6 the code, $7 the
+ * invitee's phone, $8 the inviter's language -> outcome (ok_invite_sent,
+ * err_not_official), messages queued. */
+extern const struct db_stmt chama_invite_phone;
 /* The pending join requests, for chama.join_decide (POLICY_LIST columns:
  * allowed, request id, "name phone"). */
 extern const struct db_stmt chama_join_requests;
+/* policy chama.join_decide: $1..$4 audit, $5 chama, $6 the request, $7
+ * 'approved' | 'rejected' -> outcome (ok_approved, ok_rejected,
+ * err_already_decided (decided by someone else meanwhile),
+ * end_not_allowed (the role was taken away)), messages queued.  Approving
+ * makes (or re-activates) the membership and tells the member by SMS. */
+extern const struct db_stmt chama_join_decide;
 
 #endif

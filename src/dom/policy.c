@@ -5,8 +5,6 @@
 
 #include <string.h>
 
-DB_STMT(policy_check, 3, "SELECT policy_allows($1::bigint, $2::bigint, $3)");
-
 bool policy_in(const char *allowed, const char *action)
 {
 	size_t n = action ? strlen(action) : 0;

@@ -26,7 +26,6 @@
 
 #include <stdbool.h>
 
-#include "net/db.h"
 
 /* Longest action name (the CHECK on policy_actions.action). */
 #define POLICY_ACTION_MAX 64
@@ -45,8 +44,5 @@ bool policy_in(const char *allowed, const char *action);
 #define POLICY_LIST(action, sql)                                                                          \
 	"SELECT ok.allowed, x.* FROM (SELECT policy_allows($1::bigint, $2::bigint, '" action "') "         \
 	"AND $3::text IS NOT NULL) ok (allowed) LEFT JOIN LATERAL (" sql ") x ON ok.allowed"
-
-/* $1 user, $2 chama, $3 action -> one row: allowed ('t' or 'f'). */
-extern const struct db_stmt policy_check;
 
 #endif

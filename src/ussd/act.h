@@ -45,11 +45,11 @@ bool act_one_row(struct ussd_hop *hop, const struct db_result *r, const char *mi
 /* The chama the user picked, or NULL after hop_fail("err_no_chama"). */
 const char *act_chama(struct ussd_hop *hop);
 
-/* Runs fn if the policy lets the user do action in the picked chama:
- * checked first against the actions the session keeps with the role
- * (no round trip for a refusal), then in the database (policy_allows), for
- * a statement that cannot check it itself.  Else err_not_official. */
-void act_require(struct ussd_hop *hop, const char *action, void (*fn)(struct ussd_hop *hop));
+/* The C check: whether the actions the session keeps with the member's role
+ * (dom/policy.h) include action; if not, the hop is refused with
+ * err_not_official (no round trip) and this returns false.  The statement
+ * that does the action checks the policy again, in the database. */
+bool act_may(struct ussd_hop *hop, const char *action);
 
 /* The audit context of a write statement from src/dom/ (dom/member.h):
  * MSISDN, request id, user, channel. */

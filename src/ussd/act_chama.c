@@ -5,8 +5,8 @@
  *
  * The statements are dom/chama's and dom/member's: every read is scoped to
  * a chama the user is an active member of, checked in the statement; every
- * official's action checks the policy in the database (the statement
- * itself, or act_require), whatever the menu showed.
+ * official's action checks the policy in the statement itself, whatever
+ * the menu showed (and act_may first, against the session's policy).
  */
 #include "ussd/act.h"
 #include "app.h"
@@ -278,9 +278,8 @@ static void invite_made(struct ussd_hop *hop, const struct db_result *r)
 
 static void invite_made_phone(struct ussd_hop *hop, const struct db_result *r)
 {
-	if (act_db_failed(hop, r))
-		return;
-	hop_done(hop, NULL);
+	if (act_outcome(hop, r))
+		hop_done(hop, NULL);
 }
 
 /* The policy check is in the statement (chama.invite_create). */
@@ -299,33 +298,26 @@ static void act_invite_create(struct ussd_hop *hop)
 	act_run(hop, &chama_invite_new, p, invite_made);
 }
 
-/* An invite for one number (single use, 7 days) and its SMS (sms_invite,
- * in the invitee's language if they are a member already, else the
- * inviter's), together. */
-static void invite_phone_checked(struct ussd_hop *hop)
-{
-	char code[9];
-	const char *p[7];
-
-	util_random_code(code, 8);
-	hop_set_var(hop, "invite_code", code);
-	hop_audit_params(hop, p);
-	p[3] = hop_var(hop, "chama_id");
-	p[4] = code;
-	p[5] = hop_var(hop, "invitee_phone");
-	p[6] = menu_lang_code(hop_lang(hop));
-	act_query(hop,
-		  HOP_AUDIT_CTE ", i AS (INSERT INTO invites (chama_id, created_by_user_id, code, invitee_phone, max_uses, "
-		  "expires_at) SELECT $4::bigint, $3::bigint, $5, $6, 1, now() + interval '7 days' FROM audit_ctx "
-		  "RETURNING id, code) "
-		  "SELECT notify_phone($6, $7, 'invite', 'sms_invite', jsonb_build_object('chama', c.name, 'code', i.code), "
-		  "5, 'invite:' || i.id, $4::bigint) FROM i JOIN chamas c ON c.id = $4::bigint",
-		  7, p, invite_made_phone);
-}
-
+/* An invite for one number (single use, 7 days) and its SMS, together;
+ * the policy check in the statement (chama.invite_phone). */
 static void act_invite_phone(struct ussd_hop *hop)
 {
-	act_require(hop, "chama.invite_phone", invite_phone_checked);
+	const char *c = act_chama(hop);
+	char code[9];
+	const char *p[8];
+
+	if (!c)
+		return;
+	if (!act_may(hop, "chama.invite_phone"))
+		return;
+	util_random_code(code, 8);
+	hop_set_var(hop, "invite_code", code);
+	act_audit_params(hop, p);
+	p[4] = c;
+	p[5] = code;
+	p[6] = hop_var(hop, "invitee_phone");
+	p[7] = menu_lang_code(hop_lang(hop));
+	act_run(hop, &chama_invite_phone, p, invite_made_phone);
 }
 
 static void act_join_requests_load(struct ussd_hop *hop)
@@ -333,53 +325,39 @@ static void act_join_requests_load(struct ussd_hop *hop)
 	act_list_for(hop, "chama.join_decide", &chama_join_requests);
 }
 
+/* Decided (by this official, or by another meanwhile): on to the list,
+ * refreshed, with the outcome's words; the role taken away: the END. */
 static void join_decided(struct ussd_hop *hop, const struct db_result *r)
 {
+	const char *key;
+
 	if (act_db_failed(hop, r))
 		return;
-	if (strcmp(PQgetvalue(r->res, 0, 0), "t")) {	/* no longer an official */
-		hop_end(hop, "end_not_allowed");
+	if (PQntuples(r->res) != 1 || PQgetisnull(r->res, 0, 0)) {
+		hop_unavailable(hop, "no outcome row");
 		return;
 	}
-	if (strcmp(PQgetvalue(r->res, 0, 1), "t")) {	/* decided by someone else meanwhile */
-		hop_done(hop, "err_already_decided");
-		return;
-	}
-	hop_done(hop, !strcmp(hop_var(hop, "decision"), "approved") ? "ok_approved" : "ok_rejected");
+	key = PQgetvalue(r->res, 0, 0);
+	if (!strncmp(key, "end_", 4))
+		hop_end(hop, key);
+	else
+		hop_done(hop, key);
 }
 
-/*
- * The role check, the decision, the membership and the member's SMS in one
- * statement: an official demoted a second ago decides nothing.
- */
 static void act_join_decide(struct ussd_hop *hop)
 {
 	const char *c = act_chama(hop);
-	const char *p[6];
+	const char *p[7];
 
 	if (!c)
 		return;
-	hop_audit_params(hop, p);
-	p[3] = c;
-	p[4] = hop_var(hop, "request_id");
-	p[5] = hop_var(hop, "decision");
-	/* the member's SMS (sms_join_approved) is rendered in their language;
-	 * sms is read at the end so that it runs (a SELECT in WITH runs only
-	 * as far as something reads it) */
-	act_query(hop,
-		  HOP_AUDIT_CTE ", me AS (SELECT 1 FROM memberships WHERE user_id = $3::bigint AND chama_id = $4::bigint "
-		  "AND status = 'active' AND role IN ('chairperson', 'treasurer', 'secretary')), "
-		  "jr AS (UPDATE join_requests SET status = $6, decided_by_user_id = $3::bigint, decided_at = now() "
-		  "FROM audit_ctx, me WHERE id = $5::bigint AND chama_id = $4::bigint AND status = 'pending' "
-		  "AND $6 IN ('approved', 'rejected') RETURNING user_id, chama_id), "
-		  "mb AS (INSERT INTO memberships (user_id, chama_id) SELECT user_id, chama_id FROM jr "
-		  "WHERE $6 = 'approved' ON CONFLICT (user_id, chama_id) DO UPDATE SET status = 'active', left_at = NULL "
-		  "RETURNING id), "
-		  "sms AS (SELECT notify(jr.user_id, 'join_approved', 'sms_join_approved', jsonb_build_object('chama', "
-		  "c.name), 5, 'join_request:' || $5 || ':approved', jr.chama_id) FROM jr JOIN chamas c ON c.id = jr.chama_id "
-		  "WHERE $6 = 'approved') "
-		  "SELECT EXISTS (SELECT 1 FROM me), EXISTS (SELECT 1 FROM jr), (SELECT count(*) FROM sms)",
-		  6, p, join_decided);
+	if (!act_may(hop, "chama.join_decide"))
+		return;
+	act_audit_params(hop, p);
+	p[4] = c;
+	p[5] = hop_var(hop, "request_id");
+	p[6] = hop_var(hop, "decision");
+	act_run(hop, &chama_join_decide, p, join_decided);
 }
 
 /* ---- contributing by M-Pesa ---- */

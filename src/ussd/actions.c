@@ -108,11 +108,7 @@ void act_list_for(struct ussd_hop *hop, const char *action, const struct db_stmt
 {
 	const char *p[3];
 
-	if (!policy_in(hop_var(hop, "allowed"), action)) {
-		hop_fail(hop, "err_not_official");
-		return;
-	}
-	if (list_params(hop, p))
+	if (act_may(hop, action) && list_params(hop, p))
 		act_run(hop, s, p, policy_items_loaded);
 }
 
@@ -166,40 +162,12 @@ const char *act_chama(struct ussd_hop *hop)
 	return c;
 }
 
-static void policy_checked(const struct db_result *r, void *arg)
+bool act_may(struct ussd_hop *hop, const char *action)
 {
-	struct act_call *c = arg;
-
-	if (r->status == DB_BUSY)
-		hop_overloaded(c->hop, r->error ? r->error : db_status_name(r->status));
-	else if (r->status != DB_OK)
-		hop_unavailable(c->hop, r->error ? r->error : db_status_name(r->status));
-	else if (PQntuples(r->res) != 1 || strcmp(PQgetvalue(r->res, 0, 0), "t"))
-		hop_fail(c->hop, "err_not_official");
-	else
-		c->then(c->hop);
-	free(c);
-}
-
-void act_require(struct ussd_hop *hop, const char *action, void (*fn)(struct ussd_hop *hop))
-{
-	const char *chama = act_chama(hop);
-	const char *params[3];
-	struct act_call *c;
-
-	if (!chama)
-		return;
-	if (!policy_in(hop_var(hop, "allowed"), action)) {
-		hop_fail(hop, "err_not_official");
-		return;
-	}
-	params[0] = hop_user(hop);
-	params[1] = chama;
-	params[2] = action;
-	c = xcalloc(1, sizeof(*c));
-	c->hop = hop;
-	c->then = fn;
-	db_run_by(hop_app(hop)->db, hop_deadline_ms(hop), &policy_check, params, policy_checked, c);
+	if (policy_in(hop_var(hop, "allowed"), action))
+		return true;
+	hop_fail(hop, "err_not_official");
+	return false;
 }
 
 void act_audit_params(const struct ussd_hop *hop, const char *out[4])

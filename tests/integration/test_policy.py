@@ -165,12 +165,16 @@ def test_policy_rows_menus_and_sql_agree(env):
     # an action with no row is a bug, not a refusal
     assert "no policy for action \"money.no_such\"" in env.psql_error(
         "SELECT policy_allows(1, 1, 'money.no_such')")
-    # every outcome key a function can answer has its words (both languages)
+    # every outcome key a function or a dom statement can answer has its
+    # words (both languages)
     keys = set()
     for (src,) in q(env, "SELECT prosrc FROM pg_proc WHERE pronamespace = 'public'::regnamespace"):
         keys |= set(re.findall(r"'((?:ok|err|end)_[a-z_]+)'", src))
+    for f in glob.glob(os.path.join(ROOT, "src", "dom", "*.c")):
+        keys |= set(re.findall(r"'((?:ok|err|end)_[a-z_]+)'", open(f).read()))
     assert {"err_not_official", "err_member_number", "err_no_suspense", "err_already_allocated",
-            "err_no_contribution", "err_not_posted", "err_already_reversed", "ok_cash_recorded"} <= keys, keys
+            "err_no_contribution", "err_not_posted", "err_already_reversed", "ok_cash_recorded",
+            "end_join_pending", "ok_invite_sent", "err_already_decided"} <= keys, keys
     missing = {k for k in keys if not (strings.get(k, {}).get("en") and strings.get(k, {}).get("sw"))}
     assert not missing, missing
 
