@@ -94,3 +94,24 @@ DB_STMT(payment_callback_match, 6,
 	"WHERE k.id = $1::bigint RETURNING k.status, EXISTS (SELECT 1 FROM q)");
 
 DB_STMT(payment_c2b_confirm, 7, "SELECT * FROM c2b_confirm($1, $2::bigint, $3, $4, $5, $6, $7::timestamptz)");
+
+/* After "WITH r AS (UPDATE mpesa_requests ... RETURNING *)": the member's
+ * notice that the payment never started (no prompt, no money moved), as
+ * the statement's last SELECT (so it runs for every row of r). */
+#define PUSH_FAILED_NOTICE                                                                                      \
+	"SELECT notify(r.user_id, 'mpesa_failed', 'sms_mpesa_push_failed', jsonb_build_object('amount', "        \
+	"format_kes(r.amount_cents), 'chama', c.name), 3, 'mpesa:request:' || r.id || ':push_failed', "         \
+	"r.chama_id) FROM r JOIN chamas c ON c.id = r.chama_id"
+
+DB_STMT(payment_push_refused, 2,
+	"WITH r AS (UPDATE mpesa_requests SET status = 'push_failed', result_desc = left($2, 300), "
+	"completed_at = now(), lease_until = NULL WHERE id = $1::bigint AND status = 'created' "
+	"RETURNING *) " PUSH_FAILED_NOTICE);
+
+DB_STMT(payment_close_unpushed, 1,
+	"WITH r AS (UPDATE mpesa_requests SET status = 'push_failed', completed_at = now(), "
+	"result_desc = CASE WHEN status = 'unknown' THEN 'push outcome unknown, no callback' "
+	"ELSE 'never pushed (no daemon could)' END, lease_until = NULL "
+	"WHERE (status = 'created' AND push_attempts = 0 AND coalesce(push_at, created_at) < now() - interval "
+	"'5 minutes') OR (status = 'unknown' AND created_at < now() - make_interval(secs => $1::int)) "
+	"RETURNING *) " PUSH_FAILED_NOTICE);

@@ -51,6 +51,17 @@ extern const struct db_stmt payment_push_unsent;
  * $1 id, $2 why.  No rows. */
 extern const struct db_stmt payment_push_unknown;
 
+/* Daraja refused the push: 'push_failed', and the member told by SMS
+ * (sms_mpesa_push_failed: no prompt was sent, no money moved).  $1 id,
+ * $2 why.  One row per notice queued. */
+extern const struct db_stmt payment_push_refused;
+
+/* Requests no daemon pushed in time (all were down: 'created', never
+ * tried, past the five-minute window) and 'unknown' ones with no callback
+ * after $1 seconds ([mpesa] unknown_close_s): 'push_failed', each member
+ * told as for a refused push. */
+extern const struct db_stmt payment_close_unpushed;
+
 /* Claimed pushes whose daemon stopped before recording an answer (the
  * lease ended): maybe prompted, so 'unknown' like an unanswered push.
  * No parameters, no rows. */

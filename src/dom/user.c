@@ -27,3 +27,11 @@ DB_STMT(user_pin_reset, 4,
 
 DB_STMT(user_set_language, 4,
 	AUDIT_CTE_USSD "UPDATE users SET preferred_language = $4 FROM audit_ctx WHERE id = $3::bigint");
+
+DB_STMT(user_signup_start, 8,
+	AUDIT_CTE_USSD ", s AS (INSERT INTO signup_sessions AS ss (phone, channel, full_name, language, "
+	"expires_at, otp_sends) SELECT $1, 'ussd', $4, $5, now() + make_interval(secs => $6::int), 1 "
+	"FROM audit_ctx ON CONFLICT (phone) WHERE status IN ('pending', 'verified') DO UPDATE SET "
+	"full_name = EXCLUDED.full_name, language = EXCLUDED.language, expires_at = EXCLUDED.expires_at, "
+	"otp_sends = ss.otp_sends + 1, status = 'pending' RETURNING id) "
+	"SELECT notify_phone($1, $5, 'otp', 'sms_otp', $7::jsonb, 0, 'otp:signup:' || $1 || ':' || $8) FROM s");

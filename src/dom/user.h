@@ -43,6 +43,14 @@ extern const struct db_stmt user_signup_finish;
  */
 extern const struct db_stmt user_pin_reset;
 
+/* A sign-up starts (or starts again): the one live signup_sessions row of
+ * the phone and the code's SMS (sms_otp, $7 its vars: code, minutes) in
+ * one statement.  $1 MSISDN, $2 request id, $3 actor (the audit context),
+ * $4 full name, $5 language code, $6 the code's lifetime in seconds, $8 a
+ * nonce for the message's key (each code its own SMS).  One row per
+ * message queued. */
+extern const struct db_stmt user_signup_start;
+
 /* The user's language: $3 the user (also the actor), $4 language code.
  * $1 MSISDN, $2 request id. */
 extern const struct db_stmt user_set_language;

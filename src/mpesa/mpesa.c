@@ -144,14 +144,6 @@ void mpesa_held_release(struct mpesa *m, struct held *h)
 
 /* ---- the push: a claimed row ---- */
 
-/* After "WITH r AS (UPDATE mpesa_requests ... RETURNING *)": the member's
- * notice that the payment never started (no prompt, no money moved), as
- * the statement's last SELECT (so it runs for every row of r). */
-#define PUSH_FAILED_NOTICE                                                                                      \
-	"SELECT notify(r.user_id, 'mpesa_failed', 'sms_mpesa_push_failed', jsonb_build_object('amount', "        \
-	"format_kes(r.amount_cents), 'chama', c.name), 3, 'mpesa:request:' || r.id || ':push_failed', "         \
-	"r.chama_id) FROM r JOIN chamas c ON c.id = r.chama_id"
-
 /* One request being pushed, from its claim until its outcome is recorded. */
 struct push {
 	struct mpesa *m;
@@ -213,11 +205,7 @@ static void pushed(const struct daraja_push_result *r, void *arg)
 		snprintf(why, sizeof(why), "push refused: %s", r->detail);
 		log_warn("mpesa: request %s: %s", rec->held.id, why);
 		/* the member learns it by SMS: the USSD session is over */
-		db_query_durable(m->app->dbbg,
-				 "WITH r AS (UPDATE mpesa_requests SET status = 'push_failed', result_desc = left($2, 300), "
-				 "completed_at = now(), lease_until = NULL WHERE id = $1::bigint AND status = 'created' "
-				 "RETURNING *) " PUSH_FAILED_NOTICE,
-				 2, p, 0, outcome_recorded, rec);
+		db_run_durable(m->app->dbbg, &payment_push_refused, p, 0, outcome_recorded, rec);
 	} else {
 		const char *p[2] = { rec->held.id, why };
 
@@ -376,14 +364,7 @@ static void query_tick(evutil_socket_t fd, short what, void *arg)
 	 * One claimed by a daemon that died while pushing: maybe prompted, so
 	 * never pushed again, but 'unknown' until a callback matches it or it
 	 * is closed after [mpesa] unknown_close_s. */
-	db_query(m->app->dbbg,
-		 "WITH r AS (UPDATE mpesa_requests SET status = 'push_failed', completed_at = now(), "
-		 "result_desc = CASE WHEN status = 'unknown' THEN 'push outcome unknown, no callback' "
-		 "ELSE 'never pushed (no daemon could)' END, lease_until = NULL "
-		 "WHERE (status = 'created' AND push_attempts = 0 AND coalesce(push_at, created_at) < now() - interval "
-		 "'5 minutes') OR (status = 'unknown' AND created_at < now() - make_interval(secs => $1::int)) "
-		 "RETURNING *) " PUSH_FAILED_NOTICE,
-		 1, pu, db_logged, "closing requests never pushed");
+	db_run(m->app->dbbg, &payment_close_unpushed, pu, db_logged, "closing requests never pushed");
 	db_run(m->app->dbbg, &payment_push_orphans, NULL, db_logged, "resolving pushes whose daemon stopped");
 	snprintf(every, sizeof(every), "%d", cfg->mpesa_query_every_s);
 	snprintf(max, sizeof(max), "%d", cfg->mpesa_query_max_attempts);

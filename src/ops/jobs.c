@@ -22,6 +22,7 @@ struct jobs {
 	struct app *app;
 	struct event *ev;
 	bool running;
+	bool orphaned;	/* jobs_free came while a run was in flight: ran() frees */
 };
 
 static void ran(const struct db_result *r, void *arg)
@@ -29,6 +30,10 @@ static void ran(const struct db_result *r, void *arg)
 	struct jobs *j = arg;
 
 	j->running = false;
+	if (j->orphaned) {	/* the daemon is going: its pool cancelled the run */
+		free(j);
+		return;
+	}
 	if (r->status != DB_OK)
 		log_warn("jobs: reminders: %s", r->error);
 	else if (atoi(PQgetvalue(r->res, 0, 0)) > 0) {
@@ -69,5 +74,11 @@ void jobs_free(struct jobs *j)
 	if (!j)
 		return;
 	event_free(j->ev);
+	/* a run still in flight answers later (the pool cancels it when it is
+	 * freed): its callback owns the struct then */
+	if (j->running) {
+		j->orphaned = true;
+		return;
+	}
 	free(j);
 }

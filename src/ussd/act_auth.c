@@ -193,14 +193,7 @@ static void signup_queue_sms(struct ussd_hop *hop, const char *vars)
 	p[5] = ttl;
 	p[6] = vars;
 	p[7] = nonce;
-	act_query(hop,
-		  HOP_AUDIT_CTE ", s AS (INSERT INTO signup_sessions AS ss (phone, channel, full_name, language, "
-		  "expires_at, otp_sends) SELECT $1, 'ussd', $4, $5, now() + make_interval(secs => $6::int), 1 "
-		  "FROM audit_ctx ON CONFLICT (phone) WHERE status IN ('pending', 'verified') DO UPDATE SET "
-		  "full_name = EXCLUDED.full_name, language = EXCLUDED.language, expires_at = EXCLUDED.expires_at, "
-		  "otp_sends = ss.otp_sends + 1, status = 'pending' RETURNING id) "
-		  "SELECT notify_phone($1, $5, 'otp', 'sms_otp', $7::jsonb, 0, 'otp:signup:' || $1 || ':' || $8) FROM s",
-		  8, p, sms_queued);
+	act_run(hop, &user_signup_start, p, sms_queued);
 }
 
 static void reset_queue_sms(struct ussd_hop *hop, const char *vars)

@@ -10,6 +10,7 @@ import time
 import urllib.parse
 
 from harness import ROOT
+from notify_fixtures import outbox_texts
 
 PIN = "4827"
 
@@ -62,12 +63,13 @@ def sms(env, url, c, phone, text):
     assert r.status == 200, r.body
     deadline = time.monotonic() + 5
     while True:
-        # one line per row from psql: the body's own lines come back as "|"
-        rows = env.psql("SELECT replace(body, E'\\n', '|') FROM notifications WHERE kind = 'sms_reply' "
-                        "AND idempotency_key = 'sms_in:africastalking:%s'" % msg_id, url)
+        # the reply as the sender renders it (a queued row holds its
+        # template and variables)
+        rows = outbox_texts(env, url, "kind = 'sms_reply' AND idempotency_key = 'sms_in:africastalking:%s'"
+                            % msg_id)
         if rows or time.monotonic() > deadline:
             assert rows, "no reply to %r" % text
-            return rows[0][0].replace("|", "\n")
+            return rows[0]
         time.sleep(0.05)
 
 
