@@ -26,10 +26,6 @@
 
 #include <stdbool.h>
 
-
-/* Longest action name (the CHECK on policy_actions.action). */
-#define POLICY_ACTION_MAX 64
-
 /* Whether action is one of allowed: the space-separated list
  * policy_allowed() returns (NULL or "" allows nothing). */
 bool policy_in(const char *allowed, const char *action);
