@@ -878,17 +878,26 @@ static bool job_retry_later(struct db_job *j, enum db_status st, const char *err
 
 /* ---- public API ---- */
 
-void db_query_durable(struct db_pool *p, const char *sql, int nparams, const char *const *params,
-		      uint64_t deadline_ms, db_cb cb, void *arg)
+/* A durable statement, prepared under name when there is one. */
+static void submit_durable(struct db_pool *p, const char *name, const char *sql, int nparams,
+			   const char *const *params, uint64_t deadline_ms, db_cb cb, void *arg)
 {
 	struct db_job *j = job_new(p, J_QUERY, sql, nparams, params);
 
+	if (name)
+		j->stmt = xasprintf("chamad_%s", name);
 	j->cb = cb;
 	j->arg = arg;
 	j->durable = true;
 	j->durable_until_ms = deadline_ms;
 	j->deadline_ms = deadline_ms;
 	submit(p, j);
+}
+
+void db_query_durable(struct db_pool *p, const char *sql, int nparams, const char *const *params,
+		      uint64_t deadline_ms, db_cb cb, void *arg)
+{
+	submit_durable(p, NULL, sql, nparams, params, deadline_ms, cb, arg);
 }
 
 void db_ping(struct db_pool *p, db_cb cb, void *arg)
@@ -944,15 +953,7 @@ void db_run_by(struct db_pool *p, uint64_t deadline_ms, const struct db_stmt *s,
 void db_run_durable(struct db_pool *p, const struct db_stmt *s, const char *const *params, uint64_t deadline_ms,
 		    db_cb cb, void *arg)
 {
-	struct db_job *j = job_new(p, J_QUERY, s->sql, s->nparams, params);
-
-	j->stmt = xasprintf("chamad_%s", s->name);
-	j->cb = cb;
-	j->arg = arg;
-	j->durable = true;
-	j->durable_until_ms = deadline_ms;
-	j->deadline_ms = deadline_ms;
-	submit(p, j);
+	submit_durable(p, s->name, s->sql, s->nparams, params, deadline_ms, cb, arg);
 }
 
 void db_tx_begin(struct db_pool *p, db_tx_cb cb, void *arg)

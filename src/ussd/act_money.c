@@ -53,14 +53,18 @@ static void act_suspense_load(struct ussd_hop *hop)
 	act_list_for(hop, "money.suspense_allocate", &money_suspense_list);
 }
 
-static void allocated(struct ussd_hop *hop, const struct db_result *r)
+/* An official's money action on a picked row: the audit context, the
+ * chama, two of the hop's variables, the member's notice (by key) and the
+ * clock, in one statement that answers an outcome row. */
+static void done(struct ussd_hop *hop, const struct db_result *r)
 {
 	if (!act_outcome(hop, r))
 		return;
 	hop_done(hop, NULL);
 }
 
-static void act_suspense_allocate(struct ussd_hop *hop)
+static void run_on_row(struct ussd_hop *hop, const struct db_stmt *s, const char *var1, const char *var2,
+		       const char *notice)
 {
 	const char *c = act_chama(hop);
 	char at[CLOCK_TEXT_MAX];
@@ -70,11 +74,16 @@ static void act_suspense_allocate(struct ussd_hop *hop)
 		return;
 	act_audit_params(hop, p);
 	p[4] = c;
-	p[5] = hop_var(hop, "suspense_id");
-	p[6] = hop_var(hop, "member_no");
-	p[7] = "sms_allocated";	/* the member's notice, by key */
+	p[5] = hop_var(hop, var1);
+	p[6] = hop_var(hop, var2);
+	p[7] = notice;
 	p[8] = clock_p_at(at);
-	act_run(hop, &money_suspense_allocate, p, allocated);
+	act_run(hop, s, p, done);
+}
+
+static void act_suspense_allocate(struct ussd_hop *hop)
+{
+	run_on_row(hop, &money_suspense_allocate, "suspense_id", "member_no", "sms_allocated");
 }
 
 /* ---- reversals ---- */
@@ -84,28 +93,9 @@ static void act_reverse_load(struct ussd_hop *hop)
 	act_list_for(hop, "money.payment_reverse", &money_reversible_list);
 }
 
-static void reversed(struct ussd_hop *hop, const struct db_result *r)
-{
-	if (!act_outcome(hop, r))
-		return;
-	hop_done(hop, NULL);
-}
-
 static void act_contribution_reverse(struct ussd_hop *hop)
 {
-	const char *c = act_chama(hop);
-	char at[CLOCK_TEXT_MAX];
-	const char *p[9];
-
-	if (!c)
-		return;
-	act_audit_params(hop, p);
-	p[4] = c;
-	p[5] = hop_var(hop, "contribution_id");
-	p[6] = hop_var(hop, "reason");
-	p[7] = "sms_reversed";	/* the member's notice, by key */
-	p[8] = clock_p_at(at);
-	act_run(hop, &money_payment_reverse, p, reversed);
+	run_on_row(hop, &money_payment_reverse, "contribution_id", "reason", "sms_reversed");
 }
 
 /* The actions the menus name (menus/NN_x.json), registered by main.c. */

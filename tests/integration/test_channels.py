@@ -11,6 +11,7 @@ import urllib.parse
 
 from harness import ROOT
 from notify_fixtures import outbox_texts
+from ussd_fixtures import ussd
 
 PIN = "4827"
 
@@ -38,20 +39,6 @@ def contribute(env, url, cid, uid, cents, purpose, method, ref):
                         random.randrange(10 ** 9)), url)[0:1]
     return k
 
-
-def ussd(c, phone, inputs):
-    """One USSD session: dial, then each input; returns the last screen."""
-    sid = "ATUid_%032x" % random.getrandbits(128)
-    done, screen = [], ""
-    for inp in [None] + list(inputs):
-        if inp is not None:
-            done.append(inp)
-        body = urllib.parse.urlencode({"sessionId": sid, "serviceCode": "*384*1#", "phoneNumber": phone,
-                                       "networkCode": "63902", "text": "*".join(done)}).encode()
-        r = c.post("/ussd/africastalking", body, headers={"Content-Type": "application/x-www-form-urlencoded"})
-        assert r.status == 200, r.body
-        screen = r.body
-    return screen
 
 
 def sms(env, url, c, phone, text):

@@ -12,6 +12,7 @@ import urllib.parse
 from harness import ROOT
 from mpesa_fixtures import DarajaEmulator
 from notify_fixtures import outbox_texts
+from ussd_fixtures import ussd
 
 PIN = "4827"
 
@@ -188,20 +189,6 @@ def test_mpesa_limits_and_bad_callbacks(env):
     verify(env, url)
     c.stop()
 
-
-def ussd(c, phone, inputs):
-    """One USSD session: dial, then each input; returns the last screen."""
-    sid = "ATUid_%032x" % random.getrandbits(128)
-    done, screen = [], ""
-    for inp in [None] + list(inputs):
-        if inp is not None:
-            done.append(inp)
-        body = urllib.parse.urlencode({"sessionId": sid, "serviceCode": "*384*1#", "phoneNumber": phone,
-                                       "networkCode": "63902", "text": "*".join(done)}).encode()
-        r = c.post("/ussd/africastalking", body, headers={"Content-Type": "application/x-www-form-urlencoded"})
-        assert r.status == 200, r.body
-        screen = r.body
-    return screen
 
 
 def add_member(env, url, cid, role="member", name=None):

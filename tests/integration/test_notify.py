@@ -21,6 +21,7 @@ from harness import ROOT, free_port
 from mpesa_fixtures import DarajaEmulator
 from notify_fixtures import outbox_rows
 from sms_fixtures import ATEmulator
+from ussd_fixtures import ussd
 
 PIN = "4827"
 CHAMA = "Tumaini Wanawake"
@@ -76,20 +77,6 @@ def add_member(env, url, cid, name, lang, role="member"):
                        % (uid, cid, role), url)
     return phone, uid, num
 
-
-def ussd(c, phone, inputs):
-    """One USSD session: dial, then each input; returns the last screen."""
-    sid = "ATUid_%032x" % random.getrandbits(128)
-    done, screen = [], ""
-    for inp in [None] + list(inputs):
-        if inp is not None:
-            done.append(inp)
-        body = urllib.parse.urlencode({"sessionId": sid, "serviceCode": "*384*1#", "phoneNumber": phone,
-                                       "networkCode": "63902", "text": "*".join(done)}).encode()
-        r = c.post("/ussd/africastalking", body, headers={"Content-Type": "application/x-www-form-urlencoded"})
-        assert r.status == 200, r.body
-        screen = r.body
-    return screen
 
 
 def wait_for(what, fn, timeout=20):
