@@ -3,13 +3,17 @@
 #include "base/log.h"
 #include "net/redis.h"
 
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 void test_buf_bounds(void);
 void test_json_escape(void);
 void test_parse_helpers(void);
 void test_redis_url(void);
 void test_log_lines(void);
+void test_xassert_aborts(void);
 
 void test_buf_bounds(void)
 {
@@ -115,4 +119,35 @@ void test_log_lines(void)
 	log_setup(stderr, LOG_ERROR, LOG_FMT_TEXT);
 	fclose(f);
 	free(mem);
+}
+
+/* xassert: a holding invariant costs nothing; a broken one logs what and
+ * where, then aborts (in a child here, so the run goes on). */
+void test_xassert_aborts(void)
+{
+	int fds[2], status = 0;
+	char out[512] = "";
+	ssize_t n;
+	pid_t pid;
+
+	xassert(1 + 1 == 2);
+	T_CHECK(pipe(fds) == 0);
+	pid = fork();
+	if (pid == 0) {
+		FILE *f = fdopen(fds[1], "w");
+
+		close(fds[0]);
+		signal(SIGABRT, SIG_DFL);
+		log_setup(f, LOG_INFO, LOG_FMT_TEXT);
+		xassert(2 + 2 == 5);
+		_exit(0);	/* not reached */
+	}
+	close(fds[1]);
+	n = read(fds[0], out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	close(fds[0]);
+	T_CHECK(waitpid(pid, &status, 0) == pid);
+	T_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+	T_CHECK(strstr(out, "assertion failed: 2 + 2 == 5") != NULL);
+	T_CHECK(strstr(out, "test_util.c") != NULL);
 }
