@@ -158,7 +158,7 @@ static const struct cf_key cf_keys[] = {
 	INT(jobs, every_s, "3600", 1, 86400, true, "how often the scheduled jobs (reminders) run"),
 	INT(jobs, reminder_lead_days, "1", 0, 30, true, "a due-date reminder goes out this many days before"),
 	STR(jobs, now, "", true, NULL,
-	    "a fixed \"now\" (timestamp) for jobs, arrears and statements; empty = the clock (for tests and drills)"),
+	    "a fixed \"now\" (timestamp) for the domain clock: postings, jobs, arrears; empty = the clock (tests, drills)"),
 	STR(mpesa, allow_ips, "", true, check_agg_list, "IP allow-list for the callbacks, \"safaricom:196.201.214.0/24\""),
 };
 

@@ -131,10 +131,10 @@ static void balance_loaded(struct ussd_hop *hop, const struct db_result *r)
 {
 	if (!act_one_row(hop, r, "err_not_member"))
 		return;
-	set_money_var(hop, "savings", PQgetvalue(r->res, 0, 0));
-	set_money_var(hop, "welfare", PQgetvalue(r->res, 0, 1));
-	set_money_var(hop, "loan", PQgetvalue(r->res, 0, 2));
-	set_money_var(hop, "arrears", PQgetvalue(r->res, 0, 3));
+	set_money_var(hop, "savings", PQgetvalue(r->res, 0, ACCOUNT_BAL_SAVINGS));
+	set_money_var(hop, "welfare", PQgetvalue(r->res, 0, ACCOUNT_BAL_WELFARE));
+	set_money_var(hop, "loan", PQgetvalue(r->res, 0, ACCOUNT_BAL_LOAN));
+	set_money_var(hop, "arrears", PQgetvalue(r->res, 0, ACCOUNT_BAL_ARREARS));
 	hop_done(hop, NULL);
 }
 
