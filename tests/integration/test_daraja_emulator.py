@@ -201,3 +201,128 @@ def test_daraja_emulator_transaction_status_from_the_book(env):
     # a wrong initiator: 2001 even for a transaction that exists
     status(mp, sink, transaction_id=rec, Initiator="mallory")
     assert sink.wait("/status/result", 4)[-1]["Result"]["ResultCode"] == 2001
+
+
+def org_req(mp, sink, api, **fields):
+    """An Account Balance or Reversal request with the right initiator."""
+    req = {"Initiator": mp.initiator_name, "SecurityCredential": mp.security_credential,
+           "QueueTimeOutURL": sink.url + "/%s/timeout" % api, "ResultURL": sink.url + "/%s/result" % api,
+           "Remarks": "ops"}
+    req.update(fields)
+    return {k: v for k, v in req.items() if v is not None}
+
+
+def balance(mp, sink, token=None, **override):
+    return mp._api(mp.balance_url, org_req(mp, sink, "balance", **dict(dict(
+        CommandID="AccountBalance", PartyA=mp.shortcode, IdentifierType="4"), **override)), token)
+
+
+def reversal(mp, sink, receipt, amount, token=None, **override):
+    return mp._api(mp.reversal_url, org_req(mp, sink, "reversal", **dict(dict(
+        CommandID="TransactionReversal", TransactionID=receipt, Amount=amount,
+        ReceiverParty=mp.shortcode, RecieverIdentifierType="11"), **override)), token)
+
+
+def pull(mp, start, end, offset="0", token=None, shortcode=None):
+    return mp._api(mp.pull_url, {"ShortCode": shortcode or mp.shortcode, "StartDate": start,
+                                 "EndDate": end, "OffSetValue": offset}, token)
+
+
+def eat(t):
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t + 3 * 3600))
+
+
+def paid_c2b(mp, sink, amount, bill_ref, **kw):
+    mp.register_c2b(confirmation_url=sink.url + "/c2b/confirmation")
+    return mp.c2b(amount=amount, bill_ref=bill_ref, msisdn=PHONE, first_name="Jane",
+                  last_name="Doe", **kw)
+
+
+def test_daraja_emulator_status_of_a_paybill_payment_and_its_contradictions(env):
+    mp, sink = emulator(env)
+    tid = paid_c2b(mp, sink, 500, "UMOJA-12")["trans_id"]
+    assert sink.wait("/c2b/confirmation")[0]["TransID"] == tid
+    status(mp, sink, transaction_id=tid, OriginatorConversationID="q:1")
+    r = sink.wait("/status/result")[0]["Result"]
+    p = params({"Result": r})
+    assert r["OriginatorConversationID"] == "q:1" and r["TransactionID"] == tid
+    assert (p["Amount"], p["ReceiptNo"], p["TransactionReason"], p["TransactionStatus"]) == (
+        500, tid, "UMOJA-12", "Completed")
+    assert p["DebitPartyName"] == PHONE + " - Jane Doe"
+    assert p["CreditPartyName"] == mp.shortcode + " - ChamaSmart"
+    for how in ("amount", "account", "shortcode", "failed", "not_found"):
+        mp.contradict("status", how)
+        status(mp, sink, transaction_id=tid)
+    got = [b["Result"] for b in sink.wait("/status/result", 6)[1:]]
+    ps = [params({"Result": x}) for x in got]
+    assert ps[0]["Amount"] == 501 and ps[1]["TransactionReason"] != "UMOJA-12"
+    assert not ps[2]["CreditPartyName"].startswith(mp.shortcode + " ")
+    assert ps[3]["TransactionStatus"] != "Completed"
+    assert got[4]["ResultCode"] == 2032 and ps[4] == {}
+    assert mp.book(receipt=tid)[0]["amount"] == 500     # the book never changes
+    # the count ran out: the truth again, as numbers or (strings) as text
+    mp.fail("status", strings=True)
+    status(mp, sink, transaction_id=tid)
+    last = sink.wait("/status/result", 7)[-1]["Result"]
+    assert last["ResultCode"] == "0" and params({"Result": last})["Amount"] == "500"
+
+
+def test_daraja_emulator_lost_confirmation_and_unknown_entries(env):
+    mp, sink = emulator(env)
+    out = paid_c2b(mp, sink, 800, "UMOJA-3", lose_confirmation=True)
+    assert out["accepted"] and out["confirmation_lost"] and out["confirmations"] == []
+    mp.lose_confirmation()
+    tid2 = paid_c2b(mp, sink, 900, "UMOJA-4")["trans_id"]
+    tid3 = paid_c2b(mp, sink, 100, "UMOJA-5")["trans_id"]   # count ran out: posted
+    time.sleep(0.1)
+    assert [b["TransID"] for b in sink.at("/c2b/confirmation")] == [tid3]
+    assert len(mp.callbacks("c2b_confirmation")) == 1
+    e = mp.add_book_entry(250, bill_ref="NOBODY-1", msisdn="254700000001")
+    assert e["source"] == "injected" and e["type"] == "c2b"
+    book = mp.book(type="c2b")
+    assert [(x["receipt"], x["confirmation_posted"]) for x in book] == [
+        (out["trans_id"], False), (tid2, False), (tid3, True), (e["receipt"], False)]
+    assert mp.balances()["Utility Account"] == 800 + 900 + 100 + 250
+    # Transaction Status and the statement know them all
+    status(mp, sink, transaction_id=e["receipt"])
+    assert params(sink.wait("/status/result")[0])["TransactionReason"] == "NOBODY-1"
+    now = time.time()
+    st, body = pull(mp, eat(now - 60), eat(now + 60))
+    assert st == 200 and body["ResponseCode"] == "1000", body
+    rows = body["Response"][0]
+    assert [r["transactionId"] for r in rows] == [x["receipt"] for x in book]
+    assert rows[-1]["msisdn"] == 254700000001 and rows[-1]["amount"] == "250.0"
+    assert rows[0]["billreference"] == "UMOJA-3" and rows[0]["transactiontype"] == "c2b-pay-bill-debit"
+
+
+def test_daraja_emulator_balance_and_reversal_follow_the_book(env):
+    mp, sink = emulator(env, opening_working=5000)
+    tid = paid_c2b(mp, sink, 700, "UMOJA-9")["trans_id"]
+    b2c(mp, sink, "payout:3:1", amount=1000)
+    b2c_receipt = sink.wait("/b2c/result")[0]["Result"]["TransactionID"]
+    st, ack = balance(mp, sink)
+    assert st == 200 and ack["ResponseCode"] == "0", ack
+    p = params(sink.wait("/balance/result")[0])
+    assert p["AccountBalance"] == ("Working Account|KES|4000.00|4000.00|0.00|0.00&"
+                                   "Utility Account|KES|700.00|700.00|0.00|0.00&"
+                                   "Charges Paid Account|KES|0.00|0.00|0.00|0.00")
+    # reverse the paybill payment: it leaves the Utility account
+    reversal(mp, sink, tid, 700)
+    r = sink.wait("/reversal/result")[0]["Result"]
+    assert r["ResultCode"] == 0 and params({"Result": r})["OriginalTransactionID"] == tid
+    assert mp.book(receipt=tid)[0]["status"] == "Reversed"
+    assert mp.book(type="reversal")[0]["reverses"] == tid
+    reversal(mp, sink, tid, 700)                 # again
+    reversal(mp, sink, b2c_receipt, 999)         # wrong amount
+    reversal(mp, sink, "TXX0000000", 5)          # unknown
+    codes = [b["Result"]["ResultCode"] for b in sink.wait("/reversal/result", 4)[1:]]
+    assert codes == ["R000001", "R000002", "R000002"]
+    reversal(mp, sink, b2c_receipt, 1000)        # a payout comes back
+    sink.wait("/reversal/result", 5)
+    assert mp.balances() == {"Working Account": 5000, "Utility Account": 0, "Charges Paid Account": 0}
+    status(mp, sink, transaction_id=tid)
+    assert params(sink.wait("/status/result")[0])["TransactionStatus"] == "Reversed"
+    balance(mp, sink, SecurityCredential="guess")
+    mp.result_code("balance", 8006)
+    balance(mp, sink)
+    assert [b["Result"]["ResultCode"] for b in sink.wait("/balance/result", 3)[1:]] == [2001, 8006]
