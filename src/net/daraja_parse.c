@@ -219,7 +219,7 @@ int daraja_stk_callback_parse(const char *body, size_t len, struct daraja_stk_ca
 			continue;
 		if (!strcmp(name, "MpesaReceiptNumber") && json_is_string(v))
 			snprintf(out->receipt, sizeof(out->receipt), "%s", json_string_value(v));
-		else if (!strcmp(name, "PhoneNumber") && json_is_integer(v))	/* 64-bit, exact */
+		else if (!strcmp(name, "PhoneNumber") && json_is_integer(v) && json_integer_value(v) > 0)	/* exact */
 			snprintf(out->phone, sizeof(out->phone), "+%lld", (long long)json_integer_value(v));
 	}
 	json_decref(doc);
