@@ -169,7 +169,7 @@ static const struct cf_key cf_keys[] = {
 	STR(mpesa, b2c_command_id, "BusinessPayment", true, check_b2c_command,
 	    "B2C CommandID: BusinessPayment, SalaryPayment or PromotionPayment"),
 	INT(mpesa, max_payout, "150000", 1, 250000, true, "largest B2C payout, in whole shillings (never sent above it)"),
-	INT(mpesa, status_timeout_s, "120", 5, 86400, true,
+	INT(mpesa, status_timeout_s, "120", 1, 86400, true,
 	    "a Transaction Status query with no result by then is sent again"),
 	INT(mpesa, status_max_attempts, "5", 1, 100, true, "Transaction Status queries sent before the outcome is unknown"),
 };
