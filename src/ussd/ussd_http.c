@@ -35,9 +35,9 @@ static void serve(struct http_ctx *ctx)
 	if (!http_guard(ctx, app->cfg->ussd_secrets, app->cfg->ussd_allow_ips, ad->name))
 		return;
 	if (ad->parse(body, len, &req, err, sizeof(err)) < 0) {
-		log_msg(LOG_INFO, http_ctx_reqid(ctx), "%s: bad request: %s", ad->name, err);
+		/* 400: the aggregator ends the session; a hop is never resent */
 		ussd_req_clear(&req);
-		http_reply_error(ctx, 400, err);
+		http_reply_bad_input(ctx, 400, err);
 		return;
 	}
 	ussd_serve(app, ad, ctx, &req);
