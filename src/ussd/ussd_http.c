@@ -1,8 +1,8 @@
 /*
  * ussd_http: the aggregators' HTTP routes.  ussd_routes[] is the one list
- * of aggregators: each gets POST <adapter path>, guarded by its optional
- * shared secret and IP allow-list ([ussd] secrets, allow_ips), parsed by
- * its adapter and served by the engine.  Africa's Talking's end-of-session
+ * of aggregators: each gets POST <adapter path>, guarded by its shared
+ * secret and IP allow-list ([ussd] secrets, allow_ips; with neither, only
+ * loopback is served), parsed by its adapter and served by the engine.  Africa's Talking's end-of-session
  * notification is recorded here too.
  */
 #include "ussd/ussd.h"
