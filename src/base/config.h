@@ -142,6 +142,20 @@ void config_free(struct config *c);
 int config_load(struct config *c, const char *path, bool required, char *err, size_t errlen);
 
 /*
+ * The rules that span keys, run by config_load after every value is read
+ * (so start-up, --check-config and SIGHUP all refuse the same): callbacks
+ * that could move money or speak for a member must be guarded.  When
+ * [mpesa] consumer_key is set, [mpesa] callback_secret has at least 32
+ * characters of [A-Za-z0-9_-] and [mpesa] allow_ips a "safaricom:" entry.
+ * When [http] listen is not loopback (127.0.0.0/8, ::1, localhost), every
+ * secret in [ussd]/[sms] secrets has at least 32 characters, some USSD
+ * aggregator has a secret or an allow-list, and so does the SMS provider in
+ * use ([sms] provider, unless none).  Returns -1 with the key named first
+ * in err.
+ */
+int config_validate(const struct config *c, char *err, size_t errlen);
+
+/*
  * Copies the reloadable keys of `next` into `cur` and logs each one that
  * changed; keys that need a restart and differ are logged as ignored.
  * Returns the number of keys applied.

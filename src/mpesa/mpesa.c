@@ -454,6 +454,9 @@ size_t mpesa_routes(const struct config *cfg, struct http_route *out, size_t max
 	};
 	size_t n = 0;
 
+	/* M-Pesa off: no money route at all (config_validate guards it when on) */
+	if (!*cfg->mpesa_consumer_key)
+		return 0;
 	snprintf(paths[0], sizeof(paths[0]), "/mpesa/stk/callback%s%s", sep, cfg->mpesa_callback_secret);
 	snprintf(paths[1], sizeof(paths[1]), "/payments/c2b/validation%s%s", sep, cfg->mpesa_callback_secret);
 	snprintf(paths[2], sizeof(paths[2]), "/payments/c2b/confirmation%s%s", sep, cfg->mpesa_callback_secret);

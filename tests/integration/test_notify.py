@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.parse
 
-from harness import ROOT, free_port
+from harness import MPESA_SECRET, ROOT, free_port
 from mpesa_fixtures import DarajaEmulator
 from notify_fixtures import outbox_rows
 from sms_fixtures import ATEmulator
@@ -59,7 +59,7 @@ def setup(env, name, mpesa=True):
                   "CHAMAD_MPESA_CONSUMER_SECRET": "cs-" + name, "CHAMAD_MPESA_PASSKEY": daraja.passkey,
                   "CHAMAD_MPESA_SHORTCODE": daraja.shortcode, "CHAMAD_MPESA_PUSH_DELAY_MS": "100",
                   "CHAMAD_MPESA_QUERY_AFTER_S": "1", "CHAMAD_MPESA_QUERY_EVERY_S": "1",
-                  "CHAMAD_MPESA_CALLBACK_SECRET": "cb-s3cret", "CHAMAD_MPESA_PUBLIC_URL": "http://127.0.0.1:%d" % port})
+                  "CHAMAD_MPESA_CALLBACK_SECRET": MPESA_SECRET, "CHAMAD_MPESA_PUBLIC_URL": "http://127.0.0.1:%d" % port})
     return url, at, daraja, e
 
 
@@ -123,7 +123,7 @@ def money_flows(env, url, c, daraja, cid, tphone, phone, uid, num):
 def test_notify_money_messages_in_each_members_language(env):
     url, at, daraja, e = setup(env, "money")
     c = env.chamad(e)
-    base = c.url + "/payments/c2b/%s/cb-s3cret"
+    base = c.url + "/payments/c2b/%s/" + MPESA_SECRET
     daraja.register_c2b(confirmation_url=base % "confirmation", validation_url=base % "validation")
     (cid,), = env.psql("INSERT INTO chamas (name, type, contribution_amount_cents, contribution_frequency) "
                        "VALUES ('%s', 'mixed', 50000, 'monthly') RETURNING id" % CHAMA, url)

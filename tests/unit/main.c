@@ -33,7 +33,7 @@ int t_checks, t_failed_checks;
 #define TESTS(X) \
 	X(test_buf_bounds) X(test_json_escape) X(test_parse_helpers) \
 	X(test_config_defaults) X(test_config_file) X(test_config_env_override) X(test_config_errors) \
-	X(test_config_reload) X(test_redis_url) X(test_log_lines) X(test_xassert_aborts) \
+	X(test_config_reload) X(test_config_fail_closed) X(test_redis_url) X(test_log_lines) X(test_xassert_aborts) \
 	X(test_phone_normalise) X(test_gsm7) X(test_at_parse) X(test_hubtel_parse) X(test_menu_validation) \
 	X(test_menu_render_limits) X(test_real_menus) X(test_trivial_pins) \
 	X(test_sms_template_validation) X(test_sms_render) X(test_sms_real_templates) \
