@@ -160,6 +160,9 @@ static const struct cf_key cf_keys[] = {
 	STR(jobs, now, "", true, NULL,
 	    "a fixed \"now\" (timestamp) for the domain clock: postings, jobs, arrears; empty = the clock (tests, drills)"),
 	STR(mpesa, allow_ips, "", true, check_agg_list, "IP allow-list for the callbacks, \"safaricom:196.201.214.0/24\""),
+	/* dual control (issue 10) */
+	INT(approvals, expire_hours, "72", 1, 8760, true,
+	    "a request officials have not decided by then expires (counted from its opening, or its freeze)"),
 };
 
 static void *slot(struct config *c, const struct cf_key *k)

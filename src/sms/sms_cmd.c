@@ -54,6 +54,7 @@ struct cmd {
 	const struct sms_command *command;	/* NULL: not a command we know */
 	enum menu_lang lang;
 	char provider[16], msg_id[130], phone[20], pin[8], user_id[24];
+	char arg[16];		/* the word between the command and the PIN ("APPROVE <code> <PIN>"), or "" */
 	char *masked;
 	json_t *vars;		/* the reply's variables */
 	bool replied;		/* the one reply is on its way (sms_reply*) */
@@ -175,6 +176,16 @@ const char *sms_cmd_user(const struct sms_cmd *sc)
 const char *sms_cmd_reqid(const struct sms_cmd *sc)
 {
 	return http_ctx_reqid(((const struct cmd *)sc)->ctx);
+}
+
+const char *sms_cmd_phone(const struct sms_cmd *sc)
+{
+	return ((const struct cmd *)sc)->phone;
+}
+
+const char *sms_cmd_arg(const struct sms_cmd *sc)
+{
+	return ((const struct cmd *)sc)->arg;
 }
 
 void sms_cmd_set_var(struct sms_cmd *sc, const char *name, const char *value)
@@ -464,37 +475,40 @@ static const struct sms_command *find_command(const char *word, enum menu_lang *
 	return NULL;
 }
 
-/* Splits "bal 4821" into the command and a 4-digit PIN; the stored text
- * has the PIN replaced by ****. */
+/* Splits "bal 4821" into the command and a 4-digit PIN, and "approve
+ * K7PM2X 4821" into the command, its argument and the PIN; the stored text
+ * has the PIN replaced by **** (where it stands: an argument may hold the
+ * same digits). */
 static void parse(struct cmd *c, const char *textin)
 {
-	char first[16] = "", second[16] = "";
+	char word[3][16] = { "", "", "" };
+	size_t at[3] = { 0, 0, 0 }, pin_at = 0;
 	const char *p = textin;
 	size_t n;
 
-	p += strspn(p, " \t\r\n");
-	n = strcspn(p, " \t\r\n");
-	if (n < sizeof(first))
-		memcpy(first, p, n);
-	p += n;
-	p += strspn(p, " \t\r\n");
-	n = strcspn(p, " \t\r\n");
-	if (n < sizeof(second))
-		memcpy(second, p, n);
-	/* the word's language, until we know the member's own */
-	c->command = find_command(first, &c->lang);
-	if (strlen(second) == 4 && strspn(second, "0123456789") == 4) {
-		memcpy(c->pin, second, 5);
-		c->masked = xstrdup(textin);
-		{
-			char *at = strstr(c->masked, second);
-
-			if (at)
-				memcpy(at, "****", 4);
-		}
-	} else {
-		c->masked = xstrdup(textin);
+	for (int i = 0; i < 3; i++) {
+		p += strspn(p, " \t\r\n");
+		n = strcspn(p, " \t\r\n");
+		at[i] = (size_t)(p - textin);
+		if (n < sizeof(word[i]))
+			memcpy(word[i], p, n);
+		p += n;
 	}
+	/* the word's language, until we know the member's own */
+	c->command = find_command(word[0], &c->lang);
+	c->masked = xstrdup(textin);
+	for (int i = 1; i < 3 && !*c->pin; i++) {
+		if (strlen(word[i]) == 4 && strspn(word[i], "0123456789") == 4) {
+			memcpy(c->pin, word[i], 5);
+			pin_at = at[i];
+		} else if (i == 1) {
+			snprintf(c->arg, sizeof(c->arg), "%s", word[1]);
+		} else {
+			break;
+		}
+	}
+	if (*c->pin)
+		memcpy(c->masked + pin_at, "****", 4);
 }
 
 void sms_inbound(struct http_ctx *ctx, const char *provider)
