@@ -176,6 +176,9 @@ static const struct cf_key cf_keys[] = {
 	INT(mpesa, status_timeout_s, "120", 1, 86400, true,
 	    "a Transaction Status query with no result by then is sent again"),
 	INT(mpesa, status_max_attempts, "5", 1, 100, true, "Transaction Status queries sent before the outcome is unknown"),
+	/* dual control (issue 10) */
+	INT(approvals, expire_hours, "72", 1, 8760, true,
+	    "a request officials have not decided by then expires (counted from its opening, or its freeze)"),
 };
 
 static void *slot(struct config *c, const struct cf_key *k)

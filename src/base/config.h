@@ -117,6 +117,8 @@ struct config {
 	int jobs_every_s;
 	int jobs_reminder_lead_days;
 	char *jobs_now;
+	/* [approvals] (issue 10, dual control) */
+	int approvals_expire_hours;
 };
 
 /* Returns a new config holding every default; free with config_free. */

@@ -60,6 +60,30 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_dispute_sent", "" },
 	{ "sms_dispute_none", "" },
 	{ "sms_dispute_officials", "member amount date" },
+	/* approvals (schema/85_approvals.sql): the request to the officials,
+	 * the kinds' words inside it ({what}), each vote to the maker, the
+	 * decision to the maker and (rejected, expired) the beneficiary, the
+	 * veto window and the freeze */
+	{ "sms_approval_request", "chama maker what amount code" },
+	{ "sms_approval_what_payment_reverse", "member date reason notice" },
+	/* payout_request's vars (helper F): at least the beneficiary's name */
+	{ "sms_approval_what_payout", "member" },
+	{ "sms_approval_what_cash_payout", "member" },
+	{ "sms_approval_voted", "chama code official vote yes need" },
+	{ "sms_approval_word_approve", "" },
+	{ "sms_approval_word_reject", "" },
+	{ "sms_approval_approved", "chama code what amount" },
+	{ "sms_approval_rejected", "chama code what amount" },
+	{ "sms_approval_expired", "chama code what amount" },
+	{ "sms_approval_rejected_for", "chama code what amount" },
+	{ "sms_approval_expired_for", "chama code what amount" },
+	{ "sms_approval_veto", "chama what amount code hours" },
+	{ "sms_approval_waiting", "chama code what amount hours" },
+	{ "sms_approval_frozen", "chama code what amount count" },
+	/* sms_approve.c: the replies to APPROVE, REJECT and STOP */
+	{ "sms_appr_*", "code yes need count" },
+	{ "sms_approve_usage", "" },
+	{ "sms_stop_usage", "" },
 	{ NULL, NULL },
 };
 
