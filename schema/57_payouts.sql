@@ -70,23 +70,25 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- M-Pesa money already promised: payouts on their way out of the float
--- (approved ones too when p_approved: a request must leave room for them).
-CREATE OR REPLACE FUNCTION payout_float_in_flight(p_chama bigint, p_approved boolean) RETURNS bigint
+-- (with p_pending, also those asked for or approved and not sent yet: a
+-- request must leave room for them; the claim counts only what is out).
+CREATE OR REPLACE FUNCTION payout_float_in_flight(p_chama bigint, p_pending boolean) RETURNS bigint
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(sum(amount_cents), 0)::bigint FROM payouts
      WHERE chama_id = p_chama AND method = 'mpesa'
-       AND (status IN ('sending', 'sent', 'unknown') OR (p_approved AND status = 'approved'))
+       AND (status IN ('sending', 'sent', 'unknown') OR (p_pending AND status IN ('requested', 'approved')))
 $$;
 
--- The names of the officials who approved it (helper E's approval_votes),
--- for the members' announcement.
--- (PL/pgSQL: the approvals tables are only read when it runs)
+-- The names of the officials who approved it (helper E's approval_votes,
+-- the round that decided), for the members' announcement.  PL/pgSQL: the
+-- approvals tables are only read when it runs.
 CREATE OR REPLACE FUNCTION payout_approvers(p_approval bigint) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN (SELECT coalesce(string_agg(u.full_name, ', ' ORDER BY v.id), '-')
-              FROM approval_votes v JOIN users u ON u.id = v.user_id
-             WHERE v.approval_id = p_approval AND v.decision = 'approved');
+              FROM approval_votes v JOIN users u ON u.id = v.official_user_id
+             WHERE v.approval_id = p_approval AND v.vote = 'approve'
+               AND v.round = (SELECT max(w.round) FROM approval_votes w WHERE w.approval_id = p_approval));
 END
 $$;
 
@@ -298,7 +300,9 @@ BEGIN
             left(btrim(p_memo), 100), p_channel, p_maker, p_at)
     RETURNING * INTO p;
     SELECT * INTO a FROM approval_open(p_chama, CASE p_method WHEN 'cash' THEN 'cash_payout' ELSE 'payout' END, p.id,
-                                       p_amount_cents, p_maker, p_user, payout_vars(p), p_channel, p_at) o;
+                                       p_amount_cents, p_maker, p_user,
+                                       -- the officials' words: approval_what_payout (plain text only)
+                                       payout_vars(p) - 'kind' - 'receipt', p_channel, p_at) o;
     IF a.outcome NOT LIKE 'ok%' THEN
         -- no approval could be opened: the request goes no further
         UPDATE payouts SET status = 'cancelled', result_desc = a.outcome, completed_at = now() WHERE id = p.id;
@@ -341,6 +345,15 @@ BEGIN
     PERFORM pg_notify('chamad_payouts', p.id::text);
     RETURN 'approved';
 END
+$$;
+
+-- Approvals dispatch by kind (<kind>_on_approval): a cash payout's
+-- approval is the same decision.
+CREATE OR REPLACE FUNCTION cash_payout_on_approval(p_approval_id bigint, p_ref_id bigint, p_decision text,
+                                                   p_at timestamptz)
+RETURNS text
+LANGUAGE sql AS $$
+    SELECT payout_on_approval(p_approval_id, p_ref_id, p_decision, p_at)
 $$;
 
 -- The B2C job's claim: approved M-Pesa payouts that are due, SKIP LOCKED

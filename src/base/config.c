@@ -160,6 +160,9 @@ static const struct cf_key cf_keys[] = {
 	STR(jobs, now, "", true, NULL,
 	    "a fixed \"now\" (timestamp) for the domain clock: postings, jobs, arrears; empty = the clock (tests, drills)"),
 	STR(mpesa, allow_ips, "", true, check_agg_list, "IP allow-list for the callbacks, \"safaricom:196.201.214.0/24\""),
+	/* [mpesa] payouts (issue 10, part F) */
+	INT(mpesa, b2c_result_timeout_s, "300", 10, 86400, true,
+	    "a B2C payout with no result by then is resolved with the Transaction Status query"),
 };
 
 static void *slot(struct config *c, const struct cf_key *k)

@@ -105,6 +105,8 @@ struct config {
 	int mpesa_timeout_ms;
 	int mpesa_unknown_close_s;
 	char *mpesa_allow_ips;
+	/* [mpesa] payouts (issue 10, part F) */
+	int mpesa_b2c_result_timeout_s;
 	/* [jobs] */
 	int jobs_every_s;
 	int jobs_reminder_lead_days;
