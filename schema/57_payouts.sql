@@ -523,8 +523,8 @@ BEGIN
     END IF;
     UPDATE payouts SET conversation_id = coalesce(conversation_id, left(p_conversation, 64)), result_code = 0,
            result_desc = left(p_desc, 300),
-           resolved_at = CASE WHEN status IN ('unknown', 'approved') THEN now() END,
-           resolution = CASE WHEN status IN ('unknown', 'approved') THEN 'paid' END
+           resolved_at = CASE WHEN status IN ('unknown', 'approved') THEN now() ELSE resolved_at END,
+           resolution = CASE WHEN status IN ('unknown', 'approved') THEN 'paid' ELSE resolution END
      WHERE id = p.id;
     PERFORM payout_post(p.id, left(p_receipt, 100), p_at);
     RETURN QUERY SELECT 'paid'::text, p.id;
