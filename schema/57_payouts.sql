@@ -186,7 +186,7 @@ BEGIN
                        CASE p.method WHEN 'mpesa' THEN 'mpesa' ELSE coalesce(p.channel, 'system') END,
                        coalesce(p.memo, p.kind), p_at) lp;
     UPDATE payouts SET status = 'paid', journal_entry_id = e, mpesa_receipt = coalesce(p_receipt, mpesa_receipt),
-           completed_at = now(), lease_until = NULL, next_at = NULL
+           completed_at = p_at, lease_until = NULL, next_at = NULL
      WHERE id = p.id RETURNING * INTO p;
     v := payout_vars(p);
     PERFORM notify(p.user_id, 'payout', CASE p.method WHEN 'mpesa' THEN 'sms_payout_paid' ELSE 'sms_payout_paid_cash' END,
