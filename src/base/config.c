@@ -179,6 +179,9 @@ static const struct cf_key cf_keys[] = {
 	/* dual control (issue 10) */
 	INT(approvals, expire_hours, "72", 1, 8760, true,
 	    "a request officials have not decided by then expires (counted from its opening, or its freeze)"),
+	/* [mpesa] payouts (issue 10, part F) */
+	INT(mpesa, b2c_result_timeout_s, "300", 10, 86400, true,
+	    "a B2C payout with no result by then is resolved with the Transaction Status query"),
 };
 
 static void *slot(struct config *c, const struct cf_key *k)

@@ -113,6 +113,8 @@ struct config {
 	int mpesa_max_payout;
 	int mpesa_status_timeout_s;
 	int mpesa_status_max_attempts;
+	/* [mpesa] payouts (issue 10, part F) */
+	int mpesa_b2c_result_timeout_s;
 	/* [jobs] */
 	int jobs_every_s;
 	int jobs_reminder_lead_days;

@@ -29,6 +29,20 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_mpesa_failed_*", "amount chama desc" },
 	/* mpesa.c: a push that never started */
 	{ "sms_mpesa_push_failed", "amount chama" },
+	/* payouts (schema/57_payouts.sql): payout_vars for each, the
+	 * officials' reason a translated line, the approvers for everyone */
+	{ "sms_payout_paid", "chama member amount kind memo receipt" },
+	{ "sms_payout_paid_cash", "chama member amount kind memo receipt" },
+	{ "sms_payout_failed", "chama member amount kind memo receipt" },
+	{ "sms_payout_announce", "chama member amount kind memo receipt approvers" },
+	{ "sms_payout_failed_officials", "chama member amount kind memo receipt reason" },
+	{ "sms_payout_unknown_officials", "chama member amount kind memo receipt reason" },
+	{ "sms_payout_kind_*", "" },
+	/* approval_open's request to the officials ({what}: payout_vars less
+	 * kind and receipt) */
+	{ "sms_approval_what_payout", "chama member amount memo" },
+	{ "sms_approval_what_cash_payout", "chama member amount memo" },
+	{ "sms_payout_reason_*", "code" },
 	/* send_reminders (schema/60_notify.sql) */
 	{ "sms_due_reminder", "chama amount date" },
 	{ "sms_arrears", "chama amount date" },

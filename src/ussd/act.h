@@ -68,5 +68,6 @@ extern const struct ussd_action act_auth_actions[];
 extern const struct ussd_action act_chama_actions[];
 extern const struct ussd_action act_money_actions[];
 extern const struct ussd_action act_approve_actions[];
+extern const struct ussd_action act_payout_actions[];
 
 #endif
