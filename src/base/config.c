@@ -160,6 +160,13 @@ static const struct cf_key cf_keys[] = {
 	STR(jobs, now, "", true, NULL,
 	    "a fixed \"now\" (timestamp) for the domain clock: postings, jobs, arrears; empty = the clock (tests, drills)"),
 	STR(mpesa, allow_ips, "", true, check_agg_list, "IP allow-list for the callbacks, \"safaricom:196.201.214.0/24\""),
+	/* reconciliation (issue 10 part 6) */
+	INT(mpesa, reconcile_every_s, "86400", 0, 604800, true,
+	    "the reconcile job compares each period this long (86400: each day, local midnights); 0 = no job"),
+	STR(mpesa, reconcile_float_account, "Utility Account", true, NULL,
+	    "the Account Balance account held against the books' M-Pesa float (a paybill collects in Utility Account)"),
+	INT(mpesa, reconcile_balance_wait_s, "120", 5, 3600, true,
+	    "a reconcile run waits this long for the Account Balance result, then reports the balance unknown"),
 };
 
 static void *slot(struct config *c, const struct cf_key *k)

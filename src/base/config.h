@@ -105,6 +105,10 @@ struct config {
 	int mpesa_timeout_ms;
 	int mpesa_unknown_close_s;
 	char *mpesa_allow_ips;
+	/* [mpesa] reconciliation (issue 10 part 6: src/mpesa/reconcile.c) */
+	int mpesa_reconcile_every_s;
+	char *mpesa_reconcile_float_account;
+	int mpesa_reconcile_balance_wait_s;
 	/* [jobs] */
 	int jobs_every_s;
 	int jobs_reminder_lead_days;

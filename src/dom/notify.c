@@ -60,6 +60,10 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_dispute_sent", "" },
 	{ "sms_dispute_none", "" },
 	{ "sms_dispute_officials", "member amount date" },
+	/* reconcile_compare (schema/95_reconcile.sql), to a chama's officials */
+	{ "sms_reconcile_offered", "chama receipt amount date" },
+	{ "sms_reconcile_unlisted", "chama receipt amount date" },
+	{ "sms_reconcile_duplicated", "chama receipt amount count" },
 	{ NULL, NULL },
 };
 

@@ -69,6 +69,7 @@ void mpesa_unref(struct mpesa *m)
 	if (--m->refs == 0) {
 		/* nothing in flight points here any more: every claim was released */
 		xassert(!m->held && m->unrecorded == 0);
+		mpesa_reconcile_free(m);
 		free(m);
 	}
 }
@@ -395,6 +396,7 @@ struct mpesa *mpesa_new(struct app *app)
 	util_random_hex(rnd, 4);
 	snprintf(m->me, sizeof(m->me), "%.30s:%d:%s", host, (int)getpid(), rnd);
 	event_add(m->query_ev, &tv);
+	mpesa_reconcile_start(m);
 	/* what other daemons left: the pushes due already (and when the next
 	 * is), the callbacks stored, the requests past the push window */
 	query_tick(-1, 0, m);
@@ -410,6 +412,7 @@ void mpesa_free(struct mpesa *m)
 	event_free(m->query_ev);
 	event_free(m->push_ev);
 	event_free(m->cb_ev);
+	mpesa_reconcile_stop(m);
 	/* cancels calls in flight: a push claimed but unanswered becomes
 	 * 'unknown' when its lease ends; a pushed one is settled by any
 	 * daemon's query job; a stored callback by any daemon's settling.
@@ -440,19 +443,23 @@ void mpesa_query_now(struct mpesa *m)
 size_t mpesa_routes(const struct config *cfg, struct http_route *out, size_t max)
 {
 	/* C2B URLs may not contain "mpesa" (Daraja refuses to register them) */
-	static char paths[3][200];
+	static char paths[5][200];
 	const char *sep = *cfg->mpesa_callback_secret ? "/" : "";
-	const struct http_route routes[3] = {
+	const struct http_route routes[5] = {
 		{ paths[0], HTTP_POST, mpesa_stk_callback, "mpesa_stk_callback", NULL },
 		{ paths[1], HTTP_POST, mpesa_c2b_validation, "c2b_validation", NULL },
 		{ paths[2], HTTP_POST, mpesa_c2b_confirmation, "c2b_confirmation", NULL },
+		{ paths[3], HTTP_POST, mpesa_balance_result, "mpesa_balance_result", NULL },
+		{ paths[4], HTTP_POST, mpesa_balance_timeout, "mpesa_balance_timeout", NULL },
 	};
 	size_t n = 0;
 
 	snprintf(paths[0], sizeof(paths[0]), "/mpesa/stk/callback%s%s", sep, cfg->mpesa_callback_secret);
 	snprintf(paths[1], sizeof(paths[1]), "/payments/c2b/validation%s%s", sep, cfg->mpesa_callback_secret);
 	snprintf(paths[2], sizeof(paths[2]), "/payments/c2b/confirmation%s%s", sep, cfg->mpesa_callback_secret);
-	for (; n < 3 && n < max; n++)
+	snprintf(paths[3], sizeof(paths[3]), "/mpesa/balance/result%s%s", sep, cfg->mpesa_callback_secret);
+	snprintf(paths[4], sizeof(paths[4]), "/mpesa/balance/timeout%s%s", sep, cfg->mpesa_callback_secret);
+	for (; n < 5 && n < max; n++)
 		out[n] = routes[n];
 	return n;
 }
@@ -472,4 +479,5 @@ void mpesa_metrics(struct mpesa *m, struct buf *out)
 		   "# TYPE chamad_mpesa_unrecorded gauge\nchamad_mpesa_unrecorded %d\n",
 		   (unsigned long long)m->pushes, (unsigned long long)m->callbacks, (unsigned long long)m->queries,
 		   (unsigned long long)m->unmatched, m->unrecorded);
+	mpesa_reconcile_metrics(m, out);
 }

@@ -7,6 +7,8 @@
  *   stk.c    the STK callback (stored, then acknowledged) and settling:
  *            stored callbacks and status query answers -> mpesa_settle
  *   c2b.c    paybill validation and confirmation -> c2b_confirm
+ *   reconcile.c  the reconcile job, its claimed runs (statement, Account
+ *            Balance, comparison) and the balance result routes
  *
  * Daraja itself (token, wire formats) is net/daraja; every statement is in
  * dom/payment.
@@ -24,6 +26,8 @@ struct daraja;
 struct event;
 struct http_ctx;
 struct db_result;
+struct buf;
+struct recon;
 
 #define CB_MAX_TRIES 10		/* ~5 minutes of waiting for a push's answer */
 
@@ -58,6 +62,7 @@ struct mpesa {
 	int unrecorded;		/* work whose outcome is not in PostgreSQL yet */
 	struct held *held;
 	char me[64];		/* claimed_by: host:pid:random */
+	struct recon *recon;	/* reconcile.c */
 	uint64_t pushes, callbacks, queries, unmatched;
 };
 
@@ -93,5 +98,16 @@ void mpesa_stk_callback(struct http_ctx *ctx);
 /* c2b.c */
 void mpesa_c2b_validation(struct http_ctx *ctx);
 void mpesa_c2b_confirmation(struct http_ctx *ctx);
+
+/* reconcile.c: started by mpesa_new, stopped by mpesa_free (nothing new
+ * claimed; a run waiting for its balance is left to its lease), freed
+ * with the module's last reference. */
+void mpesa_reconcile_start(struct mpesa *m);
+void mpesa_reconcile_stop(struct mpesa *m);
+void mpesa_reconcile_free(struct mpesa *m);
+void mpesa_reconcile_metrics(struct mpesa *m, struct buf *out);
+/* POST /mpesa/balance/result[/<secret>] and /mpesa/balance/timeout[/<secret>] */
+void mpesa_balance_result(struct http_ctx *ctx);
+void mpesa_balance_timeout(struct http_ctx *ctx);
 
 #endif
