@@ -37,6 +37,7 @@ static int check_level(const char *v, char *err, size_t errlen);
 static int check_format(const char *v, char *err, size_t errlen);
 static int check_country(const char *v, char *err, size_t errlen);
 static int check_agg_list(const char *v, char *err, size_t errlen);
+static int check_b2c_command(const char *v, char *err, size_t errlen);
 
 #define STR(sec, key, def, reload, chk, help) \
 	{ #sec, #key, CF_STR, offsetof(struct config, sec##_##key), def, 0, 0, reload, chk, help }
@@ -160,6 +161,17 @@ static const struct cf_key cf_keys[] = {
 	STR(jobs, now, "", true, NULL,
 	    "a fixed \"now\" (timestamp) for the domain clock: postings, jobs, arrears; empty = the clock (tests, drills)"),
 	STR(mpesa, allow_ips, "", true, check_agg_list, "IP allow-list for the callbacks, \"safaricom:196.201.214.0/24\""),
+	/* [mpesa] the initiator APIs and the Transaction Status rail (issue 10, part C) */
+	STR(mpesa, b2c_shortcode, "", true, NULL, "B2C shortcode (PartyA of payouts and queries); empty = shortcode"),
+	STR(mpesa, initiator_name, "", true, NULL, "the API initiator's user name (InitiatorName / Initiator)"),
+	STR(mpesa, security_credential, "", true, NULL,
+	    "the initiator password encrypted by the Daraja portal (base64); chamad never sees the password"),
+	STR(mpesa, b2c_command_id, "BusinessPayment", true, check_b2c_command,
+	    "B2C CommandID: BusinessPayment, SalaryPayment or PromotionPayment"),
+	INT(mpesa, max_payout, "150000", 1, 250000, true, "largest B2C payout, in whole shillings (never sent above it)"),
+	INT(mpesa, status_timeout_s, "120", 1, 86400, true,
+	    "a Transaction Status query with no result by then is sent again"),
+	INT(mpesa, status_max_attempts, "5", 1, 100, true, "Transaction Status queries sent before the outcome is unknown"),
 	/* reconciliation (issue 10 part 6) */
 	INT(mpesa, reconcile_every_s, "86400", 0, 604800, true,
 	    "the reconcile job compares each period this long (86400: each day, local midnights); 0 = no job"),
@@ -484,4 +496,13 @@ static int check_agg_list(const char *v, char *err, size_t errlen)
 		p += strspn(p, " \t");
 	}
 	return 0;
+}
+
+/* [mpesa] b2c_command_id: Daraja's three B2C commands (issue 10, part C) */
+static int check_b2c_command(const char *v, char *err, size_t errlen)
+{
+	if (!strcmp(v, "BusinessPayment") || !strcmp(v, "SalaryPayment") || !strcmp(v, "PromotionPayment"))
+		return 0;
+	snprintf(err, errlen, "BusinessPayment, SalaryPayment or PromotionPayment, got \"%s\"", v);
+	return -1;
 }

@@ -105,6 +105,14 @@ struct config {
 	int mpesa_timeout_ms;
 	int mpesa_unknown_close_s;
 	char *mpesa_allow_ips;
+	/* [mpesa] the initiator APIs and the Transaction Status rail (issue 10, part C) */
+	char *mpesa_b2c_shortcode;
+	char *mpesa_initiator_name;
+	char *mpesa_security_credential;
+	char *mpesa_b2c_command_id;
+	int mpesa_max_payout;
+	int mpesa_status_timeout_s;
+	int mpesa_status_max_attempts;
 	/* [mpesa] reconciliation (issue 10 part 6: src/mpesa/reconcile.c) */
 	int mpesa_reconcile_every_s;
 	char *mpesa_reconcile_float_account;

@@ -1,7 +1,7 @@
 # tests/fuzz/fuzz.mk: libFuzzer targets (clang only).  Included from the
 # Makefile; every variable here starts with FUZZ_ so nothing clashes.
 #
-#   make fuzz        build bin/fuzz-at bin/fuzz-hubtel bin/fuzz-menu bin/fuzz-text
+#   make fuzz        build bin/fuzz-<name> for each FUZZ_NAMES (tests/fuzz/fuzz_<name>.c)
 #   make fuzz-run    build, then run each target 20 s on a copy of its corpus
 #                    (bash tests/fuzz/run.sh 20); non-zero exit on any crash
 #
@@ -23,10 +23,14 @@ FUZZ_LDLIBS   = $(shell pkg-config --libs $(FUZZ_PKGS)) -lpthread -lm
 # What the targets need from src/ (never main.c).
 FUZZ_LIB_SRCS := src/ussd/ussd_at.c src/ussd/ussd_hubtel.c src/ussd/ussd_req.c src/base/form.c \
                  src/base/menu.c src/base/gsm7.c src/base/phone.c src/base/util.c src/base/log.c
+# the M-Pesa callback and Result parsers (fuzz-mpesa_cb, fuzz-result)
+FUZZ_LIB_SRCS += src/net/daraja_parse.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:src/%.c=$(FUZZ_DIR)/src/%.o)
 FUZZ_LIB      := $(FUZZ_DIR)/libchamad-fuzz.a
 
 FUZZ_NAMES    := at hubtel menu text
+FUZZ_NAMES    += mpesa_cb
+FUZZ_NAMES    += result
 FUZZ_BINS     := $(FUZZ_NAMES:%=bin/fuzz-%)
 FUZZ_T_OBJS   := $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%.o)
 

@@ -17,7 +17,8 @@ dur=${1:-20}
 shift || true
 case "$dur" in ''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;; esac
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(at hubtel menu text)
+# every target: tests/fuzz/fuzz_<name>.c (fuzz.mk lists the same names)
+[ ${#targets[@]} -eq 0 ] && targets=($(cd tests/fuzz && ls fuzz_*.c | sed 's/^fuzz_\(.*\)\.c$/\1/'))
 
 command -v "${CLANG:-clang}" >/dev/null || { echo "fuzz: ${CLANG:-clang} not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
 mkdir -p build/fuzz

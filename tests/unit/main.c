@@ -40,7 +40,9 @@ int t_checks, t_failed_checks;
 	X(test_httpc_get_post) X(test_httpc_http_500) X(test_httpc_refused) X(test_httpc_timeout) \
 	X(test_httpc_max_body) X(test_httpc_keepalive_reuse) X(test_httpc_concurrent) \
 	X(test_httpc_free_cancels) X(test_httpc_callback_requests) \
-	X(test_admit_estimator) X(test_workpool_admission)
+	X(test_admit_estimator) X(test_workpool_admission) \
+	X(test_daraja_result_parse) X(test_daraja_balance) X(test_daraja_callbacks_parse) \
+	X(test_daraja_initiator_calls)
 
 #define DECL(fn) void fn(void);
 TESTS(DECL)
