@@ -46,6 +46,7 @@ struct sq {
 	struct mpesa *m;
 	struct held held;
 	char originator[104];
+	int again_ms;		/* when the row is due again, once recorded */
 };
 
 static void url_of(const struct config *cfg, const char *what, char *out, size_t n)
@@ -70,6 +71,10 @@ static void send_recorded(const struct db_result *r, void *arg)
 	/* not recorded: the lease ends and any daemon sends it again */
 	if (r->status != DB_OK)
 		log_warn("mpesa: status query %s: send not recorded: %s", q->held.id, r->error);
+	else if (!q->m->stopping)
+		/* due again then (unless its result comes first): the claim that
+		 * took it could not see that */
+		mpesa_status_soon(q->m, q->again_ms);
 	sq_done(q);
 }
 
@@ -105,6 +110,8 @@ static void status_acked(const struct daraja_ack *a, void *arg)
 		break;
 	}
 	snprintf(timeout, sizeof(timeout), "%d", m->app->cfg->mpesa_status_timeout_s);
+	/* as mpesa_status_sent sets next_at, and a little after */
+	q->again_ms = (a->outcome == DARAJA_UNSENT ? 5000 : m->app->cfg->mpesa_status_timeout_s * 1000) + 100;
 	p[0] = q->held.id;
 	p[1] = m->me;
 	p[2] = outcome;

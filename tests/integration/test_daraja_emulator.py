@@ -3,12 +3,13 @@ happy path and failure modes, the transaction book and the balances that
 follow from it, the token and initiator checks.  Python against the
 running emulator; no chamad.  Results go to a small sink here that
 answers {"ResultCode":0,"ResultDesc":"Accepted"} as chamad would."""
+import http.client
 import http.server
 import json
 import threading
 import time
+import urllib.parse
 
-from emulator_proc import request
 from mpesa_fixtures import DarajaEmulator
 
 PHONE = "254712345678"
@@ -326,3 +327,143 @@ def test_daraja_emulator_balance_and_reversal_follow_the_book(env):
     mp.result_code("balance", 8006)
     balance(mp, sink)
     assert [b["Result"]["ResultCode"] for b in sink.wait("/balance/result", 3)[1:]] == [2001, 8006]
+
+
+def test_daraja_emulator_stk_payments_are_in_the_book_and_the_query_can_contradict(env):
+    mp, sink = emulator(env, callback_delay_ms=50)
+    mp.control(callback="never", callback_count=1)
+    st, ack = mp.stk_push(PHONE, 300, sink.url + "/stk", account_reference="UMOJA-7")
+    assert st == 200, ack
+    cid = ack["CheckoutRequestID"]
+    time.sleep(0.15)
+    st, q = mp.query(cid)
+    assert st == 200 and q["ResultCode"] == "0", q
+    e = mp.book(type="stk")
+    assert len(e) == 1 and (e[0]["conversation_id"], e[0]["amount"], e[0]["bill_ref"]) == (cid, 300, "UMOJA-7")
+    assert sink.at("/stk") == []                 # never posted, but paid
+    mp.contradict("stk_query", "failed")
+    st, q = mp.query(cid)
+    assert st == 200 and q["ResultCode"] == "1032", q
+    mp.contradict("stk_query", "not_found")
+    st, q = mp.query(cid)
+    assert st == 400 and q["errorMessage"] == "Bad Request - Invalid CheckoutRequestID", q
+    st, q = mp.query(cid)                        # counts ran out
+    assert q["ResultCode"] == "0"
+    # a cancelled push is no payment; a pending one only once decided
+    mp.control(result_code=1032, result_count=1)
+    mp.stk_push(PHONE, 10, sink.url + "/stk")
+    mp.control(callback="pending", callback_count=1)
+    pid = mp.stk_push(PHONE, 20, sink.url + "/stk")[1]["CheckoutRequestID"]
+    time.sleep(0.15)
+    assert len(mp.book(type="stk")) == 1
+    mp.control(decide=pid)
+    assert [x["amount"] for x in mp.book(type="stk")] == [300, 20]
+    status(mp, sink, transaction_id=e[0]["receipt"])
+    p = params(sink.wait("/status/result")[0])
+    assert p["ReasonType"] == "Pay Bill Online" and p["TransactionReason"] == "UMOJA-7"
+    assert mp.balances()["Utility Account"] == 320
+
+
+def test_daraja_emulator_statement_window_pages_and_refusals(env):
+    mp, sink = emulator(env)
+    t0 = time.time()
+    old = mp.add_book_entry(111, time=eat(t0 - 7200), bill_ref="OLD")
+    new = [mp.add_book_entry(100 + i, bill_ref="N%d" % i) for i in range(3)]
+    mp.add_book_entry(999, type="b2c", shortcode="600000")     # another shortcode
+    st, body = pull(mp, eat(t0 - 60), eat(t0 + 60))
+    assert [r["transactionId"] for r in body["Response"][0]] == [e["receipt"] for e in new]
+    st, body = pull(mp, eat(t0 - 7300), eat(t0 - 7100))
+    assert [r["transactionId"] for r in body["Response"][0]] == [old["receipt"]]
+    assert body["Response"][0][0]["trxDate"].endswith("+03:00")
+    mp.control(pull_page_size=2)
+    pages = [pull(mp, eat(t0 - 9000), eat(t0 + 60), offset=o)[1]["Response"][0] for o in ("0", "2", "4")]
+    assert [len(p) for p in pages] == [2, 2, 0]
+    for kw, field in ((dict(start="2025-13-01 00:00:00", end=eat(t0)), "StartDate"),
+                      (dict(start=eat(t0), end=eat(t0 - 60)), "EndDate"),
+                      (dict(start=eat(t0), end=eat(t0), offset="x"), "OffSetValue"),
+                      (dict(start=eat(t0), end=eat(t0), shortcode="999999"), "ShortCode")):
+        st, body = pull(mp, **kw)
+        assert st == 400 and body["errorMessage"] == "Bad Request - Invalid " + field, (kw, body)
+
+
+def _raw_post(url, obj, token, timeout):
+    """(status, body) or the exception a client sees (timeout, closed)."""
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        c.request("POST", u.path, json.dumps(obj), {"Content-Type": "application/json",
+                                                    "Authorization": "Bearer " + token})
+        r = c.getresponse()
+        return r.status, json.loads(r.read())
+    except (OSError, http.client.HTTPException) as e:
+        return type(e).__name__, None
+    finally:
+        c.close()
+
+
+def test_daraja_emulator_tokens_sync_errors_and_hangs_per_api(env):
+    mp, sink = emulator(env)
+    tok = mp.token()[1]["access_token"]
+    t0 = time.time()
+    calls = {
+        "b2c": lambda oc: (mp.b2c_url, {"OriginatorConversationID": oc, "InitiatorName": mp.initiator_name,
+                                        "SecurityCredential": mp.security_credential,
+                                        "CommandID": "BusinessPayment", "Amount": 100,
+                                        "PartyA": mp.b2c_shortcode, "PartyB": PHONE, "Remarks": "r",
+                                        "QueueTimeOutURL": sink.url + "/t", "ResultURL": sink.url + "/b2c/result"}),
+        "status": lambda oc: (mp.status_url, org_req(mp, sink, "status", CommandID="TransactionStatusQuery",
+                                                     TransactionID="TXX0000000", PartyA=mp.shortcode,
+                                                     IdentifierType="4")),
+        "balance": lambda oc: (mp.balance_url, org_req(mp, sink, "balance", CommandID="AccountBalance",
+                                                       PartyA=mp.shortcode, IdentifierType="4")),
+        "reversal": lambda oc: (mp.reversal_url, org_req(mp, sink, "reversal", CommandID="TransactionReversal",
+                                                         TransactionID="TXX0000000", Amount=1,
+                                                         ReceiverParty=mp.shortcode, RecieverIdentifierType="11")),
+        "pull": lambda oc: (mp.pull_url, {"ShortCode": mp.shortcode, "StartDate": eat(t0 - 60),
+                                          "EndDate": eat(t0 + 60), "OffSetValue": "0"}),
+    }
+    for api, make in calls.items():
+        url, body = make("%s:1" % api)
+        assert _raw_post(url, body, "bad-token", 5)[1]["errorCode"] == "404.001.03", api
+        mp.sync_error(api)
+        st, out = _raw_post(url, body, tok, 5)
+        assert (st, out["errorCode"], out["errorMessage"]) == (
+            500, "500.003.02", "System is busy. Please try again in few minutes."), (api, out)
+        mp.hang(api, hang_s=1.5)
+        t = time.monotonic()
+        assert _raw_post(url, body, tok, 0.5)[0] in ("timeout", "TimeoutError"), api
+        assert time.monotonic() - t < 1.2
+        mp.drop(api)
+        assert _raw_post(url, body, tok, 5)[0] in ("RemoteDisconnected", "ConnectionResetError"), api
+        st, out = _raw_post(url, body, tok, 5)
+        assert st == 200, (api, out)
+    assert [c["http"] for c in mp.calls("pull")] == [404, 500, "hung", "dropped", 200]
+    # nothing was done by the refused, hung and dropped ones: one B2C paid
+    assert mp.paid_b2c("b2c:1") == 1
+    # "after": carried out, the answer lost
+    url, body = calls["b2c"]("b2c:2")
+    mp.hang("b2c", after=True, hang_s=1.5)
+    assert _raw_post(url, body, tok, 0.5)[0] in ("timeout", "TimeoutError")
+    assert mp.paid_b2c("b2c:2") == 1
+    assert [b["Result"]["OriginatorConversationID"] for b in sink.wait("/b2c/result", 2)] == ["b2c:1", "b2c:2"]
+    mp.sync_error("oauth", "500.003.03")
+    st, out = mp.token()
+    assert st == 500 and out["errorCode"] == "500.003.03", out
+    # a changed initiator: the old one is refused from now
+    mp.set_initiator(name="chamad", credential="c2VjcmV0")
+    b2c(mp, sink, "b2c:3")
+    assert sink.wait("/b2c/result", 3)[-1]["Result"]["ResultCode"] == 2001
+    b2c(mp, sink, "b2c:4", InitiatorName="chamad", SecurityCredential="c2VjcmV0")
+    assert sink.wait("/b2c/result", 4)[-1]["Result"]["ResultCode"] == 0
+
+
+def test_daraja_emulator_control_refuses_unknown_modes(env):
+    mp, sink = emulator(env)
+    for spec in ({"result": "sometimes"}, {"colour": 1}, {"hang_s": "x"}, {"contradict": "mood"}):
+        st, body = mp._post_json("/_control", {"b2c": spec})
+        assert st == 400, (spec, body)
+    st, body = mp._post_json("/_control", {"ledger": {}})
+    assert st == 400 and "unknown control keys: ledger" in body
+    v = mp.fail("status", count=2, result="late", late_ms=100)
+    assert v["specs"]["status"] == {"result": "late", "late_ms": 100, "count": 2}
+    assert "status" not in mp.reset()["specs"]

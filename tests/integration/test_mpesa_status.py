@@ -81,8 +81,11 @@ def test_status_sent_once_and_dispatched_once(env):
     entry = mp.add_book_entry(500, type="c2b", bill_ref="ACC42", msisdn="254712345678", name="Jane")
     c = env.chamad(e)
     t0 = time.monotonic()
-    q = open_query(env, url, 7, receipt=entry["receipt"])
-    assert open_query(env, url, 7, receipt=entry["receipt"]) == q   # idempotent while open
+    # idempotent while open (both in one transaction: the job answers fast)
+    (q, again), = env.psql("SELECT mpesa_status_open('c2b', 7, '%s', NULL, now()), "
+                           "mpesa_status_open('c2b', 7, '%s', NULL, now())" % (entry["receipt"], entry["receipt"]), url)
+    assert q == again
+    q = int(q)
     got = wait_for(lambda: calls(env, url), timeout=5)
     # woken by the NOTIFY (the periodic pass is an hour away)
     assert got and time.monotonic() - t0 < 5, got
@@ -134,19 +137,28 @@ def test_status_by_originator_matched_by_conversation(env):
 def test_status_resent_then_given_up(env):
     url, mp, e = setup(env, "lost", {"CHAMAD_MPESA_STATUS_TIMEOUT_S": "1", "CHAMAD_MPESA_STATUS_MAX_ATTEMPTS": "3"})
     entry = mp.add_book_entry(200, type="c2b", bill_ref="ACC1")
-    mp.result_lost("status", count=2)
-    mp.result_timeout("status", count=1)
+    mp.result_lost("status", count=3)
     c = env.chamad(e)
+    t0 = time.monotonic()
     q = open_query(env, url, 11, receipt=entry["receipt"])
-    # lost, lost, then a queue timeout: three sends, then no more attempts
+    # no result, three times (status_timeout_s apart): then unknown, once
     got = wait_for(lambda: calls(env, url), timeout=20)
     assert len(got) == 1 and int(got[0][1]) == q and got[0][3] == "" and got[0][4] == "", got
+    assert time.monotonic() - t0 >= 3   # three sends, a timeout after each
     assert len(mp.calls("status")) == 3
-    assert len(mp.results("status", timeout=True)) == 1
     assert env.psql("SELECT status, attempts FROM mpesa_status_queries WHERE id = %d" % q, url) == \
         [["unknown", "3"]]
     time.sleep(1.5)
     assert len(mp.calls("status")) == 3 and len(calls(env, url)) == 1   # given up once, never re-sent
+
+    # a timeout posted to the QueueTimeOutURL is no answer: asked again at once
+    mp.result_timeout("status", count=1)
+    q2 = open_query(env, url, 12, receipt=entry["receipt"])
+    got = wait_for(lambda: [r for r in calls(env, url) if int(r[1]) == q2], timeout=10)
+    assert len(got) == 1 and got[0][3] == "t", got
+    assert len(mp.calls("status")) == 5 and len(mp.results("status", timeout=True)) == 1
+    assert env.psql("SELECT status, attempts FROM mpesa_status_queries WHERE id = %d" % q2, url) == \
+        [["answered", "2"]]
     c.stop()
 
 
