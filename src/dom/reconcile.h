@@ -23,8 +23,9 @@
 
 /* `chamad reconcile`: $1 requested by (user@host), $2 first day
  * (YYYY-MM-DD, or NULL: yesterday), $3 last day (inclusive; NULL: the
- * first), $4 time zone, $5 "now" (clock_p_at).  Wakes the daemons (NOTIFY
- * chamad_reconcile).  -> run id, period_from, period_to (text). */
+ * first), $4 time zone, $5 "now" (clock_p_at).  The daemons find it within
+ * seconds (they poll; it also NOTIFYs chamad_reconcile).  -> run id,
+ * period_from, period_to (text). */
 extern const struct db_stmt reconcile_request_days;
 
 /* The daily job: $1 "now" (clock_p_at), $2 time zone, $3 every (s), $4 by

@@ -8,9 +8,9 @@
  *      base/clock); an advisory lock and a unique index make it one run
  *      per period, whichever daemon asks.  Not at start-up: a daemon
  *      started (or restarted) at any time asks within five minutes.
- *   `chamad reconcile` writes a run and NOTIFYs chamad_reconcile.
+ *   `chamad reconcile` writes a run (and NOTIFYs chamad_reconcile).
  *   a run is a claimed row: any daemon with M-Pesa configured claims it
- *      (on the NOTIFY, after its own job asked, and every 30 s), one at a
+ *      (after its own job asked, and every CLAIM_EVERY_S), one at a
  *      time, under a lease of reconcile_balance_wait_s + 300 s:
  *   -> the statement, page after page by OffSetValue, until an empty page
  *      (daraja_pull_transactions), each page recorded
@@ -42,7 +42,11 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#define CLAIM_EVERY_S 30
+/* how often a daemon looks for a run to do.  A poll, not a LISTEN: a pool
+ * listens on one channel, and both pools' are taken (the SMS sender's,
+ * the status rail's); reconcile_request still NOTIFYs chamad_reconcile
+ * for the day a pool listens on more. */
+#define CLAIM_EVERY_S 5
 #define JOB_EVERY_MAX_S 300
 #define LEASE_EXTRA_S 300
 #define MAX_PAGES 10000
@@ -475,16 +479,6 @@ static void job_tick(evutil_socket_t fd, short what, void *arg)
 	db_run(m->app->dbbg, &reconcile_job_request_stmt, p, job_asked, rc);
 }
 
-static void on_notify(const char *channel, const char *payload, void *arg)
-{
-	struct mpesa *m = arg;
-
-	(void)channel;
-	(void)payload;
-	if (m->recon && !m->stopping)
-		claim_soon(m->recon, 0);
-}
-
 void mpesa_reconcile_start(struct mpesa *m)
 {
 	struct recon *rc = xcalloc(1, sizeof(*rc));
@@ -499,8 +493,6 @@ void mpesa_reconcile_start(struct mpesa *m)
 	m->recon = rc;
 	/* runs a CLI asked for, or that a stopped daemon left */
 	claim_soon(rc, 0);
-	if (m->app->db && db_pool_listen(m->app->db, "chamad_reconcile", on_notify, m) < 0)
-		log_warn("reconcile: cannot listen for requested runs; claiming every %d s", CLAIM_EVERY_S);
 }
 
 void mpesa_reconcile_stop(struct mpesa *m)
