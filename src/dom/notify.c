@@ -95,6 +95,10 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_appr_*", "code yes need count" },
 	{ "sms_approve_usage", "" },
 	{ "sms_stop_usage", "" },
+	/* reconcile_compare (schema/95_reconcile.sql), to a chama's officials */
+	{ "sms_reconcile_offered", "chama receipt amount date" },
+	{ "sms_reconcile_unlisted", "chama receipt amount date" },
+	{ "sms_reconcile_duplicated", "chama receipt amount count" },
 	{ NULL, NULL },
 };
 

@@ -107,7 +107,8 @@ def test_schema_tables_and_money_types(env):
     assert tables - TABLES == {"schema_migrations", "schema_files", "proposal_votes", "ussd_session_events", "sms_inbound",
                                "ledger_accounts", "journal_entries", "journal_lines", "mpesa_requests",
                                "mpesa_c2b", "mpesa_callbacks", "audit_chain_heads", "policy_actions",
-                               "mpesa_status_queries", "approvals", "approval_votes", "approval_vetoes"}, \
+                               "mpesa_status_queries", "approvals", "approval_votes", "approval_vetoes",
+                               "reconcile_runs", "reconcile_statement_lines", "reconcile_items"}, \
         sorted(tables - TABLES)
 
     # no float, real, numeric or money column anywhere (tables, views and
