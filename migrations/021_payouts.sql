@@ -71,7 +71,7 @@ ALTER TABLE payouts
     ADD COLUMN ref_id bigint,
     ADD COLUMN memo text CHECK (length(memo) <= 100),
     ADD COLUMN channel text CHECK (length(channel) <= 16),
-    ADD COLUMN approval_id bigint,
+    ADD COLUMN approval_id bigint REFERENCES approvals (id) ON DELETE RESTRICT,
     ADD COLUMN attempt integer NOT NULL DEFAULT 0 CHECK (attempt BETWEEN 0 AND 9),
     ADD COLUMN originator_id text CHECK (originator_id ~ '^payout:[0-9]+:[0-9]+$'),
     ADD COLUMN conversation_id text CHECK (length(conversation_id) <= 64),
@@ -114,4 +114,4 @@ CREATE INDEX payouts_approval_id_idx ON payouts (approval_id);
 -- never the maker nor the beneficiary).
 INSERT INTO policy_actions (action, roles, approvals, description) VALUES
     ('money.payout_request', '{treasurer,chairperson}', 2, 'Ask for a payout or refund to a member (M-Pesa or cash)'),
-    ('money.payout_list', '{treasurer,chairperson,secretary}', 1, 'See the chama''s payouts and their state');
+    ('money.payout_list', '{treasurer,chairperson}', 1, 'See the chama''s payouts and their state');

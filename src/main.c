@@ -364,11 +364,7 @@ static int hash_pin(const struct config *cfg)
  * a string an SMS command needs that is missing). */
 static void register_modules(void)
 {
-	ussd_actions_register(act_auth_actions);
-	ussd_actions_register(act_chama_actions);
-	ussd_actions_register(act_money_actions);
-	ussd_actions_register(act_approve_actions);
-	ussd_actions_register(act_payout_actions);
+	act_register_all();
 	sms_commands_register(sms_commands);
 	sms_commands_register(sms_approve_commands);
 	config_add_check("sms", "provider", sms_provider_check);

@@ -63,11 +63,16 @@ void act_audit_params(const struct ussd_hop *hop, const char *out[4]);
  * a failed statement: unavailable.  These return NULL, the hop ended. */
 const char *act_outcome(struct ussd_hop *hop, const struct db_result *r);
 
-/* Each module's table of actions (NULL-terminated), for main.c to register. */
+/* Each module's table of actions (NULL-terminated), one line each in
+ * act_register_all (actions.c). */
 extern const struct ussd_action act_auth_actions[];
 extern const struct ussd_action act_chama_actions[];
 extern const struct ussd_action act_money_actions[];
 extern const struct ussd_action act_approve_actions[];
 extern const struct ussd_action act_payout_actions[];
+
+/* Registers every module's table (ussd_actions_register): main.c does it
+ * before the menus load, and so do the tests that load the real menus. */
+void act_register_all(void);
 
 #endif

@@ -196,3 +196,12 @@ const char *act_outcome(struct ussd_hop *hop, const struct db_result *r)
 		hop_fail(hop, key);
 	return NULL;
 }
+
+void act_register_all(void)
+{
+	ussd_actions_register(act_auth_actions);
+	ussd_actions_register(act_chama_actions);
+	ussd_actions_register(act_money_actions);
+	ussd_actions_register(act_approve_actions);
+	ussd_actions_register(act_payout_actions);
+}

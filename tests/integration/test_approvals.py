@@ -66,7 +66,7 @@ class Chama:
     def open(self, kind="payout", ref=None, cents=150000, maker="treasurer", beneficiary="m1", at="now()"):
         ref = ref or random.randrange(10 ** 9)
         row, = self.q("SELECT outcome, approval_id, code FROM approval_open(%s, '%s', %s, %s, %s, %s, "
-                         "'{\"member\": \"M One\"}', 'ussd', %s)"
+                         "'{\"member\": \"M One\", \"memo\": \"School fees\"}', 'ussd', %s)"
                          % (self.cid, kind, ref, cents, self.uid[maker],
                             self.uid[beneficiary] if beneficiary else "NULL", at))
         return row[0], row[1], row[2]

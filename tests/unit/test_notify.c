@@ -216,10 +216,7 @@ void test_sms_real_templates(void)
 	struct menu_set *m;
 
 	/* what main.c registers: the menus name these actions */
-	ussd_actions_register(act_auth_actions);
-	ussd_actions_register(act_chama_actions);
-	ussd_actions_register(act_money_actions);
-	ussd_actions_register(act_approve_actions);
+	act_register_all();
 	m = ussd_menus_load(cfg, err, sizeof(err));
 
 	T_CHECK(m != NULL);

@@ -342,10 +342,7 @@ void test_real_menus(void)
 	struct menu_set *m;
 
 	/* what main.c registers */
-	ussd_actions_register(act_auth_actions);
-	ussd_actions_register(act_chama_actions);
-	ussd_actions_register(act_money_actions);
-	ussd_actions_register(act_approve_actions);
+	act_register_all();
 	m = ussd_menus_load(cfg, err, sizeof(err));
 
 	T_CHECK(m != NULL);
