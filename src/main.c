@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "dom/loginlog.h"
 #include "ops/migrate.h"
+#include "ops/money_check.h"
 #include "ops/outbox.h"
 #include "net/redis.h"
 #include "base/menu.h"
@@ -103,6 +104,9 @@ static void usage(FILE *out)
 		"                  (with [auth] pin_pepper and the cost parameters), then exit\n"
 		"  outbox-text ID...  print what each outbox row says (as sent, or as it would\n"
 		"                  be sent now from the menus), one JSON line each; exit 0/1\n"
+		"  money-to-check [--json]  list the M-Pesa payments not credited (unverified,\n"
+		"                  contradicted, flagged) with ids, amounts, receipts, age;\n"
+		"                  exit 0 when there are none, 1 when there are\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE   configuration file (default: $CHAMAD_CONFIG, else\n"
@@ -361,6 +365,7 @@ static void register_modules(void)
 	ussd_actions_register(act_auth_actions);
 	ussd_actions_register(act_chama_actions);
 	ussd_actions_register(act_money_actions);
+	ussd_actions_register(act_check_actions);
 	sms_commands_register(sms_commands);
 	config_add_check("sms", "provider", sms_provider_check);
 }
@@ -372,11 +377,12 @@ int main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "json", no_argument, NULL, 'J' },	/* money-to-check */
 		{ NULL, 0, NULL, 0 },
 	};
 	struct app app;
 	const char *cmd = "run";
-	bool check_only = false;
+	bool check_only = false, json = false;
 	char err[512];
 	int opt, rc;
 
@@ -389,6 +395,9 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 			check_only = true;
+			break;
+		case 'J':
+			json = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -405,7 +414,8 @@ int main(int argc, char **argv)
 		cmd = argv[optind++];
 	if ((optind < argc && strcmp(cmd, "outbox-text")) ||
 	    (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "hash-pin") && strcmp(cmd, "verify-ledger") &&
-	     strcmp(cmd, "outbox-text"))) {
+	     strcmp(cmd, "outbox-text") && strcmp(cmd, "money-to-check")) ||
+	    (json && strcmp(cmd, "money-to-check"))) {
 		fprintf(stderr, "chamad: unknown command \"%s\" (try --help)\n", optind < argc ? argv[optind] : cmd);
 		return 2;
 	}
@@ -451,6 +461,8 @@ int main(int argc, char **argv)
 		rc = verify_ledger(app.cfg, stdout, stderr);
 	else if (!strcmp(cmd, "outbox-text"))
 		rc = outbox_text(app.cfg, argc - optind, argv + optind, stdout, stderr);
+	else if (!strcmp(cmd, "money-to-check"))
+		rc = money_check(app.cfg, json, stdout, stderr);
 	else
 		rc = run_daemon(&app);
 	config_free(app.cfg);

@@ -160,6 +160,9 @@ static const struct cf_key cf_keys[] = {
 	STR(jobs, now, "", true, NULL,
 	    "a fixed \"now\" (timestamp) for the domain clock: postings, jobs, arrears; empty = the clock (tests, drills)"),
 	STR(mpesa, allow_ips, "", true, check_agg_list, "IP allow-list for the callbacks, \"safaricom:196.201.214.0/24\""),
+	/* issue 10, credit only what we confirmed (helper D) */
+	INT(mpesa, verify_flag_after_s, "3600", 1, 604800, true,
+	    "a paybill payment the Transaction Status query has not verified by then is flagged, never credited"),
 };
 
 static void *slot(struct config *c, const struct cf_key *k)

@@ -105,6 +105,7 @@ struct config {
 	int mpesa_timeout_ms;
 	int mpesa_unknown_close_s;
 	char *mpesa_allow_ips;
+	int mpesa_verify_flag_after_s;	/* issue 10: an unverified paybill payment is flagged after this */
 	/* [jobs] */
 	int jobs_every_s;
 	int jobs_reminder_lead_days;

@@ -355,6 +355,7 @@ static void query_tick(evutil_socket_t fd, short what, void *arg)
 	 * left (it stopped before it could do them) */
 	pushes_soon(m, 0);
 	mpesa_callbacks_soon(m, 0);
+	mpesa_verify_tick(m);	/* paybill payments never verified, and the alerts (c2b.c) */
 	if (m->querying || m->quiescing)
 		return;
 	m->querying = true;
@@ -472,4 +473,5 @@ void mpesa_metrics(struct mpesa *m, struct buf *out)
 		   "# TYPE chamad_mpesa_unrecorded gauge\nchamad_mpesa_unrecorded %d\n",
 		   (unsigned long long)m->pushes, (unsigned long long)m->callbacks, (unsigned long long)m->queries,
 		   (unsigned long long)m->unmatched, m->unrecorded);
+	mpesa_verify_metrics(m, out);
 }
