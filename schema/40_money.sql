@@ -297,7 +297,9 @@ $$;
 -- account it is a replay: nothing recorded, an alert raised.  Returns where
 -- the money would go (or 'replay'), whether this call recorded it, and the
 -- row's status.
--- the signature before issue 10 (posted on receipt)
+-- the signatures before ledger_post (without p_at) and before issue 10
+-- (posted on receipt)
+DROP FUNCTION IF EXISTS c2b_confirm(text, bigint, text, text, text, text);
 DROP FUNCTION IF EXISTS c2b_confirm(text, bigint, text, text, text, text, timestamptz);
 CREATE OR REPLACE FUNCTION c2b_confirm(p_trans_id text, p_amount_cents bigint, p_bill_ref text, p_payer text,
                                        p_msisdn text, p_receipt_body text, p_at timestamptz, p_shortcode text,

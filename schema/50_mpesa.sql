@@ -59,7 +59,9 @@ $$;
 -- in the outbox); a failure code marks it failed and queues the member's
 -- notice.  The money is posted dated p_at.  Returns the request's final
 -- status and whether this call set it.
--- the signature before issue 10 (without the confirmation and the limit)
+-- the signatures before ledger_post (without p_at) and before issue 10
+-- (without the confirmation and the limit)
+DROP FUNCTION IF EXISTS mpesa_settle(text, integer, text, text, bigint, text, text, text, text);
 DROP FUNCTION IF EXISTS mpesa_settle(text, integer, text, text, bigint, text, text, text, text, timestamptz);
 CREATE OR REPLACE FUNCTION mpesa_settle(p_checkout text, p_result_code integer, p_result_desc text, p_receipt text,
                              p_amount_cents bigint, p_phone text, p_source text,

@@ -128,7 +128,7 @@ DB_STMT(payment_money_to_check, 0,
 	"ORDER BY t.at, t.kind, t.id");
 
 DB_STMT(payment_check_list, 3,
-	POLICY_LIST("money.check_view",
+	POLICY_LIST("payments.check_view",
 		    "SELECT t.kind || ':' || t.id, 'KES ' || (t.amount_cents / 100) || ' ' || t.receipt || ' ' || "
 		    "to_char(t.at, 'DD Mon') FROM (" TO_CHECK ") t "
 		    "WHERE t.chama_id = $2::bigint ORDER BY t.at DESC LIMIT 30"));

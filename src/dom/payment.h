@@ -153,7 +153,7 @@ extern const struct db_stmt payment_money_to_check;
 enum { CHECK_KIND, CHECK_ID, CHECK_STATUS, CHECK_CENTS, CHECK_RECEIPT, CHECK_CHAMA, CHECK_REASON, CHECK_ACCOUNT,
        CHECK_AGE, CHECK_AT };
 
-/* The chama's payments not credited, newest first, for money.check_view
+/* The chama's payments not credited, newest first, for payments.check_view
  * (POLICY_LIST columns: allowed, "kind:id", "KES n receipt DD Mon"). */
 extern const struct db_stmt payment_check_list;
 

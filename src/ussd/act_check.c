@@ -1,5 +1,5 @@
 /*
- * act_check: "Money to check" for officials (money.check_view): their
+ * act_check: "Payments to check" for officials (payments.check_view): their
  * chama's M-Pesa payments chamad has not credited, because M-Pesa has not
  * confirmed them to us yet or said otherwise (dom/payment's
  * payment_check_list; the policy is checked in the same statement).
@@ -11,7 +11,7 @@
 
 static void act_money_check_load(struct ussd_hop *hop)
 {
-	act_list_for(hop, "money.check_view", &payment_check_list);
+	act_list_for(hop, "payments.check_view", &payment_check_list);
 }
 
 /* The actions the menus name (menus/60_money_check.json), registered by main.c. */

@@ -10,7 +10,7 @@ a claim, not money:
         Transaction Status query: amount, receipt, shortcode and account must
         agree before the member is credited and receipted; otherwise it is
         flagged, and one never verified in [mpesa] verify_flag_after_s too.
-        Officials see what is left on USSD ("Money to check"), operators with
+        Officials see what is left on USSD ("Payments to check"), operators with
         `chamad money-to-check`.
 
 Everything over HTTP against the Daraja emulator; each test ends with
@@ -270,7 +270,7 @@ def test_verify_c2b_status_disagrees_or_does_not_know_it(env):
 
 def test_verify_c2b_never_verified_is_flagged_and_shown_to_check(env):
     """The status result never comes: the payment stays unverified (shown in
-    "Money to check" on USSD and by the CLI), then after [mpesa]
+    "Payments to check" on USSD and by the CLI), then after [mpesa]
     verify_flag_after_s it is flagged, never credited."""
     url, daraja, c, phone, uid, cid, num = c2b_setup(env, "v_c2b_lost", {
         "CHAMAD_MPESA_VERIFY_FLAG_AFTER_S": "4", "CHAMAD_MPESA_STATUS_TIMEOUT_S": "600"})
@@ -281,16 +281,16 @@ def test_verify_c2b_never_verified_is_flagged_and_shown_to_check(env):
     assert c2b_rows(env, url) == [[trans, "unverified", "", "contribution"]]
     # the officials see it; a member is not offered it
     screen = ussd(c, cphone, [PIN, "10"])
-    assert "Money to check" in screen, screen
-    opt = re.search(r"(\d+)\. Money to check", screen).group(1)
+    assert "Payments to check" in screen, screen
+    opt = re.search(r"(\d+)\. Payments to check", screen).group(1)
     screen = ussd(c, cphone, [PIN, "10", opt])
-    assert screen.startswith("CON Money to check:") and "KES 1200 %s" % trans in screen, screen
+    assert screen.startswith("CON Payments to check:") and "KES 1200 %s" % trans in screen, screen
     screen = ussd(c, cphone, [PIN, "10", opt, "1"])
     assert "Not credited" in screen and trans in screen, screen
     screen = ussd(c, sphone, [PIN, "10", opt])
     assert "KES 1200 %s" % trans in screen, screen
     screen = ussd(c, phone, [PIN, "10"])
-    assert "Money to check" not in screen, screen
+    assert "Payments to check" not in screen, screen
     assert tm.balance(env, url, uid) == 0
     assert wait_for(lambda: c2b_rows(env, url) == [[trans, "flagged", "unverified", "contribution"]], 20), \
         c2b_rows(env, url)

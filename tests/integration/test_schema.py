@@ -105,7 +105,8 @@ def test_schema_tables_and_money_types(env):
     # inbound SMS, the ledger and its audit chains' heads, the policy
     assert tables - TABLES == {"schema_migrations", "schema_files", "proposal_votes", "ussd_session_events", "sms_inbound",
                                "ledger_accounts", "journal_entries", "journal_lines", "mpesa_requests",
-                               "mpesa_c2b", "mpesa_callbacks", "audit_chain_heads", "policy_actions"}, \
+                               "mpesa_c2b", "mpesa_callbacks", "audit_chain_heads", "policy_actions",
+                               "mpesa_alerts"}, \
         sorted(tables - TABLES)
 
     # no float, real, numeric or money column anywhere (tables, views and
