@@ -163,6 +163,26 @@ def test_verify_stk_callback_the_query_contradicts_posts_nothing(env):
                      log), log[-3000:]
 
 
+def test_verify_stk_emulator_query_says_cancelled_after_a_paid_callback(env):
+    """Daraja's own callback says paid, its STK push query says cancelled
+    (1032): nothing posted, contradicted, both officials alerted."""
+    url, daraja, e = tm.setup(env, "v_stk_contra2", {"CHAMAD_MPESA_QUERY_AFTER_S": "600"})
+    c = tm.start(env, e)
+    phone, uid, cid = tm.seed(env, url)
+    (tphone, tid), (cphone, chid) = officials(env, url, cid)
+    daraja.contradict("stk_query", "failed", count=-1)
+    tm.contribute(c, phone, 300)
+    assert tm.wait_status(env, url, ["contradicted"]) == ["contradicted"]
+    assert daraja.callbacks("stk")[0]["body"]["Body"]["stkCallback"]["ResultCode"] == 0
+    assert ledger_entries(env, url) == 0 and tm.balance(env, url, uid) == 0
+    assert outbox_texts(env, url, "kind = 'receipt'") == []
+    assert len(alert_texts(env, url, tid)) == 1 and len(alert_texts(env, url, chid)) == 1
+    assert "KES 300" in alert_texts(env, url, chid)[0] and "did not go through" in alert_texts(env, url, chid)[0]
+    assert wait_for(lambda: metric(c, "chamad_mpesa_contradictions_total", kind="stk_contradicted") == 1, 5)
+    tm.verify(env, url)
+    c.stop()
+
+
 def test_verify_stk_unknown_request_and_over_limit_never_credited(env):
     """A success callback for a CheckoutRequestID we never made is kept,
     counted, never credited; a success past [mpesa] max_amount is flagged."""
