@@ -50,14 +50,15 @@ SQL
 
 port=18093
 CHAMAD_HTTP_LISTEN=127.0.0.1:$port CHAMAD_LOG_LEVEL=warn CHAMAD_MPESA_CONSUMER_KEY=bench \
-  CHAMAD_MPESA_CALLBACK_SECRET=bench CHAMAD_MPESA_QUERY_EVERY_S=3600 CHAMAD_DATABASE_POOL_SIZE=8 \
+  CHAMAD_MPESA_CALLBACK_SECRET=bench-callback-secret-0123456789 CHAMAD_MPESA_ALLOW_IPS=safaricom:127.0.0.1 \
+  CHAMAD_MPESA_QUERY_EVERY_S=3600 CHAMAD_DATABASE_POOL_SIZE=8 \
   CHAMAD_DATABASE_BACKGROUND_POOL_SIZE=${BG:-4} \
   bin/chamad >/tmp/chamad-money-bench.log 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.05; done
 echo "chamad $(bin/chamad -V | cut -d' ' -f2), $(nproc) cores, pool_size 8, background_pool_size 4; $n callbacks over $chamas chamas"
 t0=$(date +%s%N)
-python3 bench/money.py --port $port --n "$n"
+python3 bench/money.py --port $port --n "$n" --path /mpesa/stk/callback/bench-callback-secret-0123456789
 while :; do
   done_=$(psql -X -tA "$CHAMAD_DATABASE_URL" -c "SELECT count(*) FROM contributions WHERE status = 'confirmed'")
   [ "$done_" -ge "$n" ] && break

@@ -60,7 +60,7 @@ def main():
             "SELECT extract(epoch FROM k.contributed_at - min(b.received_at)) * 1000 FROM mpesa_requests r "
             "JOIN contributions k ON k.id = r.contribution_id JOIN mpesa_callbacks b ON "
             "b.checkout_request_id = r.checkout_request_id GROUP BY k.id, k.contributed_at", url)]
-        base = c.url + "/payments/c2b/%s/cb-s3cret"
+        base = c.url + "/payments/c2b/%s/" + harness.MPESA_SECRET
         daraja.register_c2b(confirmation_url=base % "confirmation", validation_url=base % "validation")
         for i in range(a.n):
             t = daraja.c2b(amount=200 + i, bill_ref="%s-%s" % (cid, num))["trans_id"]

@@ -43,8 +43,13 @@ if [ -z "${CHAMAD_MPESA_CONSUMER_KEY:-}" ]; then
     --log .run/run/mpesa.log > .run/run/daraja-emulator.out 2>&1 &
   emu="$emu $!"
   for _ in $(seq 1 50); do curl -sf "localhost:$mpesa_port/healthz" >/dev/null && break; sleep 0.1; done
+  # chamad refuses M-Pesa without a path secret nobody can guess (32
+  # characters of A-Z a-z 0-9 _ -) and Safaricom's addresses: here a fresh
+  # secret per run, and the emulator's loopback address
+  mpesa_secret=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
   export CHAMAD_MPESA_BASE_URL=http://127.0.0.1:$mpesa_port CHAMAD_MPESA_CONSUMER_KEY=run-key \
     CHAMAD_MPESA_CONSUMER_SECRET=run-secret \
+    CHAMAD_MPESA_CALLBACK_SECRET=$mpesa_secret CHAMAD_MPESA_ALLOW_IPS=safaricom:127.0.0.1 \
     CHAMAD_MPESA_PASSKEY=bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919 \
     CHAMAD_MPESA_PUBLIC_URL=http://$CHAMAD_HTTP_LISTEN
 fi
@@ -54,5 +59,6 @@ echo "run: try  curl http://$CHAMAD_HTTP_LISTEN/healthz   (Ctrl-C to stop)"
 echo "run: be a member: scripts/ussd-sim --url http://$CHAMAD_HTTP_LISTEN/ussd/africastalking --phone +254712000002  (PIN 1234)"
 echo "run: every SMS sent (one-time codes too): tail -f .run/run/sms.log"
 echo "run: contribute on USSD (2 on the main menu); the M-Pesa sandbox logs to .run/run/mpesa.log"
+[ -n "${mpesa_secret:-}" ] && echo "run: M-Pesa callbacks: http://$CHAMAD_HTTP_LISTEN/mpesa/stk/callback/<secret> (secret in CHAMAD_MPESA_CALLBACK_SECRET, made for this run; Safaricom's allow-list: 127.0.0.1)"
 echo "run: text a command: curl http://$CHAMAD_HTTP_LISTEN/sms/africastalking/inbound -d from=%2B254712000002 -d id=1 --data-urlencode 'text=BAL 1234'"
 bin/chamad -c etc/chamad.conf || true

@@ -37,6 +37,7 @@ static int check_level(const char *v, char *err, size_t errlen);
 static int check_format(const char *v, char *err, size_t errlen);
 static int check_country(const char *v, char *err, size_t errlen);
 static int check_agg_list(const char *v, char *err, size_t errlen);
+static int check_b2c_command(const char *v, char *err, size_t errlen);
 
 #define STR(sec, key, def, reload, chk, help) \
 	{ #sec, #key, CF_STR, offsetof(struct config, sec##_##key), def, 0, 0, reload, chk, help }
@@ -90,9 +91,11 @@ static const struct cf_key cf_keys[] = {
 	INT(ussd, busy_hold_ms, "2000", 0, 15000, true,
 	    "a \"Service busy\" for want of capacity is answered this late (within the hop), so redials come slower"),
 	STR(ussd, secrets, "", true, check_agg_list,
-	    "shared secrets per aggregator, \"africastalking:S1 hubtel:S2\"; sent as X-Chamad-Secret or ?secret="),
+	    "shared secrets per aggregator, \"africastalking:S1 hubtel:S2\"; sent as X-Chamad-Secret or ?secret=; "
+	    "at least 32 characters unless [http] listen is loopback"),
 	STR(ussd, allow_ips, "", true, check_agg_list,
-	    "IP allow-lists per aggregator, \"africastalking:196.201.214.0/24,127.0.0.1 hubtel:...\"; empty = any"),
+	    "IP allow-lists per aggregator, \"africastalking:196.201.214.0/24,127.0.0.1 hubtel:...\"; an aggregator "
+	    "with neither a secret nor an allow-list is served only from loopback, and a non-loopback listen needs one"),
 	STR(auth, pin_pepper, "", false, NULL,
 	    "server-side secret mixed into every PIN hash; set it in production and never change it"),
 	INT(auth, pin_opslimit, "2", 1, 20, true, "argon2id passes for new PIN hashes (OWASP minimum: 2)"),
@@ -132,10 +135,11 @@ static const struct cf_key cf_keys[] = {
 	INT(sms, inbound_per_hour, "20", 1, 10000, true, "SMS commands served per number per hour; more are dropped"),
 	STR(sms, secrets, "", true, check_agg_list,
 	    "shared secrets for the SMS callbacks, \"africastalking:S1 kannel:S2\" (as [ussd] secrets)"),
-	STR(sms, allow_ips, "", true, check_agg_list, "IP allow-lists for the SMS callbacks (as [ussd] allow_ips)"),
+	STR(sms, allow_ips, "", true, check_agg_list, "IP allow-lists for the SMS callbacks (as [ussd] allow_ips); a non-loopback listen needs a secret or an "
+	    "allow-list for [sms] provider"),
 	STR(mpesa, base_url, "https://sandbox.safaricom.co.ke", true, NULL,
 	    "Daraja API base (live: https://api.safaricom.co.ke)"),
-	STR(mpesa, consumer_key, "", true, NULL, "Daraja app consumer key; empty = M-Pesa payments off"),
+	STR(mpesa, consumer_key, "", true, NULL, "Daraja app consumer key; empty = M-Pesa off (no M-Pesa routes are served)"),
 	STR(mpesa, consumer_secret, "", true, NULL, "Daraja app consumer secret"),
 	STR(mpesa, shortcode, "174379", true, NULL, "paybill or till number (BusinessShortCode, PartyB)"),
 	STR(mpesa, passkey, "", true, NULL, "Lipa na M-Pesa Online passkey (Password = base64(shortcode+passkey+time))"),
@@ -143,7 +147,8 @@ static const struct cf_key cf_keys[] = {
 	    "CustomerPayBillOnline (paybill) or CustomerBuyGoodsOnline (till)"),
 	STR(mpesa, public_url, "http://127.0.0.1:8080", true, NULL, "how Safaricom reaches chamad, for the CallBackURL"),
 	STR(mpesa, callback_secret, "", false, NULL,
-	    "path secret of the callback: POST /mpesa/stk/callback/<secret> (set it in production)"),
+	    "path secret of every M-Pesa callback (/mpesa/stk/callback/<secret>, /payments/c2b/.../<secret>...): "
+	    "required with consumer_key, at least 32 characters of A-Z a-z 0-9 _ -"),
 	INT(mpesa, min_amount, "10", 1, 150000, true, "smallest contribution by M-Pesa, in whole shillings"),
 	INT(mpesa, max_amount, "150000", 1, 250000, true, "largest contribution by M-Pesa, in whole shillings"),
 	INT(mpesa, daily_limit, "300000", 1, 1000000, true, "M-Pesa contributions per member per day, in shillings"),
@@ -159,7 +164,18 @@ static const struct cf_key cf_keys[] = {
 	INT(jobs, reminder_lead_days, "1", 0, 30, true, "a due-date reminder goes out this many days before"),
 	STR(jobs, now, "", true, NULL,
 	    "a fixed \"now\" (timestamp) for the domain clock: postings, jobs, arrears; empty = the clock (tests, drills)"),
-	STR(mpesa, allow_ips, "", true, check_agg_list, "IP allow-list for the callbacks, \"safaricom:196.201.214.0/24\""),
+	STR(mpesa, allow_ips, "", true, check_agg_list, "IP allow-list for the M-Pesa callbacks, \"safaricom:196.201.214.0/24,...\"; required with consumer_key"),
+	/* [mpesa] the initiator APIs and the Transaction Status rail (issue 10, part C) */
+	STR(mpesa, b2c_shortcode, "", true, NULL, "B2C shortcode (PartyA of payouts and queries); empty = shortcode"),
+	STR(mpesa, initiator_name, "", true, NULL, "the API initiator's user name (InitiatorName / Initiator)"),
+	STR(mpesa, security_credential, "", true, NULL,
+	    "the initiator password encrypted by the Daraja portal (base64); chamad never sees the password"),
+	STR(mpesa, b2c_command_id, "BusinessPayment", true, check_b2c_command,
+	    "B2C CommandID: BusinessPayment, SalaryPayment or PromotionPayment"),
+	INT(mpesa, max_payout, "150000", 1, 250000, true, "largest B2C payout, in whole shillings (never sent above it)"),
+	INT(mpesa, status_timeout_s, "120", 1, 86400, true,
+	    "a Transaction Status query with no result by then is sent again"),
+	INT(mpesa, status_max_attempts, "5", 1, 100, true, "Transaction Status queries sent before the outcome is unknown"),
 	/* issue 10, credit only what we confirmed (helper D) */
 	INT(mpesa, verify_flag_after_s, "3600", 1, 604800, true,
 	    "a paybill payment the Transaction Status query has not verified by then is flagged, never credited"),
@@ -350,6 +366,96 @@ int config_load(struct config *c, const char *path, bool required, char *err, si
 		snprintf(err, errlen, "[redis] reconnect_min_ms: must not exceed reconnect_max_ms");
 		return -1;
 	}
+	return config_validate(c, err, errlen);
+}
+
+/* ---- fail closed: who may call the callbacks (README "Callback secrets
+ * and allow-lists"; etc/chamad.conf says the same) ---- */
+
+#define SECRET_MIN 32
+#define SECRET_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+#define SECRET_HOWTO "make one with: head -c 24 /dev/urandom | base64 | tr '+/' '-_'"
+
+/* Every secret in a "name:secret ..." list is long enough to resist guessing. */
+static int secrets_long(const char *key, const char *list, char *err, size_t errlen)
+{
+	const char *p = list;
+
+	while (*p) {
+		size_t n = strcspn(p, " \t");
+		const char *colon = memchr(p, ':', n);
+
+		if (colon && (size_t)(p + n - colon - 1) < SECRET_MIN) {
+			snprintf(err, errlen, "%s: the secret for %.*s has %zu characters; at least %d are needed when "
+				 "[http] listen is not a loopback address (%s)", key, (int)(colon - p), p,
+				 (size_t)(p + n - colon - 1), SECRET_MIN, SECRET_HOWTO);
+			return -1;
+		}
+		p += n;
+		p += strspn(p, " \t");
+	}
+	return 0;
+}
+
+/* Some entry (any name) in the list. */
+static bool list_has_entry(const char *list)
+{
+	return list[strspn(list, " \t")] != '\0';
+}
+
+int config_validate(const struct config *c, char *err, size_t errlen)
+{
+	char scratch[8], *host = NULL;
+	int port;
+	bool loopback;
+
+	/* Money: Safaricom signs nothing (PROTOCOLS.md 4.6), so the only
+	 * proof a callback is Safaricom's is a path nobody can guess and an
+	 * address that is theirs.  Both, always, once M-Pesa is on. */
+	if (*c->mpesa_consumer_key) {
+		size_t n = strlen(c->mpesa_callback_secret);
+
+		if (n < SECRET_MIN || strspn(c->mpesa_callback_secret, SECRET_CHARS) != n) {
+			snprintf(err, errlen, "[mpesa] callback_secret: M-Pesa is configured ([mpesa] consumer_key), so "
+				 "every callback path needs a secret of at least %d characters of A-Z a-z 0-9 _ - "
+				 "(%s %zu characters%s); %s", SECRET_MIN, n ? "it has" : "it is empty:", n,
+				 n && strspn(c->mpesa_callback_secret, SECRET_CHARS) != n ? ", some of them others" : "",
+				 SECRET_HOWTO);
+			return -1;
+		}
+		if (!util_list_entry(c->mpesa_allow_ips, "safaricom", scratch, sizeof(scratch))) {
+			snprintf(err, errlen, "[mpesa] allow_ips: M-Pesa is configured ([mpesa] consumer_key), so the "
+				 "callbacks need an allow-list of Safaricom's addresses, \"safaricom:196.201.214.0/24,...\"");
+			return -1;
+		}
+	}
+	/* USSD and SMS: on loopback only this machine reaches us (a proxy in
+	 * front does its own checks); anywhere else each caller in use needs a
+	 * secret or an allow-list, and callers we know nothing of are shut by
+	 * http_guard. */
+	if (util_parse_hostport(c->http_listen, &host, &port) < 0)
+		return 0;	/* check_listen already refused it */
+	loopback = util_host_is_loopback(host);
+	free(host);
+	if (loopback)
+		return 0;
+	if (secrets_long("[ussd] secrets", c->ussd_secrets, err, errlen) < 0 ||
+	    secrets_long("[sms] secrets", c->sms_secrets, err, errlen) < 0)
+		return -1;
+	if (!list_has_entry(c->ussd_secrets) && !list_has_entry(c->ussd_allow_ips)) {
+		snprintf(err, errlen, "[ussd] secrets: [http] listen %s is not a loopback address, so each USSD aggregator "
+			 "in use needs a secret ([ussd] secrets) or an allow-list ([ussd] allow_ips); none has either",
+			 c->http_listen);
+		return -1;
+	}
+	if (strcmp(c->sms_provider, "none") &&
+	    !util_list_entry(c->sms_secrets, c->sms_provider, scratch, sizeof(scratch)) &&
+	    !util_list_entry(c->sms_allow_ips, c->sms_provider, scratch, sizeof(scratch))) {
+		snprintf(err, errlen, "[sms] secrets: [http] listen %s is not a loopback address, so the SMS provider "
+			 "%s ([sms] provider) needs a secret ([sms] secrets) or an allow-list ([sms] allow_ips) for its "
+			 "delivery reports and messages", c->http_listen, c->sms_provider);
+		return -1;
+	}
 	return 0;
 }
 
@@ -480,4 +586,13 @@ static int check_agg_list(const char *v, char *err, size_t errlen)
 		p += strspn(p, " \t");
 	}
 	return 0;
+}
+
+/* [mpesa] b2c_command_id: Daraja's three B2C commands (issue 10, part C) */
+static int check_b2c_command(const char *v, char *err, size_t errlen)
+{
+	if (!strcmp(v, "BusinessPayment") || !strcmp(v, "SalaryPayment") || !strcmp(v, "PromotionPayment"))
+		return 0;
+	snprintf(err, errlen, "BusinessPayment, SalaryPayment or PromotionPayment, got \"%s\"", v);
+	return -1;
 }

@@ -106,6 +106,14 @@ struct config {
 	int mpesa_unknown_close_s;
 	char *mpesa_allow_ips;
 	int mpesa_verify_flag_after_s;	/* issue 10: an unverified paybill payment is flagged after this */
+	/* [mpesa] the initiator APIs and the Transaction Status rail (issue 10, part C) */
+	char *mpesa_b2c_shortcode;
+	char *mpesa_initiator_name;
+	char *mpesa_security_credential;
+	char *mpesa_b2c_command_id;
+	int mpesa_max_payout;
+	int mpesa_status_timeout_s;
+	int mpesa_status_max_attempts;
 	/* [jobs] */
 	int jobs_every_s;
 	int jobs_reminder_lead_days;
@@ -133,6 +141,20 @@ void config_free(struct config *c);
  * naming the file, line and key (or the environment variable) into err.
  */
 int config_load(struct config *c, const char *path, bool required, char *err, size_t errlen);
+
+/*
+ * The rules that span keys, run by config_load after every value is read
+ * (so start-up, --check-config and SIGHUP all refuse the same): callbacks
+ * that could move money or speak for a member must be guarded.  When
+ * [mpesa] consumer_key is set, [mpesa] callback_secret has at least 32
+ * characters of [A-Za-z0-9_-] and [mpesa] allow_ips a "safaricom:" entry.
+ * When [http] listen is not loopback (127.0.0.0/8, ::1, localhost), every
+ * secret in [ussd]/[sms] secrets has at least 32 characters, some USSD
+ * aggregator has a secret or an allow-list, and so does the SMS provider in
+ * use ([sms] provider, unless none).  Returns -1 with the key named first
+ * in err.
+ */
+int config_validate(const struct config *c, char *err, size_t errlen);
 
 /*
  * Copies the reloadable keys of `next` into `cur` and logs each one that

@@ -4,6 +4,7 @@
  */
 #include "base/form.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,8 +19,9 @@ static int hexval(char c)
 	return -1;
 }
 
-/* Decodes src[0..n) into dst (room for n+1); -1 on a bad escape or NUL. */
-static int decode(const char *src, size_t n, char *dst)
+/* Decodes src[0..n) into dst (room for n+1), its length into *outlen;
+ * -1 on a bad escape, or on a NUL unless allow_nul. */
+static int decode(const char *src, size_t n, char *dst, bool allow_nul, size_t *outlen)
 {
 	size_t o = 0;
 
@@ -40,15 +42,17 @@ static int decode(const char *src, size_t n, char *dst)
 			c = (char)(hi * 16 + lo);
 			i += 2;
 		}
-		if (c == '\0')
+		if (c == '\0' && !allow_nul)
 			return -1;
 		dst[o++] = c;
 	}
 	dst[o] = '\0';
+	*outlen = o;
 	return 0;
 }
 
-int form_parse(const char *body, size_t len, void (*fn)(const char *key, const char *val, void *arg), void *arg)
+static int parse(const char *body, size_t len, bool allow_nul,
+		 void (*fn)(const char *key, const char *val, size_t vlen, void *arg), void *arg)
 {
 	size_t i = 0;
 	int rc = 0;
@@ -65,20 +69,47 @@ int form_parse(const char *body, size_t len, void (*fn)(const char *key, const c
 
 		if (plen) {
 			char *key = buf, *val;
+			size_t kn, vn;
 
-			if (decode(pair, klen, key) < 0) {
+			if (decode(pair, klen, key, false, &kn) < 0) {
 				rc = -1;
 				break;
 			}
-			val = key + strlen(key) + 1;
-			if (decode(eq ? eq + 1 : pair + plen, eq ? plen - klen - 1 : 0, val) < 0) {
+			val = key + kn + 1;
+			if (decode(eq ? eq + 1 : pair + plen, eq ? plen - klen - 1 : 0, val, allow_nul, &vn) < 0) {
 				rc = -1;
 				break;
 			}
-			fn(key, val, arg);
+			fn(key, val, vn, arg);
 		}
 		i += plen + 1;
 	}
 	free(buf);
 	return rc;
+}
+
+struct text_only {
+	void (*fn)(const char *key, const char *val, void *arg);
+	void *arg;
+};
+
+static void text_pair(const char *key, const char *val, size_t vlen, void *arg)
+{
+	struct text_only *t = arg;
+
+	(void)vlen;
+	t->fn(key, val, t->arg);
+}
+
+int form_parse(const char *body, size_t len, void (*fn)(const char *key, const char *val, void *arg), void *arg)
+{
+	struct text_only t = { fn, arg };
+
+	return parse(body, len, false, text_pair, &t);
+}
+
+int form_parse_bytes(const char *body, size_t len, void (*fn)(const char *key, const char *val, size_t vlen, void *arg),
+		     void *arg)
+{
+	return parse(body, len, true, fn, arg);
 }

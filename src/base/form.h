@@ -11,5 +11,9 @@
  * valid during the call).  Returns -1 on bad escapes or when a key or
  * value holds a NUL byte. */
 int form_parse(const char *body, size_t len, void (*fn)(const char *key, const char *val, void *arg), void *arg);
+/* The same, but a value may hold NUL bytes (text in a declared charset
+ * such as UTF-16BE): fn also gets the value's length.  Keys never may. */
+int form_parse_bytes(const char *body, size_t len, void (*fn)(const char *key, const char *val, size_t vlen, void *arg),
+		     void *arg);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <sodium.h>
@@ -221,6 +222,43 @@ int util_parse_hostport(const char *s, char **host, int *port)
 	*host = xstrndup(s, hlen);
 	*port = (int)p;
 	return 0;
+}
+
+bool util_host_is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (!strcasecmp(host, "localhost"))
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1) {
+		static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+		if (IN6_IS_ADDR_LOOPBACK(&a6))
+			return true;
+		return !memcmp(a6.s6_addr, mapped, sizeof(mapped)) && a6.s6_addr[12] == 127;
+	}
+	return false;
+}
+
+bool util_list_entry(const char *list, const char *name, char *out, size_t outlen)
+{
+	size_t nl = strlen(name);
+	const char *p = list;
+
+	while (*p) {
+		size_t n = strcspn(p, " \t");
+
+		if (n > nl + 1 && !strncmp(p, name, nl) && p[nl] == ':') {
+			snprintf(out, outlen, "%.*s", (int)(n - nl - 1), p + nl + 1);
+			return true;
+		}
+		p += n;
+		p += strspn(p, " \t");
+	}
+	return false;
 }
 
 int util_parse_ll(const char *s, long long min, long long max, long long *out)

@@ -53,6 +53,14 @@ int buf_json_escape(struct buf *b, const char *s);
 
 /* Parses "host:port" or "[v6]:port" into host (new string) and port. */
 int util_parse_hostport(const char *s, char **host, int *port);
+/* host (an address or "localhost") names this machine only: 127.0.0.0/8,
+ * ::1 (also as ::ffff:127.x.y.z) or localhost.  Anything else, 0.0.0.0
+ * and :: included, can be reached from the network. */
+bool util_host_is_loopback(const char *host);
+/* The value of `name` in a "name:value name2:value2" list ([ussd] secrets,
+ * [mpesa] allow_ips...), copied into out (truncated to outlen).  Returns
+ * whether the list has a non-empty entry for name. */
+bool util_list_entry(const char *list, const char *name, char *out, size_t outlen);
 /* Strict decimal parse of a whole string into a long long in [min, max]. */
 int util_parse_ll(const char *s, long long min, long long max, long long *out);
 bool util_parse_bool(const char *s, bool *out);

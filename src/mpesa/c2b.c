@@ -72,6 +72,8 @@ static void c2b_done(const struct db_result *r, void *arg)
 				PQgetvalue(r->res, 0, 1)[0] == 't' ? "" : " (seen before)");
 			if (!strcmp(status, "flagged"))
 				mpesa_alerts_soon(c->m);
+			else if (!strcmp(status, "unverified"))
+				mpesa_status_soon(c->m, 0);	/* its Transaction Status query, now (status.c) */
 		}
 		http_reply(ctx, 200, "application/json", DARAJA_C2B_ACK, sizeof(DARAJA_C2B_ACK) - 1);
 		app_outbox_queued(http_ctx_app(ctx));

@@ -355,6 +355,7 @@ static void query_tick(evutil_socket_t fd, short what, void *arg)
 	 * left (it stopped before it could do them) */
 	pushes_soon(m, 0);
 	mpesa_callbacks_soon(m, 0);
+	mpesa_status_soon(m, 0);
 	mpesa_verify_tick(m);	/* paybill payments never verified, and the alerts (c2b.c) */
 	if (m->querying || m->quiescing)
 		return;
@@ -396,6 +397,7 @@ struct mpesa *mpesa_new(struct app *app)
 	util_random_hex(rnd, 4);
 	snprintf(m->me, sizeof(m->me), "%.30s:%d:%s", host, (int)getpid(), rnd);
 	event_add(m->query_ev, &tv);
+	mpesa_status_start(m);
 	/* what other daemons left: the pushes due already (and when the next
 	 * is), the callbacks stored, the requests past the push window */
 	query_tick(-1, 0, m);
@@ -411,6 +413,7 @@ void mpesa_free(struct mpesa *m)
 	event_free(m->query_ev);
 	event_free(m->push_ev);
 	event_free(m->cb_ev);
+	mpesa_status_stop(m);
 	/* cancels calls in flight: a push claimed but unanswered becomes
 	 * 'unknown' when its lease ends; a pushed one is settled by any
 	 * daemon's query job; a stored callback by any daemon's settling.
@@ -441,19 +444,26 @@ void mpesa_query_now(struct mpesa *m)
 size_t mpesa_routes(const struct config *cfg, struct http_route *out, size_t max)
 {
 	/* C2B URLs may not contain "mpesa" (Daraja refuses to register them) */
-	static char paths[3][200];
+	static char paths[5][200];
 	const char *sep = *cfg->mpesa_callback_secret ? "/" : "";
-	const struct http_route routes[3] = {
+	const struct http_route routes[5] = {
 		{ paths[0], HTTP_POST, mpesa_stk_callback, "mpesa_stk_callback", NULL },
 		{ paths[1], HTTP_POST, mpesa_c2b_validation, "c2b_validation", NULL },
 		{ paths[2], HTTP_POST, mpesa_c2b_confirmation, "c2b_confirmation", NULL },
+		{ paths[3], HTTP_POST, mpesa_status_result, "mpesa_status_result", NULL },
+		{ paths[4], HTTP_POST, mpesa_status_timeout, "mpesa_status_timeout", NULL },
 	};
 	size_t n = 0;
 
+	/* M-Pesa off: no money route at all (config_validate guards it when on) */
+	if (!*cfg->mpesa_consumer_key)
+		return 0;
 	snprintf(paths[0], sizeof(paths[0]), "/mpesa/stk/callback%s%s", sep, cfg->mpesa_callback_secret);
 	snprintf(paths[1], sizeof(paths[1]), "/payments/c2b/validation%s%s", sep, cfg->mpesa_callback_secret);
 	snprintf(paths[2], sizeof(paths[2]), "/payments/c2b/confirmation%s%s", sep, cfg->mpesa_callback_secret);
-	for (; n < 3 && n < max; n++)
+	snprintf(paths[3], sizeof(paths[3]), "/mpesa/status/result%s%s", sep, cfg->mpesa_callback_secret);
+	snprintf(paths[4], sizeof(paths[4]), "/mpesa/status/timeout%s%s", sep, cfg->mpesa_callback_secret);
+	for (; n < 5 && n < max; n++)
 		out[n] = routes[n];
 	return n;
 }
@@ -469,9 +479,16 @@ void mpesa_metrics(struct mpesa *m, struct buf *out)
 		   "chamad_mpesa_calls_total{call=\"query\"} %llu\n"
 		   "# HELP chamad_mpesa_callbacks_unmatched_total Callbacks no request of ours took (kept, not credited).\n"
 		   "# TYPE chamad_mpesa_callbacks_unmatched_total counter\nchamad_mpesa_callbacks_unmatched_total %llu\n"
+		   "# HELP chamad_mpesa_status_total Transaction Status queries sent, results received, results "
+		   "for no query of ours.\n"
+		   "# TYPE chamad_mpesa_status_total counter\n"
+		   "chamad_mpesa_status_total{event=\"status_queries_sent\"} %llu\n"
+		   "chamad_mpesa_status_total{event=\"status_results\"} %llu\n"
+		   "chamad_mpesa_status_total{event=\"status_unmatched\"} %llu\n"
 		   "# HELP chamad_mpesa_unrecorded M-Pesa work whose outcome is not in PostgreSQL yet.\n"
 		   "# TYPE chamad_mpesa_unrecorded gauge\nchamad_mpesa_unrecorded %d\n",
 		   (unsigned long long)m->pushes, (unsigned long long)m->callbacks, (unsigned long long)m->queries,
-		   (unsigned long long)m->unmatched, m->unrecorded);
+		   (unsigned long long)m->unmatched, (unsigned long long)m->status_sent,
+		   (unsigned long long)m->status_results, (unsigned long long)m->status_unmatched, m->unrecorded);
 	mpesa_verify_metrics(m, out);
 }

@@ -9,6 +9,9 @@
  *   c2b.c    paybill validation and confirmation -> c2b_confirm (recorded
  *            unverified; the Transaction Status result credits it), the
  *            flagging of those never verified, and the alert log
+ *   c2b.c    paybill validation and confirmation -> c2b_confirm
+ *   status.c the Transaction Status rail: the query job (claimed rows)
+ *            and the result routes -> mpesa_status_record
  *
  * Daraja itself (token, wire formats) is net/daraja; every statement is in
  * dom/payment.
@@ -40,7 +43,7 @@ struct claim {
  * callback being settled), from its claim until its outcome is recorded,
  * kept in the work object and listed in struct mpesa: each claim is
  * released once, and a request handed to Daraja is never claimed again. */
-enum held_kind { HELD_PUSH, HELD_CALLBACK };
+enum held_kind { HELD_PUSH, HELD_CALLBACK, HELD_STATUS };
 
 struct held {
 	struct held *next;
@@ -74,6 +77,11 @@ struct mpesa {
 	bool flagging;
 	uint64_t alerts[MPESA_ALERT_KINDS];	/* logged by this daemon, by kind */
 	uint64_t ignored[MPESA_IGNORED_WHYS];	/* confirmations and validations refused */
+	/* status.c */
+	struct event *status_ev;
+	uint64_t status_at_ms;	/* when status_ev fires */
+	struct claim statusing;
+	uint64_t status_sent, status_results, status_unmatched;
 };
 
 /* The object lives while anything in flight points at it: mpesa_free
@@ -104,6 +112,18 @@ void mpesa_callbacks_tick(evutil_socket_t fd, short what, void *arg);
 /* The status query decided checkout: settled like a callback. */
 void mpesa_settle_queried(struct mpesa *m, const char *checkout, long long code, const char *desc);
 void mpesa_stk_callback(struct http_ctx *ctx);
+
+/* status.c: the job's life (with the module's), its wake-ups, its routes.
+ * mpesa_status_wake is for chamad's own writers of mpesa_status_open (the
+ * NOTIFY is only for writers outside chamad): call it once the statement
+ * that opened a question has committed. */
+void mpesa_status_start(struct mpesa *m);
+void mpesa_status_stop(struct mpesa *m);
+void mpesa_status_soon(struct mpesa *m, int ms);
+void mpesa_status_tick(evutil_socket_t fd, short what, void *arg);
+void mpesa_status_wake(struct app *app);
+void mpesa_status_result(struct http_ctx *ctx);
+void mpesa_status_timeout(struct http_ctx *ctx);
 
 /* c2b.c */
 void mpesa_c2b_validation(struct http_ctx *ctx);

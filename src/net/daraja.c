@@ -1,12 +1,15 @@
 /*
- * daraja: see daraja.h.
+ * daraja: the client, the OAuth token, one call's life, the STK push and
+ * its query (see daraja.h, daraja_int.h).
  */
 #include "net/daraja.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "net/daraja_int.h"
 #include "net/httpc.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,36 +18,6 @@
 
 #include <jansson.h>
 #include <sodium.h>
-
-struct call;
-
-struct daraja {
-	const struct config *cfg;
-	struct httpc *http;
-	char token[128];
-	uint64_t token_expires_ms;
-	bool fetching;
-	struct call *waiting;	/* calls waiting for the token being fetched */
-};
-
-enum call_kind { CALL_PUSH, CALL_QUERY };
-
-/* One Daraja call with a fresh token and one retry on a stale one. */
-struct call {
-	struct daraja *d;
-	struct call *next;	/* in d->waiting */
-	enum call_kind kind;
-	const char *path;
-	json_t *body;		/* without Password/Timestamp: added per attempt */
-	bool retried;		/* sent again after Daraja refused the token */
-	int sends;
-	bool once;		/* must never reach Daraja twice (httpc once) */
-	union {
-		daraja_push_cb push;
-		daraja_query_cb query;
-	} cb;
-	void *arg;
-};
 
 /* ---- small helpers ---- */
 
@@ -131,13 +104,38 @@ static void query_finish(struct call *c, const struct httpc_response *r, bool un
 	json_decref(doc);
 }
 
-static void call_finish(struct call *c, const struct httpc_response *r, bool unsent)
+static void call_finish(struct call *c, const struct httpc_response *r, const char *unsent)
 {
-	if (c->kind == CALL_PUSH)
-		push_finish(c, r, unsent);
-	else
-		query_finish(c, r, unsent);
+	switch (c->kind) {
+	case CALL_PUSH:
+		push_finish(c, r, unsent != NULL);
+		break;
+	case CALL_QUERY:
+		query_finish(c, r, unsent != NULL);
+		break;
+	case CALL_ACK:
+		daraja_ack_finish(c, r, unsent);
+		break;
+	case CALL_PULL:
+		daraja_pull_finish(c, r, unsent);
+		break;
+	}
 	call_free(c);
+}
+
+static const struct httpc_response no_response = { HTTPC_ERROR, 0, "", 0, NULL, "not sent", 0 };
+
+static void unsent_now(struct defer_node *n)
+{
+	struct call *c = (struct call *)((char *)n - offsetof(struct call, later));
+
+	call_finish(c, &no_response, c->unsent_why);
+}
+
+void daraja_call_unsent_later(struct call *c, const char *why)
+{
+	c->unsent_why = why;
+	defer_push(&c->d->later, &c->later, unsent_now);
 }
 
 /* ---- the OAuth token, cached until a minute before it expires ---- */
@@ -227,7 +225,7 @@ static void call_answered(const struct httpc_response *r, void *arg)
 		with_token(c);
 		return;
 	}
-	call_finish(c, r, false);
+	call_finish(c, r, NULL);
 }
 
 static void call_send(struct call *c, const char *token)
@@ -237,19 +235,19 @@ static void call_send(struct call *c, const char *token)
 	char ts[15], pw[256], auth[200], *url, *text;
 	const char *headers[3] = { auth, "Content-Type: application/json", NULL };
 	struct httpc_request req = { "POST", NULL, headers, NULL, 0, 0 };
-	static const struct httpc_response none = { HTTPC_ERROR, 0, "", 0, NULL, "no OAuth token", 0 };
-
 	if (!token) {
-		call_finish(c, &none, true);
+		call_finish(c, &no_response, "no OAuth token");
 		return;
 	}
 	/* a push reaches Daraja once, and again only after a refused token */
 	c->sends++;
 	xassert(!c->once || c->sends == 1 || (c->sends == 2 && c->retried));
-	eat_timestamp(ts);
-	password(cfg, ts, pw, sizeof(pw));
-	json_object_set_new(c->body, "Timestamp", json_string(ts));
-	json_object_set_new(c->body, "Password", json_string(pw));
+	if (c->stk) {
+		eat_timestamp(ts);
+		password(cfg, ts, pw, sizeof(pw));
+		json_object_set_new(c->body, "Timestamp", json_string(ts));
+		json_object_set_new(c->body, "Password", json_string(pw));
+	}
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
 	url = xasprintf("%s%s", cfg->mpesa_base_url, c->path);
 	text = json_dumps(c->body, JSON_COMPACT);
@@ -263,7 +261,7 @@ static void call_send(struct call *c, const char *token)
 	free(text);
 }
 
-static struct call *call_new(struct daraja *d, enum call_kind kind, const char *path, json_t *body, void *arg)
+struct call *daraja_call_new(struct daraja *d, enum call_kind kind, const char *path, json_t *body, void *arg)
 {
 	struct call *c = xcalloc(1, sizeof(*c));
 
@@ -282,7 +280,7 @@ void daraja_stk_push(struct daraja *d, const struct daraja_push *p, daraja_push_
 
 	/* mpesa_requests holds whole shillings only (a CHECK): cents here are a bug */
 	xassert(p->amount_cents > 0 && p->amount_cents % 100 == 0);
-	c = call_new(d, CALL_PUSH, "/mpesa/stkpush/v1/processrequest",
+	c = daraja_call_new(d, CALL_PUSH, "/mpesa/stkpush/v1/processrequest",
 		     json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "BusinessShortCode", cfg->mpesa_shortcode,
 			       "TransactionType", cfg->mpesa_transaction_type, "Amount",
 			       (json_int_t)(p->amount_cents / 100), "PartyA", digits_of(p->phone), "PartyB",
@@ -291,17 +289,24 @@ void daraja_stk_push(struct daraja *d, const struct daraja_push *p, daraja_push_
 		     arg);
 	c->cb.push = cb;
 	c->once = true;
+	c->stk = true;
 	with_token(c);
 }
 
 void daraja_stk_query(struct daraja *d, const char *checkout_request_id, daraja_query_cb cb, void *arg)
 {
-	struct call *c = call_new(d, CALL_QUERY, "/mpesa/stkpushquery/v1/query",
+	struct call *c = daraja_call_new(d, CALL_QUERY, "/mpesa/stkpushquery/v1/query",
 				  json_pack("{s:s, s:s}", "BusinessShortCode", d->cfg->mpesa_shortcode,
 					    "CheckoutRequestID", checkout_request_id),
 				  arg);
 
 	c->cb.query = cb;
+	c->stk = true;
+	with_token(c);
+}
+
+void daraja_call_start(struct call *c)
+{
 	with_token(c);
 }
 
@@ -314,6 +319,7 @@ struct daraja *daraja_new(struct event_base *base, const struct config *cfg)
 
 	d->cfg = cfg;
 	d->http = httpc_new(base, &ho);
+	defer_init(&d->later, base);
 	return d;
 }
 
@@ -324,132 +330,8 @@ void daraja_free(struct daraja *d)
 	/* every request in flight ends (HTTPC_CANCELLED), the token fetch
 	 * included: the calls waiting for it end unsent */
 	httpc_free(d->http);
+	defer_free(&d->later);	/* calls refused before sending end now */
 	xassert(!d->waiting && !d->fetching);
 	sodium_memzero(d->token, sizeof(d->token));
 	free(d);
-}
-
-/* ---- what Daraja posts to us ---- */
-
-/* The Amount item's value as cents, read from the JSON text: "100.00" or
- * "100" -> 10000; -1 if absent or not whole shillings. */
-static long long amount_from_text(const char *body)
-{
-	const char *p = strstr(body, "\"Amount\""), *v;
-	long long kes = 0;
-	int digits = 0;
-
-	if (!p || !(v = strstr(p, "\"Value\"")))
-		return -1;
-	v += 7;
-	v += strspn(v, " \t\r\n:");
-	for (; *v >= '0' && *v <= '9' && digits < 10; v++, digits++)
-		kes = kes * 10 + (*v - '0');
-	if (!digits)
-		return -1;
-	if (*v == '.')
-		for (v++; *v >= '0' && *v <= '9'; v++)
-			if (*v != '0')
-				return -1;	/* cents at the M-Pesa boundary: refuse */
-	return kes * 100;
-}
-
-int daraja_stk_callback_parse(const char *body, size_t len, struct daraja_stk_callback *out)
-{
-	json_t *doc = json_loadb(body, len, 0, NULL);
-	json_t *cb = json_object_get(json_object_get(doc, "Body"), "stkCallback");
-	json_t *items, *it;
-	const char *checkout = json_string_value(json_object_get(cb, "CheckoutRequestID"));
-	const char *desc;
-	size_t i;
-
-	memset(out, 0, sizeof(*out));
-	if (!json_is_object(cb) || !checkout || strlen(checkout) > 64 ||
-	    !json_is_integer(json_object_get(cb, "ResultCode"))) {
-		json_decref(doc);
-		return -1;
-	}
-	snprintf(out->checkout, sizeof(out->checkout), "%s", checkout);
-	out->result_code = json_integer_value(json_object_get(cb, "ResultCode"));
-	desc = json_string_value(json_object_get(cb, "ResultDesc"));
-	snprintf(out->desc, sizeof(out->desc), "%s", desc ? desc : "");
-	if (out->result_code == 0) {
-		/* the text is NUL-terminated: json_loadb accepted len bytes of it */
-		char *text = xstrndup(body, len);
-
-		out->amount_cents = amount_from_text(text);
-		free(text);
-	} else {
-		out->amount_cents = -1;
-	}
-	items = json_object_get(json_object_get(cb, "CallbackMetadata"), "Item");
-	json_array_foreach(items, i, it) {
-		const char *name = json_string_value(json_object_get(it, "Name"));
-		json_t *v = json_object_get(it, "Value");
-
-		if (!name)
-			continue;
-		if (!strcmp(name, "MpesaReceiptNumber") && json_is_string(v))
-			snprintf(out->receipt, sizeof(out->receipt), "%s", json_string_value(v));
-		else if (!strcmp(name, "PhoneNumber") && json_is_integer(v))	/* 64-bit, exact */
-			snprintf(out->phone, sizeof(out->phone), "+%lld", (long long)json_integer_value(v));
-	}
-	json_decref(doc);
-	return 0;
-}
-
-/* "500" or "500.00" -> 50000; -1 unless whole shillings. */
-static long long kes_to_cents(const char *s)
-{
-	long long kes = 0;
-	int digits = 0;
-
-	if (!s)
-		return -1;
-	for (; *s >= '0' && *s <= '9' && digits < 10; s++, digits++)
-		kes = kes * 10 + (*s - '0');
-	if (*s == '.')
-		for (s++; *s == '0'; s++)
-			;
-	return digits && !*s && kes > 0 ? kes * 100 : -1;
-}
-
-static char *dup_string(json_t *doc, const char *key)
-{
-	const char *s = json_string_value(json_object_get(doc, key));
-
-	return s ? xstrdup(s) : NULL;
-}
-
-void daraja_c2b_parse(const char *body, size_t len, struct daraja_c2b *out)
-{
-	json_t *doc = json_loadb(body, len, 0, NULL);
-
-	out->trans_id = dup_string(doc, "TransID");
-	out->bill_ref = dup_string(doc, "BillRefNumber");
-	out->first_name = dup_string(doc, "FirstName");
-	out->msisdn = dup_string(doc, "MSISDN");
-	{
-		json_t *sc = json_object_get(doc, "BusinessShortCode");
-		char digits[24];
-
-		if (json_is_integer(sc) && json_integer_value(sc) >= 0) {
-			snprintf(digits, sizeof(digits), "%lld", (long long)json_integer_value(sc));
-			out->shortcode = xstrdup(digits);
-		} else {
-			out->shortcode = dup_string(doc, "BusinessShortCode");
-		}
-	}
-	out->amount_cents = kes_to_cents(json_string_value(json_object_get(doc, "TransAmount")));
-	json_decref(doc);
-}
-
-void daraja_c2b_clear(struct daraja_c2b *c)
-{
-	free(c->trans_id);
-	free(c->bill_ref);
-	free(c->first_name);
-	free(c->msisdn);
-	free(c->shortcode);
-	memset(c, 0, sizeof(*c));
 }

@@ -28,6 +28,7 @@ struct route_stats {
 	uint64_t buckets[NBUCKETS + 1];	/* non-cumulative; last is +Inf */
 	uint64_t count;
 	uint64_t sum_us;
+	uint64_t bad_input;	/* answered by http_reply_bad_input */
 };
 
 struct httpd {
@@ -220,6 +221,19 @@ void http_reply(struct http_ctx *ctx, int code, const char *content_type, const 
 	}
 	ctx_finish(ctx, code);
 	ctx_maybe_free(ctx);
+}
+
+void http_reply_bad_input(struct http_ctx *ctx, int code, const char *why)
+{
+	xassert(code == 200 || code == 400);
+	if (ctx->h)
+		ctx->h->stats[ctx->route].bad_input++;
+	log_msg(LOG_WARN, ctx->reqid, "%s %s: bad input, answered %d%s: %s", ctx->method, ctx->path, code,
+		code == 200 ? " so it is not sent again" : "", why);
+	if (code == 200)
+		http_reply(ctx, 200, "text/plain", "OK", 2);
+	else
+		http_reply_error(ctx, 400, why);
 }
 
 void http_reply_error(struct http_ctx *ctx, int code, const char *msg)
@@ -456,30 +470,17 @@ void httpd_metrics(const struct httpd *h, struct buf *out)
 		buf_printf(out, "chamad_http_request_duration_seconds_count{route=\"%s\"} %llu\n", name,
 			   (unsigned long long)s->count);
 	}
+	buf_puts(out, "# HELP chamad_http_bad_input_total Requests refused at the boundary (bad encoding, length, "
+		      "number), by route.\n# TYPE chamad_http_bad_input_total counter\n");
+	for (size_t r = 0; r < h->nroutes; r++)
+		if (h->stats[r].bad_input)
+			buf_printf(out, "chamad_http_bad_input_total{route=\"%s\"} %llu\n", h->routes[r].name,
+				   (unsigned long long)h->stats[r].bad_input);
 	buf_printf(out, "# HELP chamad_http_inflight Requests being served.\n# TYPE chamad_http_inflight gauge\n"
 			"chamad_http_inflight %d\n", h->inflight);
 }
 
 /* ---- callers we know: shared secrets and IP allow-lists ---- */
-
-/* The value for `name` in "name:value name2:value2", copied into out. */
-static bool agg_entry(const char *list, const char *name, char *out, size_t outlen)
-{
-	size_t nl = strlen(name);
-	const char *p = list;
-
-	while (*p) {
-		size_t n = strcspn(p, " \t");
-
-		if (n > nl + 1 && !strncmp(p, name, nl) && p[nl] == ':') {
-			snprintf(out, outlen, "%.*s", (int)(n - nl - 1), p + nl + 1);
-			return true;
-		}
-		p += n;
-		p += strspn(p, " \t");
-	}
-	return false;
-}
 
 /* addr in "a.b.c.d/len" or equal to an entry of the comma list. */
 static bool ip_allowed(const char *list, const char *addr)
@@ -514,13 +515,25 @@ bool http_guard(struct http_ctx *ctx, const char *secrets, const char *allow_ips
 {
 	char want[256], ips[1024], got[256] = "";
 	const char *hdr;
+	bool has_ips = util_list_entry(allow_ips, name, ips, sizeof(ips));
+	bool has_secret = util_list_entry(secrets, name, want, sizeof(want));
 
-	if (agg_entry(allow_ips, name, ips, sizeof(ips)) && !ip_allowed(ips, http_ctx_peer(ctx))) {
+	/* Fail closed: a caller we were told nothing about is served only from
+	 * this machine (the tests, a local proxy that does its own checks).
+	 * config_load refuses a non-loopback listen that leaves a caller in
+	 * use unguarded; this keeps every other one shut. */
+	if (!has_ips && !has_secret && !util_host_is_loopback(http_ctx_peer(ctx))) {
+		log_msg(LOG_WARN, http_ctx_reqid(ctx), "%s: refused %s: no secret or allow-list is configured for it",
+			name, http_ctx_peer(ctx));
+		http_reply_error(ctx, 403, "forbidden");
+		return false;
+	}
+	if (has_ips && !ip_allowed(ips, http_ctx_peer(ctx))) {
 		log_msg(LOG_WARN, http_ctx_reqid(ctx), "%s: refused %s: not in the allow-list", name, http_ctx_peer(ctx));
 		http_reply_error(ctx, 403, "forbidden");
 		return false;
 	}
-	if (agg_entry(secrets, name, want, sizeof(want))) {
+	if (has_secret) {
 		if ((hdr = http_ctx_header(ctx, "X-Chamad-Secret")))
 			snprintf(got, sizeof(got), "%s", hdr);
 		else

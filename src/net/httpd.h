@@ -83,13 +83,22 @@ void http_ctx_release(struct http_ctx *ctx);
  * secrets and allow_ips are "name:value name2:value2" lists ([ussd]
  * secrets, [sms] allow_ips...).  If `name` has an allow-list the client's
  * address must be in it (addresses or IPv4 CIDR, comma-separated); if it has
- * a secret the request must carry it as X-Chamad-Secret or ?secret=.
- * Otherwise answers 403, logs, and returns false.
+ * a secret the request must carry it as X-Chamad-Secret or ?secret=.  If
+ * it has neither, only a loopback client is served (fail closed: see
+ * README "Callback secrets and allow-lists").  Otherwise answers 403, logs,
+ * and returns false.
  */
 bool http_guard(struct http_ctx *ctx, const char *secrets, const char *allow_ips, const char *name);
 
 /* Answers once; later calls are ignored.  body is copied. */
 void http_reply(struct http_ctx *ctx, int code, const char *content_type, const char *body, size_t len);
+/*
+ * Input refused at the boundary, before PostgreSQL or Redis saw it: logs
+ * why, counts it (chamad_http_bad_input_total{route}) and answers 400
+ * {"error": why}, or 200 "OK" for a caller that would resend a message
+ * that can never succeed (each route says which, and why).
+ */
+void http_reply_bad_input(struct http_ctx *ctx, int code, const char *why);
 /* Answers {"error": msg} as application/json. */
 void http_reply_error(struct http_ctx *ctx, int code, const char *msg);
 

@@ -20,6 +20,7 @@
  */
 #include "sms/sms_cmd.h"
 #include "sms/sms_http.h"
+#include "sms/sms_parse.h"
 #include "app.h"
 #include "base/config.h"
 #include "net/db.h"
@@ -464,55 +465,29 @@ static const struct sms_command *find_command(const char *word, enum menu_lang *
 	return NULL;
 }
 
-/* Splits "bal 4821" into the command and a 4-digit PIN; the stored text
- * has the PIN replaced by ****. */
+/* The command and its PIN (sms_words_split); the stored text has the PIN
+ * replaced by ****. */
 static void parse(struct cmd *c, const char *textin)
 {
-	char first[16] = "", second[16] = "";
-	const char *p = textin;
-	size_t n;
+	struct sms_words w;
 
-	p += strspn(p, " \t\r\n");
-	n = strcspn(p, " \t\r\n");
-	if (n < sizeof(first))
-		memcpy(first, p, n);
-	p += n;
-	p += strspn(p, " \t\r\n");
-	n = strcspn(p, " \t\r\n");
-	if (n < sizeof(second))
-		memcpy(second, p, n);
+	sms_words_split(textin, &w);
 	/* the word's language, until we know the member's own */
-	c->command = find_command(first, &c->lang);
-	if (strlen(second) == 4 && strspn(second, "0123456789") == 4) {
-		memcpy(c->pin, second, 5);
-		c->masked = xstrdup(textin);
-		{
-			char *at = strstr(c->masked, second);
-
-			if (at)
-				memcpy(at, "****", 4);
-		}
-	} else {
-		c->masked = xstrdup(textin);
-	}
+	c->command = find_command(w.word, &c->lang);
+	memcpy(c->pin, w.pin, sizeof(w.pin));
+	c->masked = w.masked;
+	sodium_memzero(w.pin, sizeof(w.pin));
 }
 
-void sms_inbound(struct http_ctx *ctx, const char *provider)
+void sms_inbound(struct http_ctx *ctx, const char *provider, const struct sms_in *in)
 {
 	struct app *app = http_ctx_app(ctx);
-	struct sms_params prm;
-	const char *from, *txt, *id;
 	struct cmd *c;
 	char key[64], rnd[33];
 	static const char LUA_COUNT[] =
 		"local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], 3600) end return n";
 	const char *argv[4] = { "EVAL", LUA_COUNT, "1", key };
 
-	if (sms_params_read(ctx, &prm) < 0 || !(from = sms_param(&prm, "from")) || !(txt = sms_param(&prm, "text"))) {
-		http_reply_error(ctx, 400, "need from and text");
-		sms_params_free(&prm);
-		return;
-	}
 	c = xcalloc(1, sizeof(*c));
 	c->app = app;
 	c->ctx = ctx;
@@ -520,21 +495,15 @@ void sms_inbound(struct http_ctx *ctx, const char *provider)
 	c->menus = menu_set_ref(app->menus);
 	c->vars = json_object();
 	snprintf(c->provider, sizeof(c->provider), "%s", provider);
-	id = sms_param(&prm, "id");
-	if (!id || !*id) {	/* Kannel without %I: nothing to de-duplicate on */
+	if (!*in->id) {	/* Kannel without %I: nothing to de-duplicate on */
 		util_random_hex(rnd, 16);
-		id = rnd;
+		snprintf(c->msg_id, sizeof(c->msg_id), "%s", rnd);
+	} else {
+		snprintf(c->msg_id, sizeof(c->msg_id), "%s", in->id);
 	}
-	snprintf(c->msg_id, sizeof(c->msg_id), "%s", id);
-	if (phone_normalise(from, app->cfg->ussd_country_code, c->phone, sizeof(c->phone)) < 0 ||
-	    strlen(txt) > 1000) {
-		log_msg(LOG_INFO, http_ctx_reqid(ctx), "sms inbound from a bad number or too long: ignored");
-		sms_params_free(&prm);
-		answer_only(c, 200);
-		return;
-	}
-	parse(c, txt);
-	sms_params_free(&prm);
+	/* sender and text were checked at the boundary (sms_in_read) */
+	snprintf(c->phone, sizeof(c->phone), "%s", in->phone);
+	parse(c, in->text);
 	snprintf(key, sizeof(key), "sms:in:%s", c->phone);
 	redis_cmd(app->redis, flood_checked, c, 4, argv, NULL);
 }

@@ -9,15 +9,16 @@
  * A delivery report moves a sent row on (delivered, or undeliverable with
  * the reason); final states never move back, so repeated and out-of-order
  * reports are harmless; unknown ones are logged.  All are answered 200
- * unless PostgreSQL is down (503: the provider will try again).  Inbound
- * messages go to sms_cmd.c.
+ * unless PostgreSQL is down (503: the provider will try again); what we
+ * cannot read is checked here, before PostgreSQL (sms_parse.c), so bytes
+ * it would refuse never turn into a 503.  Inbound messages go to
+ * sms_cmd.c.
  */
 #include "sms/sms_http.h"
 #include "app.h"
 #include "base/config.h"
 #include "net/db.h"
 #include "dom/outbox.h"
-#include "base/form.h"
 #include "net/httpd.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -29,45 +30,13 @@
 
 /* ---- parameters from the query string and a form body ---- */
 
-void sms_params_free(struct sms_params *p)
-{
-	for (size_t i = 0; i < p->n; i++) {
-		free(p->key[i]);
-		free(p->val[i]);
-	}
-	memset(p, 0, sizeof(*p));
-}
-
-static void param_add(const char *key, const char *val, void *arg)
-{
-	struct sms_params *p = arg;
-
-	if (p->n < SMS_PARAMS_MAX && !sms_param(p, key)) {
-		p->key[p->n] = xstrdup(key);
-		p->val[p->n++] = xstrdup(val);
-	}
-}
-
-const char *sms_param(const struct sms_params *p, const char *key)
-{
-	for (size_t i = 0; i < p->n; i++)
-		if (!strcmp(p->key[i], key))
-			return p->val[i];
-	return NULL;
-}
-
 int sms_params_read(struct http_ctx *ctx, struct sms_params *p)
 {
 	size_t len;
 	const char *body = http_ctx_body(ctx, &len);
 	const char *q = http_ctx_query_raw(ctx);
 
-	memset(p, 0, sizeof(*p));
-	if (form_parse(q, strlen(q), param_add, p) < 0 || form_parse(body, len, param_add, p) < 0) {
-		sms_params_free(p);
-		return -1;
-	}
-	return 0;
+	return sms_params_parse(p, q, strlen(q), body, len);
 }
 
 /* ---- delivery reports ---- */
@@ -119,70 +88,87 @@ static bool guarded(struct http_ctx *ctx, const char *name)
 	return http_guard(ctx, app->cfg->sms_secrets, app->cfg->sms_allow_ips, name);
 }
 
-static void at_dlr(struct http_ctx *ctx)
+/*
+ * A report we cannot read is answered 200 and logged (and counted): the
+ * provider resends a report until it hears 200, and these bytes would
+ * never be readable.  Only a database that cannot record a good one gets
+ * 503.
+ */
+static void dlr_route(struct http_ctx *ctx, const char *provider, const struct db_stmt *match,
+		      int (*read)(const struct sms_params *, struct sms_dlr *, char *, size_t))
 {
 	struct sms_params p;
-	const char *id, *status, *state = "";
+	struct sms_dlr d;
+	char why[128];
 
-	if (!guarded(ctx, "africastalking"))
+	if (!guarded(ctx, provider))
 		return;
-	if (sms_params_read(ctx, &p) < 0 || !(id = sms_param(&p, "id")) || !(status = sms_param(&p, "status"))) {
-		log_msg(LOG_INFO, http_ctx_reqid(ctx), "sms dlr without id or status: ignored");
-		http_reply(ctx, 200, "text/plain", "OK", 2);
-		sms_params_free(&p);
+	if (sms_params_read(ctx, &p) < 0) {
+		http_reply_bad_input(ctx, 200, "malformed query or form body");
 		return;
 	}
-	if (!strcasecmp(status, "Success"))
-		state = "delivered";
-	else if (!strcasecmp(status, "Failed") || !strcasecmp(status, "Rejected") || !strcasecmp(status, "Expired"))
-		state = "undeliverable";
-	dlr_apply(ctx, "africastalking", &outbox_dlr_provider_id, id, status, state,
-		  sms_param(&p, "failureReason"));
+	if (read(&p, &d, why, sizeof(why)) < 0)
+		http_reply_bad_input(ctx, 200, why);
+	else
+		/* the row may not be marked sent yet: Kannel can report first */
+		dlr_apply(ctx, provider, match, d.id, d.raw, d.state, d.reason);
 	sms_params_free(&p);
+}
+
+static void at_dlr(struct http_ctx *ctx)
+{
+	dlr_route(ctx, "africastalking", &outbox_dlr_provider_id, sms_dlr_at);
 }
 
 static void kannel_dlr(struct http_ctx *ctx)
 {
-	struct sms_params p;
-	const char *id, *status, *state = "", *reason = NULL;
-	long long n, type;
-	char raw[24];
-
-	if (!guarded(ctx, "kannel"))
-		return;
-	if (sms_params_read(ctx, &p) < 0 || !(id = sms_param(&p, "id")) || !(status = sms_param(&p, "status")) ||
-	    util_parse_ll(id, 1, INT64_MAX, &n) < 0 || util_parse_ll(status, 0, 1 << 16, &type) < 0) {
-		log_msg(LOG_INFO, http_ctx_reqid(ctx), "kannel dlr without a valid id and status: ignored");
-		http_reply(ctx, 200, "text/plain", "OK", 2);
-		sms_params_free(&p);
-		return;
-	}
-	/* Kannel's report types: 1 delivered to the phone, 2 not delivered,
-	 * 4 buffered at the SMSC, 8 accepted by the SMSC, 16 rejected by it */
-	if (type & 1) {
-		state = "delivered";
-	} else if (type & (2 | 16)) {
-		state = "undeliverable";
-		reason = type & 16 ? "rejected by the SMSC" : "not delivered to the phone";
-	}
-	snprintf(raw, sizeof(raw), "kannel:%lld", type);
-	/* the row may not be marked sent yet: Kannel can report first */
-	dlr_apply(ctx, "kannel", &outbox_dlr_row, id, raw, state, reason);
-	sms_params_free(&p);
+	dlr_route(ctx, "kannel", &outbox_dlr_row, sms_dlr_kannel);
 }
 
 /* ---- inbound ---- */
 
+/*
+ * Without from or text it is not a message: 400, as before.  A message
+ * whose bytes, length or sender we can never store is answered 200 and
+ * logged (counted): the provider would resend it, and it can never
+ * succeed.
+ */
+static void inbound_route(struct http_ctx *ctx, const char *provider)
+{
+	struct app *app = http_ctx_app(ctx);
+	struct sms_params p;
+	struct sms_in in;
+	char why[128];
+
+	if (!guarded(ctx, provider))
+		return;
+	if (sms_params_read(ctx, &p) < 0) {
+		http_reply_bad_input(ctx, 400, "need from and text");
+		return;
+	}
+	switch (sms_in_read(&p, app->cfg->ussd_country_code, &in, why, sizeof(why))) {
+	case SMS_IN_MISSING:
+		http_reply_bad_input(ctx, 400, why);
+		break;
+	case SMS_IN_BAD:
+		http_reply_bad_input(ctx, 200, why);
+		break;
+	case SMS_IN_OK:
+		sms_inbound(ctx, provider, &in);
+		sms_in_clear(&in);
+		break;
+	}
+	sms_params_free(&p);
+}
+
 static void at_inbound(struct http_ctx *ctx)
 {
-	if (guarded(ctx, "africastalking"))
-		sms_inbound(ctx, "africastalking");
+	inbound_route(ctx, "africastalking");
 }
 
 static void kannel_inbound(struct http_ctx *ctx)
 {
-	if (guarded(ctx, "kannel"))
-		sms_inbound(ctx, "kannel");
+	inbound_route(ctx, "kannel");
 }
 
 /* The SMS module's routes, registered by main.c. */

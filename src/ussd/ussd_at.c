@@ -4,7 +4,7 @@
  * by '*'), answered 200 text/plain "CON ..." or "END ...".
  */
 #include "ussd/ussd.h"
-#include "base/gsm7.h"
+#include "base/input.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +18,30 @@ struct at_fields {
 };
 
 static const char *const at_names[5] = { "sessionId", "phoneNumber", "text", "serviceCode", "networkCode" };
+
+/* Checked at the boundary (base/input), in this order; the session id's
+ * form and the phone number's meaning are the engine's. */
+static const struct input_field at_checks[] = {
+	{ "sessionId", INPUT_TEXT, 64, true },
+	{ "phoneNumber", INPUT_TEXT, 32, true },
+	{ "text", INPUT_TEXT, AT_TEXT_MAX, true },
+	{ "serviceCode", INPUT_TEXT, 64, false },
+	{ "networkCode", INPUT_TEXT, 32, false },
+	{ NULL },
+};
+
+static const char *at_get(const void *src, const char *name, size_t *len)
+{
+	const struct at_fields *a = src;
+
+	for (int i = 0; i < 5; i++) {
+		if (!strcmp(name, at_names[i])) {
+			*len = a->f[i] ? strlen(a->f[i]) : 0;
+			return a->f[i];
+		}
+	}
+	return NULL;
+}
 
 static void at_field(const char *key, const char *val, void *arg)
 {
@@ -47,32 +71,21 @@ static int at_parse(const char *body, size_t len, struct ussd_req *out, char *er
 		snprintf(err, errlen, "a field is repeated");
 		goto done;
 	}
+	/* missing ones first: a request without them is no hop at all */
 	for (int i = 0; i < 3; i++) {
 		if (!a.f[i]) {
 			snprintf(err, errlen, "missing %s", at_names[i]);
 			goto done;
 		}
 	}
-	for (int i = 0; i < 5; i++) {
-		if (a.f[i] && !utf8_valid(a.f[i], strlen(a.f[i]))) {
-			snprintf(err, errlen, "%s is not UTF-8", at_names[i]);
-			goto done;
-		}
-	}
+	if (input_check(at_checks, at_get, &a, err, errlen) < 0)
+		goto done;
 	if (!ussd_session_id_ok(a.f[0])) {
 		snprintf(err, errlen, "bad sessionId");
 		goto done;
 	}
-	if (!a.f[1][0] || strlen(a.f[1]) > 32) {
+	if (!a.f[1][0]) {
 		snprintf(err, errlen, "bad phoneNumber");
-		goto done;
-	}
-	if (strlen(a.f[2]) > AT_TEXT_MAX) {
-		snprintf(err, errlen, "text too long");
-		goto done;
-	}
-	if ((a.f[3] && strlen(a.f[3]) > 64) || (a.f[4] && strlen(a.f[4]) > 32)) {
-		snprintf(err, errlen, "serviceCode or networkCode too long");
 		goto done;
 	}
 	out->kind = USSD_CONTINUE;	/* new or not is decided from our state */

@@ -1,8 +1,8 @@
 /*
  * ussd_http: the aggregators' HTTP routes.  ussd_routes[] is the one list
- * of aggregators: each gets POST <adapter path>, guarded by its optional
- * shared secret and IP allow-list ([ussd] secrets, allow_ips), parsed by
- * its adapter and served by the engine.  Africa's Talking's end-of-session
+ * of aggregators: each gets POST <adapter path>, guarded by its shared
+ * secret and IP allow-list ([ussd] secrets, allow_ips; with neither, only
+ * loopback is served), parsed by its adapter and served by the engine.  Africa's Talking's end-of-session
  * notification is recorded here too.
  */
 #include "ussd/ussd.h"
@@ -11,6 +11,7 @@
 #include "net/db.h"
 #include "dom/session_log.h"
 #include "net/httpd.h"
+#include "base/input.h"
 #include "base/log.h"
 #include "base/phone.h"
 #include "net/redis.h"
@@ -34,9 +35,9 @@ static void serve(struct http_ctx *ctx)
 	if (!http_guard(ctx, app->cfg->ussd_secrets, app->cfg->ussd_allow_ips, ad->name))
 		return;
 	if (ad->parse(body, len, &req, err, sizeof(err)) < 0) {
-		log_msg(LOG_INFO, http_ctx_reqid(ctx), "%s: bad request: %s", ad->name, err);
+		/* 400: the aggregator ends the session; a hop is never resent */
 		ussd_req_clear(&req);
-		http_reply_error(ctx, 400, err);
+		http_reply_bad_input(ctx, 400, err);
 		return;
 	}
 	ussd_serve(app, ad, ctx, &req);
@@ -99,10 +100,39 @@ static void ev_dropped(const struct redis_result *r, void *arg)
 	ev_step(arg);
 }
 
-/* Digits only, else NULL (the column takes NULL). */
-static const char *digits_or_null(const char *s)
+/* What the notification may hold (base/input), before PostgreSQL sees
+ * it: the numbers must fit their columns (hops is an int). */
+static const struct input_field ev_checks[] = {
+	{ "sessionId", INPUT_TEXT, 64, true },
+	{ "status", INPUT_TOKEN, 16, true },
+	{ "phoneNumber", INPUT_TEXT, 32, false },
+	{ "serviceCode", INPUT_TEXT, 64, false },
+	{ "networkCode", INPUT_TEXT, 32, false },
+	{ "durationInMillis", INPUT_DIGITS, 18, false },
+	{ "hopsCount", INPUT_DIGITS, 9, false },
+	{ "lastAppResponse", INPUT_TEXT, 1000, false },
+	{ "errorMessage", INPUT_TEXT, 1000, false },
+	{ "cost", INPUT_TEXT, 32, false },
+	{ NULL },
+};
+
+static const char *ev_get(const void *src, const char *name, size_t *len)
 {
-	return s && *s && strspn(s, "0123456789") == strlen(s) && strlen(s) < 18 ? s : NULL;
+	const struct at_event *e = src;
+
+	for (int i = 0; i < 10; i++) {
+		if (!strcmp(name, ev_names[i])) {
+			*len = e->f[i] ? strlen(e->f[i]) : 0;
+			return e->f[i];
+		}
+	}
+	return NULL;
+}
+
+/* An optional number: NULL when absent or empty (the column takes NULL). */
+static const char *number_or_null(const char *s)
+{
+	return s && *s ? s : NULL;
 }
 
 static void at_events(struct http_ctx *ctx)
@@ -112,7 +142,7 @@ static void at_events(struct http_ctx *ctx)
 	size_t len;
 	const char *body = http_ctx_body(ctx, &len);
 	const char *status;
-	char phone[20], key[128], lowered[16];
+	char phone[20], key[128], lowered[16], why[128];
 	const char *params[11];
 
 	if (!http_guard(ctx, app->cfg->ussd_secrets, app->cfg->ussd_allow_ips, ussd_adapter_at.name))
@@ -120,6 +150,13 @@ static void at_events(struct http_ctx *ctx)
 	e = xcalloc(1, sizeof(*e));
 	if (form_parse(body, len, ev_field, e) < 0 || !e->f[0] || !ussd_session_id_ok(e->f[0]) || !e->f[1]) {
 		http_reply_error(ctx, 400, "need sessionId and status");
+		ev_free(e);
+		return;
+	}
+	/* 400, as for a malformed one: the notification only reports a
+	 * session that has ended (PROTOCOLS.md 1.4), nothing waits on it */
+	if (input_check(ev_checks, ev_get, e, why, sizeof(why)) < 0) {
+		http_reply_bad_input(ctx, 400, why);
 		ev_free(e);
 		return;
 	}
@@ -143,8 +180,8 @@ static void at_events(struct http_ctx *ctx)
 	params[3] = e->f[3];
 	params[4] = e->f[4];
 	params[5] = lowered;
-	params[6] = digits_or_null(e->f[5]);
-	params[7] = digits_or_null(e->f[6]);
+	params[6] = number_or_null(e->f[5]);
+	params[7] = number_or_null(e->f[6]);
 	params[8] = e->f[7];
 	params[9] = e->f[8];
 	params[10] = e->f[9];

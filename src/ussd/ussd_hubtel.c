@@ -4,7 +4,7 @@
  * lives in our session.  Answered {"Type": "Response"|"Release", ...}.
  */
 #include "ussd/ussd.h"
-#include "base/gsm7.h"
+#include "base/input.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,10 +27,9 @@ static char *str_field(json_t *o, const char *key, size_t max, const char **why)
 		return NULL;
 	}
 	s = json_string_value(v);
-	if (json_string_length(v) != strlen(s) || strlen(s) > max) {
-		*why = "too long or holds NUL";
+	/* jansson already refused invalid UTF-8 */
+	if ((*why = input_bad(INPUT_TEXT, s, json_string_length(v), max)))
 		return NULL;
-	}
 	return strdup(s);
 }
 

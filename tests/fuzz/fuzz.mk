@@ -1,7 +1,7 @@
 # tests/fuzz/fuzz.mk: libFuzzer targets (clang only).  Included from the
 # Makefile; every variable here starts with FUZZ_ so nothing clashes.
 #
-#   make fuzz        build bin/fuzz-at bin/fuzz-hubtel bin/fuzz-menu bin/fuzz-text
+#   make fuzz        build bin/fuzz-<name> for each of FUZZ_NAMES
 #   make fuzz-run    build, then run each target 20 s on a copy of its corpus
 #                    (bash tests/fuzz/run.sh 20); non-zero exit on any crash
 #
@@ -23,10 +23,17 @@ FUZZ_LDLIBS   = $(shell pkg-config --libs $(FUZZ_PKGS)) -lpthread -lm
 # What the targets need from src/ (never main.c).
 FUZZ_LIB_SRCS := src/ussd/ussd_at.c src/ussd/ussd_hubtel.c src/ussd/ussd_req.c src/base/form.c \
                  src/base/menu.c src/base/gsm7.c src/base/phone.c src/base/util.c src/base/log.c
+# the M-Pesa callback and Result parsers (fuzz-mpesa_cb, fuzz-result)
+FUZZ_LIB_SRCS += src/net/daraja_parse.c
+# the SMS callbacks and command words (fuzz-smscmd, fuzz-dlr)
+FUZZ_LIB_SRCS += src/sms/sms_parse.c src/base/input.c
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:src/%.c=$(FUZZ_DIR)/src/%.o)
 FUZZ_LIB      := $(FUZZ_DIR)/libchamad-fuzz.a
 
 FUZZ_NAMES    := at hubtel menu text
+FUZZ_NAMES    += mpesa_cb
+FUZZ_NAMES    += result
+FUZZ_NAMES    += smscmd dlr
 FUZZ_BINS     := $(FUZZ_NAMES:%=bin/fuzz-%)
 FUZZ_T_OBJS   := $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%.o)
 
@@ -36,8 +43,12 @@ FUZZ_Q := $(if $(filter 1,$(V)),,@)
 # Keep the Makefile's default goal whatever it was before this file.
 FUZZ_SAVED_GOAL := $(.DEFAULT_GOAL)
 
-.PHONY: fuzz fuzz-run
+.PHONY: fuzz fuzz-run fuzz-names
 fuzz: $(FUZZ_BINS)
+
+# the targets, one per line (tests/fuzz/run.sh and tests/run.py run these)
+fuzz-names:
+	@printf '%s\n' $(FUZZ_NAMES)
 
 fuzz-run:
 	bash tests/fuzz/run.sh 20

@@ -6,7 +6,7 @@
 # crashed, leaked, timed out or broke an invariant; the input is kept in
 # build/fuzz/artifacts-<target>/ and the report in build/fuzz/fuzz-<target>.log.
 #
-#   tests/fuzz/run.sh [SECONDS] [TARGET...]     (default 20 s; at hubtel menu text)
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]     (default 20 s; every target of fuzz.mk FUZZ_NAMES)
 #   CLANG=clang-14 tests/fuzz/run.sh 60 menu
 # The grown corpora stay in build/fuzz/corpus-<target>; to keep new seeds,
 #   bin/fuzz-at -merge=1 tests/fuzz/corpus/at build/fuzz/corpus-at
@@ -17,7 +17,7 @@ dur=${1:-20}
 shift || true
 case "$dur" in ''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;; esac
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(at hubtel menu text)
+[ ${#targets[@]} -eq 0 ] && mapfile -t targets < <(make -s -f tests/fuzz/fuzz.mk fuzz-names)
 
 command -v "${CLANG:-clang}" >/dev/null || { echo "fuzz: ${CLANG:-clang} not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
 mkdir -p build/fuzz

@@ -18,6 +18,14 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
+# The one callback secret of the tests (config_validate wants at least 32
+# characters of [A-Za-z0-9_-] for M-Pesa, and for any secret on a
+# non-loopback listen): the M-Pesa path secret and the aggregators' and
+# SMS providers' X-Chamad-Secret alike.
+MPESA_SECRET = "t3st-cb-Secret_0123456789abcdefghij"
+# Where the tests' Daraja emulator calls from.
+MPESA_ALLOW_IPS = "safaricom:127.0.0.1"
+
 
 def free_port():
     s = socket.socket()
@@ -157,6 +165,10 @@ class Env:
             "CHAMAD_REDIS_URL": self.redis_url(),
             "CHAMAD_DATABASE_MIGRATIONS_DIR": os.path.join(ROOT, "migrations"),
             "CHAMAD_DATABASE_SCHEMA_DIR": os.path.join(ROOT, "schema"),
+            # M-Pesa refuses to start without both (a test turns it on
+            # with [mpesa] consumer_key)
+            "CHAMAD_MPESA_CALLBACK_SECRET": MPESA_SECRET,
+            "CHAMAD_MPESA_ALLOW_IPS": MPESA_ALLOW_IPS,
         }
 
     def psql(self, sql, db_url=None, check=True):

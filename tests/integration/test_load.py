@@ -10,6 +10,7 @@ import random
 import threading
 import time
 
+from harness import MPESA_SECRET
 from mpesa_fixtures import DarajaEmulator
 from sms_fixtures import ATEmulator
 import test_mpesa as tm
@@ -27,7 +28,7 @@ def test_load_nothing_lost_nothing_doubled(env):
          "CHAMAD_MPESA_CONSUMER_SECRET": "cs-load", "CHAMAD_MPESA_PASSKEY": daraja.passkey,
          "CHAMAD_MPESA_SHORTCODE": daraja.shortcode, "CHAMAD_MPESA_PUSH_DELAY_MS": "50",
          "CHAMAD_MPESA_QUERY_AFTER_S": "2", "CHAMAD_MPESA_QUERY_EVERY_S": "1",
-         "CHAMAD_MPESA_CALLBACK_SECRET": "cb-load",
+         "CHAMAD_MPESA_CALLBACK_SECRET": MPESA_SECRET,
          "CHAMAD_SMS_PROVIDER": "africastalking", "CHAMAD_SMS_AT_BASE_URL": at.url, "CHAMAD_SMS_AT_API_KEY": "k-load",
          "CHAMAD_SMS_AT_USERNAME": "sandbox", "CHAMAD_SMS_RATE_PER_SEC": "5000", "CHAMAD_SMS_BATCH": "1000",
          "CHAMAD_SMS_LEASE_S": "30", "CHAMAD_SMS_RETRY_MIN_S": "1", "CHAMAD_SMS_RETRY_MAX_S": "2",
@@ -144,7 +145,7 @@ def test_load_callback_before_push_recorded_is_kept(env):
             '"ResultDesc":"ok","CallbackMetadata":{"Item":[{"Name":"Amount","Value":300.00},'
             '{"Name":"MpesaReceiptNumber","Value":"QKEARLY1"},{"Name":"PhoneNumber","Value":%s}]}}}}'
             % (early, phone[1:]))
-    r = c.post("/mpesa/stk/callback/cb-s3cret", body.encode())
+    r = c.post("/mpesa/stk/callback/" + MPESA_SECRET, body.encode())
     assert r.status == 200, r.body
     time.sleep(1.5)
     assert env.psql("SELECT status FROM mpesa_callbacks", url) == [["received"]]
@@ -178,7 +179,7 @@ def test_load_callback_not_stored_is_not_acknowledged(env):
             '"ResultDesc":"Request cancelled by user"}}}')
     # the backend answers nothing, and no new connection can be made either
     with frozen(int(pid)), frozen(postmaster):
-        r = c.post("/mpesa/stk/callback/cb-s3cret", body.encode())
+        r = c.post("/mpesa/stk/callback/" + MPESA_SECRET, body.encode())
     assert r.status == 503, (r.status, r.body)
     log = c.stop()
     assert "NOT stored" in log and "ws_CO_frozen" in log, log[-2000:]

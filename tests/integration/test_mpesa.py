@@ -9,7 +9,7 @@ import subprocess
 import time
 import urllib.parse
 
-from harness import ROOT
+from harness import MPESA_SECRET, ROOT
 from mpesa_fixtures import DarajaEmulator
 from notify_fixtures import outbox_texts
 from ussd_fixtures import ussd
@@ -24,7 +24,10 @@ def setup(env, name, extra=None):
     e = {"CHAMAD_DATABASE_URL": url, "CHAMAD_MPESA_BASE_URL": daraja.url, "CHAMAD_MPESA_CONSUMER_KEY": "ck-" + name,
          "CHAMAD_MPESA_CONSUMER_SECRET": "cs-" + name, "CHAMAD_MPESA_PASSKEY": daraja.passkey,
          "CHAMAD_MPESA_SHORTCODE": daraja.shortcode, "CHAMAD_MPESA_PUSH_DELAY_MS": "100",
-         "CHAMAD_MPESA_QUERY_AFTER_S": "1", "CHAMAD_MPESA_QUERY_EVERY_S": "1", "CHAMAD_MPESA_CALLBACK_SECRET": "cb-s3cret"}
+         "CHAMAD_MPESA_QUERY_AFTER_S": "1", "CHAMAD_MPESA_QUERY_EVERY_S": "1", "CHAMAD_MPESA_CALLBACK_SECRET": MPESA_SECRET,
+         # the Transaction Status query that verifies a paybill payment before it is credited (issue 10)
+         "CHAMAD_MPESA_INITIATOR_NAME": daraja.initiator_name,
+         "CHAMAD_MPESA_SECURITY_CREDENTIAL": daraja.security_credential}
     e.update(extra or {})
     return url, daraja, e
 
@@ -80,7 +83,7 @@ def test_mpesa_contribute_by_ussd_to_receipt(env):
     push = [r for r in daraja.requests() if r.get("path", "").endswith("/stkpush/v1/processrequest")][0]
     body = push.get("body") or push.get("json")
     assert body["Amount"] == 500 and str(body["PhoneNumber"]) == phone[1:] and \
-        body["CallBackURL"].endswith("/mpesa/stk/callback/cb-s3cret") and len(body["AccountReference"]) <= 12, push
+        body["CallBackURL"].endswith("/mpesa/stk/callback/" + MPESA_SECRET) and len(body["AccountReference"]) <= 12, push
     (receipt, settled, k), = env.psql("SELECT mpesa_receipt, settled_by, contribution_id FROM mpesa_requests", url)
     assert settled == "callback" and env.psql("SELECT amount_cents, method, external_reference, status FROM "
                                               "contributions WHERE id = %s" % k, url) == \
@@ -180,8 +183,8 @@ def test_mpesa_limits_and_bad_callbacks(env):
     assert wait_status(env, url, ["confirmed"]) == ["confirmed"]
     # callbacks: a wrong secret is no route; garbage is refused; an unknown id is acknowledged and ignored
     assert c.post("/mpesa/stk/callback/wrong", b"{}").status == 404
-    assert c.post("/mpesa/stk/callback/cb-s3cret", b"not json").status == 400
-    r = c.post("/mpesa/stk/callback/cb-s3cret",
+    assert c.post("/mpesa/stk/callback/" + MPESA_SECRET, b"not json").status == 400
+    r = c.post("/mpesa/stk/callback/" + MPESA_SECRET,
                b'{"Body":{"stkCallback":{"MerchantRequestID":"1","CheckoutRequestID":"ws_CO_nope","ResultCode":0,'
                b'"ResultDesc":"ok","CallbackMetadata":{"Item":[{"Name":"Amount","Value":1.00}]}}}}')
     assert r.status == 200 and r.json()["ResultCode"] == 0
@@ -207,7 +210,7 @@ def test_mpesa_paybill_matched_unmatched_and_allocated(env):
     phone, uid, cid = seed(env, url)
     (num,), = env.psql("SELECT member_number FROM memberships WHERE user_id = %s" % uid, url)
     tphone, tid, _ = add_member(env, url, cid, "treasurer")
-    base = c.url + "/payments/c2b/%s/cb-s3cret"
+    base = c.url + "/payments/c2b/%s/" + MPESA_SECRET
     r = daraja.register_c2b(confirmation_url=base % "confirmation", validation_url=base % "validation")
     # matched: "<chama>-<member number>", delivered twice, recorded once
     daraja.c2b(amount=700, bill_ref="%s-%s" % (cid, num), twice=True)
@@ -215,6 +218,11 @@ def test_mpesa_paybill_matched_unmatched_and_allocated(env):
     daraja.c2b(amount=1200, bill_ref="%s-999" % cid)
     # no such chama at all: kept for an operator
     daraja.c2b(amount=300, bill_ref="HELLO")
+    # each is posted once its Transaction Status result agrees (issue 10)
+    deadline = time.monotonic() + 15
+    while env.psql("SELECT count(*) FROM mpesa_c2b WHERE status = 'verified'", url) != [["3"]] and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
     assert env.psql("SELECT outcome, count(*) FROM mpesa_c2b GROUP BY outcome ORDER BY outcome", url) == \
         [["contribution", "1"], ["suspense", "1"], ["unassigned", "1"]]
     assert balance(env, url, uid) == 70000

@@ -21,7 +21,7 @@ import re
 import subprocess
 import time
 
-from harness import ROOT
+from harness import MPESA_SECRET, ROOT
 from notify_fixtures import outbox_texts
 import test_mpesa as tm
 from ussd_fixtures import ussd
@@ -129,7 +129,7 @@ def test_verify_stk_callback_the_query_contradicts_posts_nothing(env):
     assert tm.contribute(c, phone, 500).startswith("END Check your phone")
     assert tm.wait_status(env, url, ["pushed"]) == ["pushed"]
     (checkout,), = env.psql("SELECT checkout_request_id FROM mpesa_requests", url)
-    r = c.post("/mpesa/stk/callback/cb-s3cret", stk_callback(checkout, 0, 500.00, "QFORGED01", phone))
+    r = c.post("/mpesa/stk/callback/" + MPESA_SECRET, stk_callback(checkout, 0, 500.00, "QFORGED01", phone))
     assert r.status == 200, r.body
     assert tm.wait_status(env, url, ["contradicted"]) == ["contradicted"]
     assert env.psql("SELECT result_code, mpesa_receipt IS NULL, contribution_id IS NULL FROM mpesa_requests",
@@ -152,7 +152,7 @@ def test_verify_stk_callback_the_query_contradicts_posts_nothing(env):
     assert rc == 1 and [(i["kind"], i["id"], i["status"], i["amount_cents"], i["receipt"], i["chama"])
                         for i in items] == [("stk", int(rid), "contradicted", 50000, "QFORGED01", int(cid))], items
     # a second copy of the forged callback changes nothing
-    r = c.post("/mpesa/stk/callback/cb-s3cret", stk_callback(checkout, 0, 500.00, "QFORGED01", phone))
+    r = c.post("/mpesa/stk/callback/" + MPESA_SECRET, stk_callback(checkout, 0, 500.00, "QFORGED01", phone))
     assert r.status == 200
     time.sleep(1.0)
     assert env.psql("SELECT count(*) FROM notifications WHERE kind = 'mpesa_alert'", url) == [["2"]]
@@ -191,7 +191,7 @@ def test_verify_stk_unknown_request_and_over_limit_never_credited(env):
     c = tm.start(env, e)
     phone, uid, cid = tm.seed(env, url)
     (tphone, tid), (cphone, chid) = officials(env, url, cid)
-    r = c.post("/mpesa/stk/callback/cb-s3cret", stk_callback("ws_CO_never_made", 0, 700.00, "QNOPE0001", phone))
+    r = c.post("/mpesa/stk/callback/" + MPESA_SECRET, stk_callback("ws_CO_never_made", 0, 700.00, "QNOPE0001", phone))
     assert r.status == 200
     # a real push of KES 900; its callback claims 5,000 (past the limit)
     daraja.control(callback="never")
@@ -199,7 +199,7 @@ def test_verify_stk_unknown_request_and_over_limit_never_credited(env):
     assert tm.wait_status(env, url, ["pushed"]) == ["pushed"]
     (checkout,), = env.psql("SELECT checkout_request_id FROM mpesa_requests", url)
     wait_for(lambda: [p for p in daraja.pushes() if p["checkout_request_id"] == checkout and p["decided"]], 5)
-    c.post("/mpesa/stk/callback/cb-s3cret", stk_callback(checkout, 0, 5000.00, "QBIG00001", phone))
+    c.post("/mpesa/stk/callback/" + MPESA_SECRET, stk_callback(checkout, 0, 5000.00, "QBIG00001", phone))
     assert tm.wait_status(env, url, ["flagged"]) == ["flagged"]
     assert ledger_entries(env, url) == 0 and tm.balance(env, url, uid) == 0
     assert "above the limit" in alert_texts(env, url, chid)[0]
@@ -221,7 +221,7 @@ def c2b_setup(env, name, extra=None):
     c = tm.start(env, e)
     phone, uid, cid = tm.seed(env, url)
     (num,), = env.psql("SELECT member_number FROM memberships WHERE user_id = %s" % uid, url)
-    base = c.url + "/payments/c2b/%s/cb-s3cret"
+    base = c.url + "/payments/c2b/%s/" + MPESA_SECRET
     daraja.register_c2b(confirmation_url=base % "confirmation", validation_url=base % "validation")
     return url, daraja, c, phone, uid, cid, num
 
@@ -338,7 +338,7 @@ def test_verify_c2b_forged_wrong_shortcode_replayed_and_limits(env):
     (tphone, tid), (cphone, chid) = officials(env, url, cid)
 
     def confirmation(trans, amount, shortcode=daraja.shortcode, path="confirmation"):
-        return c.post("/payments/c2b/%s/cb-s3cret" % path, json.dumps({
+        return c.post("/payments/c2b/%s/%s" % (path, MPESA_SECRET), json.dumps({
             "TransactionType": "Pay Bill", "TransID": trans, "TransTime": "20261201120000",
             "TransAmount": "%d.00" % amount, "BusinessShortCode": shortcode, "BillRefNumber": "%s-%s" % (cid, num),
             "InvoiceNumber": "", "OrgAccountBalance": "", "ThirdPartyTransID": "", "MSISDN": "2547 ***** 126",

@@ -33,14 +33,16 @@ int t_checks, t_failed_checks;
 #define TESTS(X) \
 	X(test_buf_bounds) X(test_json_escape) X(test_parse_helpers) \
 	X(test_config_defaults) X(test_config_file) X(test_config_env_override) X(test_config_errors) \
-	X(test_config_reload) X(test_redis_url) X(test_log_lines) X(test_xassert_aborts) \
+	X(test_config_reload) X(test_config_fail_closed) X(test_redis_url) X(test_log_lines) X(test_xassert_aborts) \
 	X(test_phone_normalise) X(test_gsm7) X(test_at_parse) X(test_hubtel_parse) X(test_menu_validation) \
 	X(test_menu_render_limits) X(test_real_menus) X(test_trivial_pins) \
 	X(test_sms_template_validation) X(test_sms_render) X(test_sms_real_templates) \
 	X(test_httpc_get_post) X(test_httpc_http_500) X(test_httpc_refused) X(test_httpc_timeout) \
 	X(test_httpc_max_body) X(test_httpc_keepalive_reuse) X(test_httpc_concurrent) \
 	X(test_httpc_free_cancels) X(test_httpc_callback_requests) \
-	X(test_admit_estimator) X(test_workpool_admission)
+	X(test_admit_estimator) X(test_workpool_admission) \
+	X(test_daraja_result_parse) X(test_daraja_balance) X(test_daraja_callbacks_parse) \
+	X(test_daraja_initiator_calls)
 
 #define DECL(fn) void fn(void);
 TESTS(DECL)

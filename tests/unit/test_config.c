@@ -9,6 +9,7 @@ void test_config_file(void);
 void test_config_env_override(void);
 void test_config_errors(void);
 void test_config_reload(void);
+void test_config_fail_closed(void);
 
 static char *write_tmp(const char *text)
 {
@@ -34,8 +35,10 @@ void test_config_defaults(void)
 
 void test_config_file(void)
 {
+	/* (a non-loopback listen needs a guarded USSD aggregator: test_config_fail_closed) */
 	char *p = write_tmp("# comment\n[http]\nlisten = 0.0.0.0:9000\nmax_body= 4096\n\n[database]\n"
-			    "url = postgresql://u@127.0.0.1:5/db\npool_size=7\n[log]\nformat = json\n");
+			    "url = postgresql://u@127.0.0.1:5/db\npool_size=7\n[log]\nformat = json\n"
+			    "[ussd]\nallow_ips = africastalking:196.201.214.0/24\n");
 	struct config *c = config_new();
 	char err[256] = "";
 
@@ -134,4 +137,72 @@ void test_config_reload(void)
 	free(cur_listen);
 	config_free(cur);
 	config_free(next);
+}
+
+/* Who may call the callbacks: each configuration, refused (naming the key)
+ * or accepted.  S32 is a good secret (32 characters of [A-Za-z0-9_-]). */
+#define S32 "abcdefghijklmnopqrstuvwxyz012-_9"
+#define MPESA "[mpesa]\nconsumer_key = ck\n"
+#define OPEN "[http]\nlisten = 0.0.0.0:8080\n"
+#define USSD_OK "[ussd]\nallow_ips = africastalking:196.201.214.0/24\n"
+
+void test_config_fail_closed(void)
+{
+	static const struct {
+		const char *text;
+		const char *refused;	/* the key named, or NULL: accepted */
+	} cases[] = {
+		/* M-Pesa off: nothing to guard (no M-Pesa route is served) */
+		{ "", NULL },
+		{ "[mpesa]\ncallback_secret = short\n", NULL },
+		/* M-Pesa on: a long, URL-safe path secret and Safaricom's addresses */
+		{ MPESA, "[mpesa] callback_secret" },
+		{ MPESA "callback_secret = abcdefghijklmnopqrstuvwxyz01234\nallow_ips = safaricom:1.2.3.4\n",
+		  "[mpesa] callback_secret" },	/* 31 characters */
+		{ MPESA "callback_secret = abcdefghijklmnopqrstuvwxyz01234+\nallow_ips = safaricom:1.2.3.4\n",
+		  "[mpesa] callback_secret" },	/* 32, one outside [A-Za-z0-9_-] */
+		{ MPESA "callback_secret = abcdefghijklmnopqrstuvwxyz0123/5\nallow_ips = safaricom:1.2.3.4\n",
+		  "[mpesa] callback_secret" },
+		{ MPESA "callback_secret = " S32 "\n", "[mpesa] allow_ips" },
+		{ MPESA "callback_secret = " S32 "\nallow_ips = kannel:1.2.3.4\n", "[mpesa] allow_ips" },
+		{ MPESA "callback_secret = " S32 "\nallow_ips = safaricom:196.201.214.0/24\n", NULL },
+		/* ... whatever the listen address */
+		{ "[http]\nlisten = 127.0.0.1:1\n" MPESA, "[mpesa] callback_secret" },
+		/* loopback listens: USSD and SMS need nothing */
+		{ "[http]\nlisten = 127.0.0.1:8080\n[sms]\nprovider = africastalking\nsecrets = africastalking:x\n", NULL },
+		{ "[http]\nlisten = 127.9.9.9:8080\n", NULL },
+		{ "[http]\nlisten = localhost:8080\n", NULL },
+		{ "[http]\nlisten = [::1]:8080\n", NULL },
+		/* elsewhere: some USSD aggregator guarded */
+		{ OPEN, "[ussd] secrets" },
+		{ "[http]\nlisten = [::]:8080\n", "[ussd] secrets" },
+		{ "[http]\nlisten = 10.0.0.5:8080\n", "[ussd] secrets" },
+		{ OPEN USSD_OK, NULL },
+		{ OPEN "[ussd]\nsecrets = hubtel:" S32 "\n", NULL },
+		/* every secret long enough */
+		{ OPEN "[ussd]\nsecrets = africastalking:short\n", "[ussd] secrets" },
+		{ OPEN USSD_OK "secrets = hubtel:abcdefghijklmnopqrstuvwxyz01234\n", "[ussd] secrets" },
+		{ OPEN USSD_OK "[sms]\nsecrets = kannel:short\n", "[sms] secrets" },
+		/* the SMS provider in use guarded */
+		{ OPEN USSD_OK "[sms]\nprovider = africastalking\n", "[sms] secrets" },
+		{ OPEN USSD_OK "[sms]\nprovider = kannel\nallow_ips = africastalking:1.2.3.4\n", "[sms] secrets" },
+		{ OPEN USSD_OK "[sms]\nprovider = kannel\nallow_ips = kannel:127.0.0.1\n", NULL },
+		{ OPEN USSD_OK "[sms]\nprovider = africastalking\nsecrets = africastalking:" S32 "\n", NULL },
+		{ OPEN USSD_OK "[sms]\nprovider = none\n", NULL },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char err[512] = "";
+		int rc = load_text(cases[i].text, err, sizeof(err));
+
+		if (cases[i].refused) {
+			T_CHECK(rc == -1);
+			T_CHECK(strncmp(err, cases[i].refused, strlen(cases[i].refused)) == 0);
+		} else {
+			T_CHECK(rc == 0);
+		}
+		if ((rc == 0) != !cases[i].refused || (cases[i].refused && strncmp(err, cases[i].refused,
+									       strlen(cases[i].refused))))
+			fprintf(stderr, "    case %zu: %s -> %d %s\n", i, cases[i].text, rc, err);
+	}
 }
