@@ -39,7 +39,10 @@ fi
 # The M-Pesa sandbox: a loopback Daraja emulator (pushes and callbacks in .run/run/mpesa.log).
 if [ -z "${CHAMAD_MPESA_CONSUMER_KEY:-}" ]; then
   mpesa_port=18701
+  # the sandbox's API initiator (B2C payouts, Transaction Status, Account
+  # Balance): chamad is given the same name and SecurityCredential below
   scripts/daraja-emulator --port $mpesa_port --consumer-key run-key --consumer-secret run-secret \
+    --initiator-name run-initiator --security-credential run-security-credential \
     --log .run/run/mpesa.log > .run/run/daraja-emulator.out 2>&1 &
   emu="$emu $!"
   for _ in $(seq 1 50); do curl -sf "localhost:$mpesa_port/healthz" >/dev/null && break; sleep 0.1; done
@@ -51,7 +54,8 @@ if [ -z "${CHAMAD_MPESA_CONSUMER_KEY:-}" ]; then
     CHAMAD_MPESA_CONSUMER_SECRET=run-secret \
     CHAMAD_MPESA_CALLBACK_SECRET=$mpesa_secret CHAMAD_MPESA_ALLOW_IPS=safaricom:127.0.0.1 \
     CHAMAD_MPESA_PASSKEY=bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919 \
-    CHAMAD_MPESA_PUBLIC_URL=http://$CHAMAD_HTTP_LISTEN
+    CHAMAD_MPESA_PUBLIC_URL=http://$CHAMAD_HTTP_LISTEN \
+    CHAMAD_MPESA_INITIATOR_NAME=run-initiator CHAMAD_MPESA_SECURITY_CREDENTIAL=run-security-credential
 fi
 
 echo "run: demo chama seeded; chamad listens on http://$CHAMAD_HTTP_LISTEN"

@@ -365,8 +365,11 @@ static void register_modules(void)
 	ussd_actions_register(act_auth_actions);
 	ussd_actions_register(act_chama_actions);
 	ussd_actions_register(act_money_actions);
+	ussd_actions_register(act_approve_actions);
+	ussd_actions_register(act_payout_actions);
 	ussd_actions_register(act_check_actions);
 	sms_commands_register(sms_commands);
+	sms_commands_register(sms_approve_commands);
 	config_add_check("sms", "provider", sms_provider_check);
 }
 

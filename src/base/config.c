@@ -176,6 +176,12 @@ static const struct cf_key cf_keys[] = {
 	INT(mpesa, status_timeout_s, "120", 1, 86400, true,
 	    "a Transaction Status query with no result by then is sent again"),
 	INT(mpesa, status_max_attempts, "5", 1, 100, true, "Transaction Status queries sent before the outcome is unknown"),
+	/* dual control (issue 10) */
+	INT(approvals, expire_hours, "72", 1, 8760, true,
+	    "a request officials have not decided by then expires (counted from its opening, or its freeze)"),
+	/* [mpesa] payouts (issue 10, part F) */
+	INT(mpesa, b2c_result_timeout_s, "300", 10, 86400, true,
+	    "a B2C payout with no result by then is resolved with the Transaction Status query"),
 	/* issue 10, credit only what we confirmed (helper D) */
 	INT(mpesa, verify_flag_after_s, "3600", 1, 604800, true,
 	    "a paybill payment the Transaction Status query has not verified by then is flagged, never credited"),

@@ -114,10 +114,14 @@ struct config {
 	int mpesa_max_payout;
 	int mpesa_status_timeout_s;
 	int mpesa_status_max_attempts;
+	/* [mpesa] payouts (issue 10, part F) */
+	int mpesa_b2c_result_timeout_s;
 	/* [jobs] */
 	int jobs_every_s;
 	int jobs_reminder_lead_days;
 	char *jobs_now;
+	/* [approvals] (issue 10, dual control) */
+	int approvals_expire_hours;
 };
 
 /* Returns a new config holding every default; free with config_free. */

@@ -18,9 +18,13 @@ DB_STMT(ledger_account_balances, 0,
 	"ELSE -l.amount_cents END), 0) ORDER BY a.id");
 
 DB_STMT(ledger_member_accounts, 0,
-	"WITH k AS (SELECT chama_id, user_id, CASE purpose WHEN 'welfare' THEN 'member_welfare' "
+	"WITH k0 AS (SELECT chama_id, user_id, CASE purpose WHEN 'welfare' THEN 'member_welfare' "
 	"WHEN 'shares' THEN 'member_shares' ELSE 'member_savings' END AS kind, sum(amount_cents) AS cents "
-	"FROM contributions WHERE status = 'confirmed' AND deleted_at IS NULL GROUP BY 1, 2, 3), "
+	"FROM contributions WHERE status = 'confirmed' AND deleted_at IS NULL GROUP BY 1, 2, 3 "
+	/* less what was paid out of the member's side (payouts) */
+	"UNION ALL SELECT chama_id, user_id, debit_kind, -sum(amount_cents) FROM payouts WHERE status = 'paid' "
+	"AND debit_kind IN ('member_savings', 'member_shares') GROUP BY 1, 2, 3), "
+	"k AS (SELECT chama_id, user_id, kind, sum(cents) AS cents FROM k0 GROUP BY 1, 2, 3), "
 	"a AS (SELECT chama_id, user_id, kind, balance_cents FROM ledger_accounts "
 	"WHERE kind IN ('member_savings', 'member_welfare', 'member_shares')) "
 	"SELECT coalesce(a.chama_id, k.chama_id) AS chama, coalesce(a.user_id, k.user_id) AS member, "
@@ -35,11 +39,19 @@ DB_STMT(ledger_contribution_entries, 0,
 	"EXISTS (SELECT 1 FROM journal_entries e WHERE e.ref_table = 'contributions' AND e.ref_id = k.id "
 	"AND e.kind = 'contribution_reversal')) ORDER BY k.id");
 
+/* A paid payout has exactly its one entry, and a payout's entry belongs to
+ * a paid payout (money out is posted once, and only when paid). */
+DB_STMT(ledger_payout_entries, 0,
+	"SELECT p.id AS payout, p.status, count(e.id) AS entries FROM payouts p LEFT JOIN journal_entries e "
+	"ON e.ref_table = 'payouts' AND e.ref_id = p.id GROUP BY p.id "
+	"HAVING count(e.id) <> CASE WHEN p.status = 'paid' THEN 1 ELSE 0 END ORDER BY p.id");
+
 const struct ledger_check ledger_checks[] = {
 	{ "unbalanced entry", &ledger_unbalanced_entries },
 	{ "account balance", &ledger_account_balances },
 	{ "member account vs contributions", &ledger_member_accounts },
 	{ "contribution without its entries", &ledger_contribution_entries },
+	{ "payout without its one entry", &ledger_payout_entries },
 	{ NULL, NULL },
 };
 

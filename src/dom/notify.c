@@ -34,6 +34,20 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_mpesa_why_*", "" },
 	/* mpesa.c: a push that never started */
 	{ "sms_mpesa_push_failed", "amount chama" },
+	/* payouts (schema/57_payouts.sql): payout_vars for each, the
+	 * officials' reason a translated line, the approvers for everyone */
+	{ "sms_payout_paid", "chama member amount kind memo receipt" },
+	{ "sms_payout_paid_cash", "chama member amount kind memo receipt" },
+	{ "sms_payout_failed", "chama member amount kind memo receipt" },
+	{ "sms_payout_announce", "chama member amount kind memo receipt approvers" },
+	{ "sms_payout_failed_officials", "chama member amount kind memo receipt reason" },
+	{ "sms_payout_unknown_officials", "chama member amount kind memo receipt reason" },
+	{ "sms_payout_kind_*", "" },
+	/* approval_open's request to the officials ({what}: payout_vars less
+	 * kind and receipt) */
+	{ "sms_approval_what_payout", "chama member amount memo" },
+	{ "sms_approval_what_cash_payout", "chama member amount memo" },
+	{ "sms_payout_reason_*", "code" },
 	/* send_reminders (schema/60_notify.sql) */
 	{ "sms_due_reminder", "chama amount date" },
 	{ "sms_arrears", "chama amount date" },
@@ -65,6 +79,30 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_dispute_sent", "" },
 	{ "sms_dispute_none", "" },
 	{ "sms_dispute_officials", "member amount date" },
+	/* approvals (schema/85_approvals.sql): the request to the officials,
+	 * the kinds' words inside it ({what}), each vote to the maker, the
+	 * decision to the maker and (rejected, expired) the beneficiary, the
+	 * veto window and the freeze */
+	{ "sms_approval_request", "chama maker what amount code" },
+	{ "sms_approval_what_payment_reverse", "member date reason notice" },
+	/* payout_request's vars (helper F): at least the beneficiary's name */
+	{ "sms_approval_what_payout", "member" },
+	{ "sms_approval_what_cash_payout", "member" },
+	{ "sms_approval_voted", "chama code official vote yes need" },
+	{ "sms_approval_word_approve", "" },
+	{ "sms_approval_word_reject", "" },
+	{ "sms_approval_approved", "chama code what amount" },
+	{ "sms_approval_rejected", "chama code what amount" },
+	{ "sms_approval_expired", "chama code what amount" },
+	{ "sms_approval_rejected_for", "chama code what amount" },
+	{ "sms_approval_expired_for", "chama code what amount" },
+	{ "sms_approval_veto", "chama what amount code hours" },
+	{ "sms_approval_waiting", "chama code what amount hours" },
+	{ "sms_approval_frozen", "chama code what amount count" },
+	/* sms_approve.c: the replies to APPROVE, REJECT and STOP */
+	{ "sms_appr_*", "code yes need count" },
+	{ "sms_approve_usage", "" },
+	{ "sms_stop_usage", "" },
 	{ NULL, NULL },
 };
 

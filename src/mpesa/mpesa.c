@@ -118,8 +118,9 @@ void mpesa_held_add(struct mpesa *m, struct held *h, enum held_kind kind, const 
 	xassert(!h->linked);
 	for (const struct held *o = m->held; o; o = o->next)
 		/* push_attempts goes from 0 to 1 once: a request handed to
-		 * Daraja is never claimed again */
-		xassert(!(kind == HELD_PUSH && o->kind == HELD_PUSH && o->sent && !strcmp(o->id, id)));
+		 * Daraja is never claimed again; a payout's attempt (its
+		 * originator id) is claimed once */
+		xassert(!(kind != HELD_CALLBACK && o->kind == kind && o->sent && !strcmp(o->id, id)));
 	h->kind = kind;
 	snprintf(h->id, sizeof(h->id), "%s", id);
 	h->sent = false;
@@ -356,6 +357,7 @@ static void query_tick(evutil_socket_t fd, short what, void *arg)
 	pushes_soon(m, 0);
 	mpesa_callbacks_soon(m, 0);
 	mpesa_status_soon(m, 0);
+	mpesa_payouts_sweep(m);
 	mpesa_verify_tick(m);	/* paybill payments never verified, and the alerts (c2b.c) */
 	if (m->querying || m->quiescing)
 		return;
@@ -398,6 +400,7 @@ struct mpesa *mpesa_new(struct app *app)
 	snprintf(m->me, sizeof(m->me), "%.30s:%d:%s", host, (int)getpid(), rnd);
 	event_add(m->query_ev, &tv);
 	mpesa_status_start(m);
+	mpesa_b2c_start(m);
 	/* what other daemons left: the pushes due already (and when the next
 	 * is), the callbacks stored, the requests past the push window */
 	query_tick(-1, 0, m);
@@ -414,6 +417,7 @@ void mpesa_free(struct mpesa *m)
 	event_free(m->push_ev);
 	event_free(m->cb_ev);
 	mpesa_status_stop(m);
+	mpesa_b2c_stop(m);
 	/* cancels calls in flight: a push claimed but unanswered becomes
 	 * 'unknown' when its lease ends; a pushed one is settled by any
 	 * daemon's query job; a stored callback by any daemon's settling.
@@ -441,30 +445,40 @@ void mpesa_query_now(struct mpesa *m)
 		query_tick(-1, 0, m);
 }
 
+/* Every route Safaricom posts to: the path before the secret.  (C2B URLs
+ * may not contain "mpesa": Daraja refuses to register them.) */
+static const struct {
+	const char *path;
+	http_handler fn;
+	const char *name;
+} mpesa_route_table[] = {
+	{ "/mpesa/stk/callback", mpesa_stk_callback, "mpesa_stk_callback" },
+	{ "/payments/c2b/validation", mpesa_c2b_validation, "c2b_validation" },
+	{ "/payments/c2b/confirmation", mpesa_c2b_confirmation, "c2b_confirmation" },
+	{ "/mpesa/status/result", mpesa_status_result, "mpesa_status_result" },
+	{ "/mpesa/status/timeout", mpesa_status_timeout, "mpesa_status_timeout" },
+	{ "/mpesa/b2c/result", mpesa_b2c_result, "b2c_result" },
+	{ "/mpesa/b2c/timeout", mpesa_b2c_timeout, "b2c_timeout" },
+};
+#define MPESA_NROUTES (sizeof(mpesa_route_table) / sizeof(mpesa_route_table[0]))
+
 size_t mpesa_routes(const struct config *cfg, struct http_route *out, size_t max)
 {
-	/* C2B URLs may not contain "mpesa" (Daraja refuses to register them) */
-	static char paths[5][200];
+	static char paths[MPESA_NROUTES][200];
 	const char *sep = *cfg->mpesa_callback_secret ? "/" : "";
-	const struct http_route routes[5] = {
-		{ paths[0], HTTP_POST, mpesa_stk_callback, "mpesa_stk_callback", NULL },
-		{ paths[1], HTTP_POST, mpesa_c2b_validation, "c2b_validation", NULL },
-		{ paths[2], HTTP_POST, mpesa_c2b_confirmation, "c2b_confirmation", NULL },
-		{ paths[3], HTTP_POST, mpesa_status_result, "mpesa_status_result", NULL },
-		{ paths[4], HTTP_POST, mpesa_status_timeout, "mpesa_status_timeout", NULL },
-	};
 	size_t n = 0;
 
 	/* M-Pesa off: no money route at all (config_validate guards it when on) */
 	if (!*cfg->mpesa_consumer_key)
 		return 0;
-	snprintf(paths[0], sizeof(paths[0]), "/mpesa/stk/callback%s%s", sep, cfg->mpesa_callback_secret);
-	snprintf(paths[1], sizeof(paths[1]), "/payments/c2b/validation%s%s", sep, cfg->mpesa_callback_secret);
-	snprintf(paths[2], sizeof(paths[2]), "/payments/c2b/confirmation%s%s", sep, cfg->mpesa_callback_secret);
-	snprintf(paths[3], sizeof(paths[3]), "/mpesa/status/result%s%s", sep, cfg->mpesa_callback_secret);
-	snprintf(paths[4], sizeof(paths[4]), "/mpesa/status/timeout%s%s", sep, cfg->mpesa_callback_secret);
-	for (; n < 5 && n < max; n++)
-		out[n] = routes[n];
+	for (; n < MPESA_NROUTES && n < max; n++) {
+		snprintf(paths[n], sizeof(paths[n]), "%s%s%s", mpesa_route_table[n].path, sep,
+			 cfg->mpesa_callback_secret);
+		out[n] = (struct http_route){ paths[n], HTTP_POST, mpesa_route_table[n].fn, mpesa_route_table[n].name,
+					      NULL };
+	}
+	/* a route left out would be a callback nobody takes: main's table holds them all */
+	xassert(n == MPESA_NROUTES);
 	return n;
 }
 
@@ -486,9 +500,17 @@ void mpesa_metrics(struct mpesa *m, struct buf *out)
 		   "chamad_mpesa_status_total{event=\"status_results\"} %llu\n"
 		   "chamad_mpesa_status_total{event=\"status_unmatched\"} %llu\n"
 		   "# HELP chamad_mpesa_unrecorded M-Pesa work whose outcome is not in PostgreSQL yet.\n"
-		   "# TYPE chamad_mpesa_unrecorded gauge\nchamad_mpesa_unrecorded %d\n",
+		   "# TYPE chamad_mpesa_unrecorded gauge\nchamad_mpesa_unrecorded %d\n"
+		   "# HELP chamad_mpesa_b2c_total B2C payouts sent, results received, results for no attempt of ours.\n"
+		   "# TYPE chamad_mpesa_b2c_total counter\n"
+		   "chamad_mpesa_b2c_total{event=\"sent\"} %llu\nchamad_mpesa_b2c_total{event=\"result\"} %llu\n"
+		   "chamad_mpesa_b2c_total{event=\"ignored\"} %llu\n"
+		   "# HELP chamad_mpesa_payouts_unknown Payouts whose outcome is unknown (the status query decides).\n"
+		   "# TYPE chamad_mpesa_payouts_unknown gauge\nchamad_mpesa_payouts_unknown %d\n",
 		   (unsigned long long)m->pushes, (unsigned long long)m->callbacks, (unsigned long long)m->queries,
 		   (unsigned long long)m->unmatched, (unsigned long long)m->status_sent,
-		   (unsigned long long)m->status_results, (unsigned long long)m->status_unmatched, m->unrecorded);
+		   (unsigned long long)m->status_results, (unsigned long long)m->status_unmatched, m->unrecorded,
+		   (unsigned long long)m->b2c_sent, (unsigned long long)m->b2c_results,
+		   (unsigned long long)m->b2c_ignored, m->b2c_unknown);
 	mpesa_verify_metrics(m, out);
 }

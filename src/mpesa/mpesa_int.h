@@ -9,12 +9,13 @@
  *   c2b.c    paybill validation and confirmation -> c2b_confirm (recorded
  *            unverified; the Transaction Status result credits it), the
  *            flagging of those never verified, and the alert log
- *   c2b.c    paybill validation and confirmation -> c2b_confirm
  *   status.c the Transaction Status rail: the query job (claimed rows)
  *            and the result routes -> mpesa_status_record
+ *   b2c.c    payouts: the B2C job (claimed rows), its answers, the
+ *            sweep of unknown outcomes, the Result routes
  *
  * Daraja itself (token, wire formats) is net/daraja; every statement is in
- * dom/payment.
+ * dom/payment (money in) and dom/payout (money out).
  */
 #ifndef CHAMAD_MPESA_INT_H
 #define CHAMAD_MPESA_INT_H
@@ -43,14 +44,14 @@ struct claim {
  * callback being settled), from its claim until its outcome is recorded,
  * kept in the work object and listed in struct mpesa: each claim is
  * released once, and a request handed to Daraja is never claimed again. */
-enum held_kind { HELD_PUSH, HELD_CALLBACK, HELD_STATUS };
+enum held_kind { HELD_PUSH, HELD_CALLBACK, HELD_STATUS, HELD_PAYOUT /* id: the attempt's OriginatorConversationID */ };
 
 struct held {
 	struct held *next;
 	enum held_kind kind;
-	char id[24];
+	char id[48];
 	bool linked;
-	bool sent;		/* HELD_PUSH: handed to Daraja */
+	bool sent;		/* HELD_PUSH, HELD_PAYOUT: handed to Daraja */
 };
 
 /* The kinds of mpesa_alerts (migration 022), in this order. */
@@ -82,6 +83,13 @@ struct mpesa {
 	uint64_t status_at_ms;	/* when status_ev fires */
 	struct claim statusing;
 	uint64_t status_sent, status_results, status_unmatched;
+	/* b2c.c */
+	struct event *payout_ev;
+	uint64_t payout_at_ms;	/* when payout_ev fires */
+	struct claim paying;
+	bool sweeping;
+	int b2c_unknown;	/* payouts of unknown outcome, as the last sweep counted */
+	uint64_t b2c_sent, b2c_results, b2c_ignored;
 };
 
 /* The object lives while anything in flight points at it: mpesa_free
@@ -124,6 +132,16 @@ void mpesa_status_tick(evutil_socket_t fd, short what, void *arg);
 void mpesa_status_wake(struct app *app);
 void mpesa_status_result(struct http_ctx *ctx);
 void mpesa_status_timeout(struct http_ctx *ctx);
+/* b2c.c */
+void mpesa_b2c_start(struct mpesa *m);
+void mpesa_b2c_stop(struct mpesa *m);
+void mpesa_payouts_soon(struct mpesa *m, int ms);
+/* The periodic pass: claims what is due, and sends payouts whose outcome
+ * is unknown (no answer, no result in time, a daemon that died) to the
+ * status query. */
+void mpesa_payouts_sweep(struct mpesa *m);
+void mpesa_b2c_result(struct http_ctx *ctx);
+void mpesa_b2c_timeout(struct http_ctx *ctx);
 
 /* c2b.c */
 void mpesa_c2b_validation(struct http_ctx *ctx);

@@ -2,7 +2,10 @@
  * jobs: the reminder job (see jobs.h and send_reminders() in
  * schema/60_notify.sql): a timer, one statement per run.  The statement
  * queues its messages by key (sms_due_reminder, sms_arrears) through
- * notify(); the sender renders them in each member's language.
+ * notify(); the sender renders them in each member's language.  The same
+ * timer runs the approvals' expiry (approvals_expire() in
+ * schema/85_approvals.sql: requests undecided after [approvals]
+ * expire_hours, veto windows that closed), also one statement.
  */
 #include "ops/jobs.h"
 #include "app.h"
@@ -11,6 +14,7 @@
 #include "net/db.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "dom/approval.h"
 #include "dom/notify.h"
 
 #include <stdio.h>
@@ -22,7 +26,8 @@ struct jobs {
 	struct app *app;
 	struct event *ev;
 	bool running;
-	bool orphaned;	/* jobs_free came while a run was in flight: ran() frees */
+	bool approvals_running;
+	bool orphaned;	/* jobs_free came while a run was in flight: the last callback frees */
 };
 
 static void ran(const struct db_result *r, void *arg)
@@ -31,7 +36,8 @@ static void ran(const struct db_result *r, void *arg)
 
 	j->running = false;
 	if (j->orphaned) {	/* the daemon is going: its pool cancelled the run */
-		free(j);
+		if (!j->approvals_running)
+			free(j);
 		return;
 	}
 	if (r->status != DB_OK)
@@ -40,6 +46,37 @@ static void ran(const struct db_result *r, void *arg)
 		log_info("jobs: reminders: %s message(s) queued", PQgetvalue(r->res, 0, 0));
 		app_outbox_queued(j->app);
 	}
+}
+
+static void approvals_ran(const struct db_result *r, void *arg)
+{
+	struct jobs *j = arg;
+
+	j->approvals_running = false;
+	if (j->orphaned) {
+		if (!j->running)
+			free(j);
+		return;
+	}
+	if (r->status != DB_OK)
+		log_warn("jobs: approvals: %s", r->error);
+	else if (atoi(PQgetvalue(r->res, 0, 0)) > 0) {
+		log_info("jobs: approvals: %s request(s) expired or carried out", PQgetvalue(r->res, 0, 0));
+		app_outbox_queued(j->app);
+	}
+}
+
+static void approvals_tick(struct jobs *j)
+{
+	struct app *app = j->app;
+	char hours[16], at[CLOCK_TEXT_MAX];
+	const char *p[2] = { clock_p_at(at), hours };
+
+	if (j->approvals_running)
+		return;
+	j->approvals_running = true;
+	snprintf(hours, sizeof(hours), "%d", app->cfg->approvals_expire_hours);
+	db_run(app->dbbg, &approvals_expire, p, approvals_ran, j);
 }
 
 static void tick(evutil_socket_t fd, short what, void *arg)
@@ -51,6 +88,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	approvals_tick(j);
 	if (j->running)
 		return;
 	j->running = true;
@@ -76,7 +114,7 @@ void jobs_free(struct jobs *j)
 	event_free(j->ev);
 	/* a run still in flight answers later (the pool cancels it when it is
 	 * freed): its callback owns the struct then */
-	if (j->running) {
+	if (j->running || j->approvals_running) {
 		j->orphaned = true;
 		return;
 	}

@@ -55,6 +55,7 @@ struct cmd {
 	const struct sms_command *command;	/* NULL: not a command we know */
 	enum menu_lang lang;
 	char provider[16], msg_id[130], phone[20], pin[8], user_id[24];
+	char arg[16];		/* the word between the command and the PIN ("APPROVE <code> <PIN>"), or "" */
 	char *masked;
 	json_t *vars;		/* the reply's variables */
 	bool replied;		/* the one reply is on its way (sms_reply*) */
@@ -176,6 +177,16 @@ const char *sms_cmd_user(const struct sms_cmd *sc)
 const char *sms_cmd_reqid(const struct sms_cmd *sc)
 {
 	return http_ctx_reqid(((const struct cmd *)sc)->ctx);
+}
+
+const char *sms_cmd_phone(const struct sms_cmd *sc)
+{
+	return ((const struct cmd *)sc)->phone;
+}
+
+const char *sms_cmd_arg(const struct sms_cmd *sc)
+{
+	return ((const struct cmd *)sc)->arg;
 }
 
 void sms_cmd_set_var(struct sms_cmd *sc, const char *name, const char *value)
@@ -465,8 +476,8 @@ static const struct sms_command *find_command(const char *word, enum menu_lang *
 	return NULL;
 }
 
-/* The command and its PIN (sms_words_split); the stored text has the PIN
- * replaced by ****. */
+/* The command, its argument and its PIN (sms_words_split: "bal 4821",
+ * "approve K7PM2X 4821"); the stored text has the PIN replaced by ****. */
 static void parse(struct cmd *c, const char *textin)
 {
 	struct sms_words w;
@@ -475,6 +486,7 @@ static void parse(struct cmd *c, const char *textin)
 	/* the word's language, until we know the member's own */
 	c->command = find_command(w.word, &c->lang);
 	memcpy(c->pin, w.pin, sizeof(w.pin));
+	memcpy(c->arg, w.arg, sizeof(w.arg));
 	c->masked = w.masked;
 	sodium_memzero(w.pin, sizeof(w.pin));
 }

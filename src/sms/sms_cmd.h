@@ -46,11 +46,17 @@ int sms_commands_check(const struct menu_set *m, char *err, size_t errlen);
 
 /* The money and help commands (BAL, STMT, LOAN, HELP, DISPUTE). */
 extern const struct sms_command sms_commands[];
+/* Dual control: APPROVE, REJECT, STOP (sms_approve.c). */
+extern const struct sms_command sms_approve_commands[];
 
 /* What a command sees of the message it answers. */
 struct app *sms_cmd_app(struct sms_cmd *c);
 const char *sms_cmd_user(const struct sms_cmd *c);	/* decimal user id (the sender is a member) */
 const char *sms_cmd_reqid(const struct sms_cmd *c);
+const char *sms_cmd_phone(const struct sms_cmd *c);	/* the sender, E.164 */
+/* The word after the command when a PIN or nothing follows it ("APPROVE
+ * <code> <PIN>": the code), else "". */
+const char *sms_cmd_arg(const struct sms_cmd *c);
 /* {name} for the reply's template; value copied. */
 void sms_cmd_set_var(struct sms_cmd *c, const char *name, const char *value);
 /* Appends a line to the reply's {lines}: the template `key` rendered with

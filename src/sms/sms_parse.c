@@ -181,26 +181,45 @@ void sms_in_clear(struct sms_in *in)
 
 #define SPACES " \t\r\n"
 
+/* One word at p (after spaces): its offset and length. */
+static const char *next_word(const char *p, size_t *n)
+{
+	p += strspn(p, SPACES);
+	*n = strcspn(p, SPACES);
+	return p;
+}
+
+static bool is_pin(const char *w, size_t n)
+{
+	return n == 4 && strspn(w, "0123456789") >= 4;
+}
+
 void sms_words_split(const char *text, struct sms_words *out)
 {
-	const char *p = text, *second;
-	size_t n;
+	const char *w[3], *p = text, *pin = NULL;
+	size_t n[3];
 
 	memset(out, 0, sizeof(*out));
-	p += strspn(p, SPACES);
-	n = strcspn(p, SPACES);
-	if (n < sizeof(out->word))
-		memcpy(out->word, p, n);
-	p += n;
-	p += strspn(p, SPACES);
-	second = p;
-	n = strcspn(p, SPACES);
+	for (int i = 0; i < 3; i++) {
+		w[i] = next_word(p, &n[i]);
+		p = w[i] + n[i];
+	}
+	if (n[0] < sizeof(out->word))
+		memcpy(out->word, w[0], n[0]);
+	if (is_pin(w[1], n[1])) {
+		pin = w[1];
+	} else {
+		if (n[1] < sizeof(out->arg))
+			memcpy(out->arg, w[1], n[1]);
+		if (is_pin(w[2], n[2]))
+			pin = w[2];
+	}
 	out->masked = xstrdup(text);
-	if (n == 4 && strspn(second, "0123456789") >= 4) {
-		memcpy(out->pin, second, 4);
+	if (pin) {
+		memcpy(out->pin, pin, 4);
 		/* the PIN where it stands, not the first such digits (they may
-		 * be part of the word before it) */
-		memcpy(out->masked + (second - text), "****", 4);
+		 * be part of a word before it) */
+		memcpy(out->masked + (pin - text), "****", 4);
 	}
 }
 

@@ -62,11 +62,15 @@ enum sms_in_result sms_in_read(const struct sms_params *p, const char *country_c
 			       size_t whylen);
 void sms_in_clear(struct sms_in *in);
 
-/* "bal 4821": the command word and a 4-digit PIN after it. */
+/* "bal 4821": the command word and a 4-digit PIN after it; "approve K7PM2X
+ * 4821": the command word, its argument and the PIN. */
 struct sms_words {
 	char word[16];		/* the first word, "" when longer than 15 bytes */
-	char pin[5];		/* the second word when it is exactly 4 digits, else "" */
-	char *masked;		/* the text with that second word written as ****; owned */
+	char arg[16];		/* the second word when it is not the PIN and the third is, or is
+				 * absent ("" when longer than 15 bytes) */
+	char pin[5];		/* the second word when it is exactly 4 digits, else the third
+				 * when it is (after an argument), else "" */
+	char *masked;		/* the text with the PIN written as **** where it stands; owned */
 };
 
 void sms_words_split(const char *text, struct sms_words *out);

@@ -67,6 +67,8 @@ const char *act_outcome(struct ussd_hop *hop, const struct db_result *r);
 extern const struct ussd_action act_auth_actions[];
 extern const struct ussd_action act_chama_actions[];
 extern const struct ussd_action act_money_actions[];
+extern const struct ussd_action act_approve_actions[];
+extern const struct ussd_action act_payout_actions[];
 extern const struct ussd_action act_check_actions[];
 
 #endif

@@ -11,6 +11,7 @@
 #include "base/clock.h"
 #include "base/config.h"
 #include "base/util.h"
+#include "dom/approval.h"
 #include "dom/money.h"
 
 #include <stdio.h>
@@ -64,7 +65,7 @@ static void done(struct ussd_hop *hop, const struct db_result *r)
 }
 
 static void run_on_row(struct ussd_hop *hop, const struct db_stmt *s, const char *var1, const char *var2,
-		       const char *notice)
+		       const char *notice, act_db_fn fn)
 {
 	const char *c = act_chama(hop);
 	char at[CLOCK_TEXT_MAX];
@@ -78,12 +79,12 @@ static void run_on_row(struct ussd_hop *hop, const struct db_stmt *s, const char
 	p[6] = hop_var(hop, var2);
 	p[7] = notice;
 	p[8] = clock_p_at(at);
-	act_run(hop, s, p, done);
+	act_run(hop, s, p, fn);
 }
 
 static void act_suspense_allocate(struct ussd_hop *hop)
 {
-	run_on_row(hop, &money_suspense_allocate, "suspense_id", "member_no", "sms_allocated");
+	run_on_row(hop, &money_suspense_allocate, "suspense_id", "member_no", "sms_allocated", done);
 }
 
 /* ---- reversals ---- */
@@ -93,9 +94,19 @@ static void act_reverse_load(struct ussd_hop *hop)
 	act_list_for(hop, "money.payment_reverse", &money_reversible_list);
 }
 
+/* Dual control: the official asks, two other officials decide
+ * (dom/approval); the reversal, and the member's notice, follow the last
+ * approval.  The code names the request on both channels. */
+static void reverse_requested(struct ussd_hop *hop, const struct db_result *r)
+{
+	if (r->status == DB_OK && PQntuples(r->res) == 1 && !PQgetisnull(r->res, 0, 2))
+		hop_set_var(hop, "approval_code", PQgetvalue(r->res, 0, 2));
+	done(hop, r);
+}
+
 static void act_contribution_reverse(struct ussd_hop *hop)
 {
-	run_on_row(hop, &money_payment_reverse, "contribution_id", "reason", "sms_reversed");
+	run_on_row(hop, &approval_payment_reverse, "contribution_id", "reason", "sms_reversed", reverse_requested);
 }
 
 /* The actions the menus name (menus/NN_x.json), registered by main.c. */

@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.parse
 
+from approval_fixtures import approve, open_code
 from harness import MPESA_SECRET, ROOT
 from mpesa_fixtures import DarajaEmulator
 from notify_fixtures import outbox_texts
@@ -274,9 +275,15 @@ def test_mpesa_cash_entry_and_reversal(env):
     assert outbox_texts(env, url, "kind = 'sms_reply' AND recipient = '%s'" % phone) == \
         ["Your dispute was sent to your chama's treasurer and chairperson."]
     assert env.psql("SELECT count(*) FROM audit_logs WHERE action = 'contribution.disputed'", url) == [["1"]]
-    # the treasurer reverses it with a reason: nothing deleted, a reversal posted
+    # the treasurer reverses it with a reason: nothing deleted, a reversal
+    # posted once two other officials approved (dual control)
+    cphone, _, _ = add_member(env, url, cid, "chairperson")
     screen = ussd(c, tphone, [PIN, "10", "4", "3", "1", "counted twice", "1"])
-    assert screen == "END Reversed. The member is told by SMS.", screen
+    code = open_code(env, url, "payment_reverse", k)
+    assert screen.startswith("END Request %s sent to the other officials." % code), screen
+    approve(c, cphone, code)
+    assert env.psql("SELECT status FROM contributions WHERE id = %s" % k, url) == [["confirmed"]]
+    approve(c, sphone, code)
     assert env.psql("SELECT status, reversal_reason FROM contributions WHERE id = %s" % k, url) == \
         [["reversed", "counted twice"]]
     assert balance(env, url, uid) == 0

@@ -10,6 +10,7 @@ import os
 import random
 import re
 
+from approval_fixtures import vote_sql
 from harness import ROOT
 from test_ussd import AT, PIN, new_phone, q, seed_chama, seed_user
 
@@ -107,6 +108,17 @@ def walk(c, phone, screens, allowed, path=(), sid="main", offered=None, problems
 def do(env, c, ch, role, action, path):
     """Does the action as the role, from the path to it; asserts it worked."""
     phone, cid = ch["phones"][role], ch["cid"]
+    officials = ("chairperson", "treasurer", "secretary")
+    if action == "approvals.decide":
+        # a request of another official's for this one to decide: reversing
+        # a payment of its own (the list's other payments stay as they are)
+        maker = "chairperson" if role == "treasurer" else "treasurer"
+        q(env, "SELECT post_contribution(%s, %s, 20000, 'savings', 'cash', NULL, 'policy:decide:%s', NULL, "
+               "'admin', NULL, 't', NULL)" % (cid, ch["users"]["member"], role))
+        (k,), = q(env, "SELECT ref_id FROM journal_entries WHERE idempotency_key = 'policy:decide:%s'" % role)
+        (opened, code), = q(env, "SELECT outcome, code FROM payment_reverse_request(%s, %s, 'entered twice', %s, "
+                                 "'ussd', NULL, 't', 'sms_reversed', now())" % (cid, k, ch["users"][maker]))
+        assert opened == "ok_approval_opened", opened
     s, screen = reach(c, phone, path[:-1])
     end, screen = s.send(path[-1])
     if action == "chama.join_decide":
@@ -140,8 +152,26 @@ def do(env, c, ch, role, action, path):
         s.send("1")
         s.send("counted twice")
         end, screen = s.send("1")
-        assert end and screen == "Reversed. The member is told by SMS.", screen
-        assert q(env, "SELECT count(*) FROM contributions WHERE chama_id = %s AND status = 'reversed'" % cid) == [["1"]]
+        (code,), = q(env, "SELECT code FROM approvals WHERE chama_id = %s AND status = 'pending' AND "
+                          "maker_user_id = %s" % (cid, ch["users"][role]))
+        assert end and screen.startswith("Request %s sent to the other officials." % code), screen
+        # reversed once the two other officials approve (dual control)
+        before = q(env, "SELECT count(*) FROM contributions WHERE chama_id = %s AND status = 'reversed'" % cid)
+        for other in officials:
+            if other != role:
+                vote_sql(env, None, ch["users"][other], code)
+        after = q(env, "SELECT count(*) FROM contributions WHERE chama_id = %s AND status = 'reversed'" % cid)
+        assert int(after[0][0]) == int(before[0][0]) + 1, (before, after)
+    elif action == "approvals.decide":
+        assert ("1. %s KES 200" % code) in screen, screen
+        end, screen = s.send("1")
+        assert not end and "Reverse The Member's payment" in screen and "1. Approve" in screen, screen
+        s.send("1")
+        end, screen = s.send(PIN)
+        assert end and screen == "Request %s: Counted: 1 of 2." % code, screen
+        third = [o for o in officials if o not in (role, maker)][0]
+        assert vote_sql(env, None, ch["users"][third], code)["outcome"] == "ok_approval_done"
+        assert q(env, "SELECT status FROM contributions WHERE id = %s" % k) == [["reversed"]]
     elif action == "payments.check_view":
         # a paybill payment not verified yet (issue 10): listed, looked at, never credited by looking
         ref = "QV%08d" % random.randrange(10 ** 8)

@@ -17,7 +17,8 @@ PG_BOOKS = BOOKS.replace(r"\b", r"\y")  # PostgreSQL spells a word boundary \y
 # the functions that move money (and every function calling one of them);
 # each takes its time as p_at and never reads now() for what it records
 POSTING = {"ledger_post", "post_contribution", "reverse_contribution", "post_suspense", "suspense_allocate",
-           "cash_record", "payment_reverse", "c2b_confirm", "mpesa_settle", "c2b_credit"}
+           "cash_record", "payment_reverse", "c2b_confirm", "mpesa_settle",
+           "payout_post", "c2b_credit"}
 
 
 def posting_db(env, name):

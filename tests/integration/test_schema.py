@@ -102,11 +102,13 @@ def test_schema_tables_and_money_types(env):
     missing = TABLES - tables
     assert not missing, "missing tables: %s" % sorted(missing)
     # beyond the 27: the runner's two tables, votes, the USSD session log,
-    # inbound SMS, the ledger and its audit chains' heads, the policy
+    # inbound SMS, the ledger and its audit chains' heads, the policy, the
+    # approvals (dual control: requests, votes, members' vetoes)
     assert tables - TABLES == {"schema_migrations", "schema_files", "proposal_votes", "ussd_session_events", "sms_inbound",
                                "ledger_accounts", "journal_entries", "journal_lines", "mpesa_requests",
                                "mpesa_c2b", "mpesa_callbacks", "audit_chain_heads", "policy_actions",
-                               "mpesa_alerts", "mpesa_status_queries"}, \
+                               "mpesa_status_queries", "approvals", "approval_votes", "approval_vetoes",
+                               "mpesa_alerts"}, \
         sorted(tables - TABLES)
 
     # no float, real, numeric or money column anywhere (tables, views and
@@ -362,7 +364,7 @@ def test_schema_audit_trail(env):
                                       "JOIN pg_proc p ON p.oid = g.tgfoid WHERE p.proname = 'audit_row_change'")}
     assert audited == {"users", "chamas", "memberships", "contributions", "loans", "loan_repayments",
                        "payouts", "welfare_claims", "signup_sessions", "join_requests", "invites",
-                       "mpesa_requests", "policy_actions"}, audited
+                       "mpesa_requests", "policy_actions", "approvals", "approval_votes", "approval_vetoes"}, audited
     # the audit trail is append-only
     refused(env, "", "UPDATE audit_logs SET action = 'forged';", r"rows are immutable")
     refused(env, "", "DELETE FROM audit_logs;", r"rows are immutable")

@@ -395,7 +395,8 @@ void test_daraja_initiator_calls(void)
 	snprintf(conf, sizeof(conf),
 		 "[mpesa]\nbase_url = http://127.0.0.1:%d\nconsumer_key = k\nconsumer_secret = s\nshortcode = 600638\n"
 		 "b2c_shortcode = 600996\ninitiator_name = testapi\nsecurity_credential = Q1JFRA==\nmax_payout = 5000\n"
-		 "timeout_ms = 400\n",
+		 "timeout_ms = 400\ncallback_secret = unit-test-secret-of-32-characters\n"
+		 "allow_ips = safaricom:127.0.0.1\n",
 		 f.port);
 	fputs(conf, fp);
 	fclose(fp);
