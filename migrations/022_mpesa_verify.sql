@@ -61,5 +61,5 @@ CREATE INDEX mpesa_alerts_unlogged_idx ON mpesa_alerts (id) WHERE logged_at IS N
 CREATE INDEX mpesa_alerts_chama_id_idx ON mpesa_alerts (chama_id);
 
 INSERT INTO policy_actions (action, roles, description) VALUES
-    ('payments.check_view', '{treasurer,chairperson,secretary}',
+    ('payments.check_view', '{treasurer,chairperson}',
      'See M-Pesa payments not credited yet (unverified, contradicted, flagged): Payments to check');
