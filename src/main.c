@@ -21,6 +21,7 @@
 #include "ops/migrate.h"
 #include "ops/money_check.h"
 #include "ops/outbox.h"
+#include "ops/reconcile.h"
 #include "net/redis.h"
 #include "base/menu.h"
 #include "ops/jobs.h"
@@ -104,6 +105,11 @@ static void usage(FILE *out)
 		"                  (with [auth] pin_pepper and the cost parameters), then exit\n"
 		"  outbox-text ID...  print what each outbox row says (as sent, or as it would\n"
 		"                  be sent now from the menus), one JSON line each; exit 0/1\n"
+		"  reconcile [--from YYYY-MM-DD [--to YYYY-MM-DD]] [--wait]\n"
+		"                  ask for a reconciliation of those days (default: yesterday):\n"
+		"                  M-Pesa's statement and Account Balance against the books.  A\n"
+		"                  running chamad with [mpesa] configured does it; --wait waits\n"
+		"                  for it and prints each difference; exit 0 none, 1 some, 2 failed\n"
 		"  money-to-check [--json]  list the M-Pesa payments not credited (unverified,\n"
 		"                  contradicted, flagged) with ids, amounts, receipts, age;\n"
 		"                  exit 0 when there are none, 1 when there are\n"
@@ -380,12 +386,16 @@ int main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "from", required_argument, NULL, 'F' },
+		{ "to", required_argument, NULL, 'T' },
+		{ "wait", no_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'J' },	/* money-to-check */
 		{ NULL, 0, NULL, 0 },
 	};
 	struct app app;
 	const char *cmd = "run";
-	bool check_only = false, json = false;
+	bool check_only = false, rc_wait = false, json = false;
+	const char *rc_from = NULL, *rc_to = NULL;
 	char err[512];
 	int opt, rc;
 
@@ -408,6 +418,15 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("chamad %s\n", CHAMAD_VERSION);
 			return 0;
+		case 'F':	/* reconcile's options */
+			rc_from = optarg;
+			break;
+		case 'T':
+			rc_to = optarg;
+			break;
+		case 'W':
+			rc_wait = true;
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -417,9 +436,16 @@ int main(int argc, char **argv)
 		cmd = argv[optind++];
 	if ((optind < argc && strcmp(cmd, "outbox-text")) ||
 	    (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "hash-pin") && strcmp(cmd, "verify-ledger") &&
-	     strcmp(cmd, "outbox-text") && strcmp(cmd, "money-to-check")) ||
-	    (json && strcmp(cmd, "money-to-check"))) {
+	     strcmp(cmd, "outbox-text") && strcmp(cmd, "reconcile") && strcmp(cmd, "money-to-check"))) {
 		fprintf(stderr, "chamad: unknown command \"%s\" (try --help)\n", optind < argc ? argv[optind] : cmd);
+		return 2;
+	}
+	if (json && strcmp(cmd, "money-to-check")) {
+		fprintf(stderr, "chamad: --json belongs to the money-to-check command\n");
+		return 2;
+	}
+	if ((rc_from || rc_to || rc_wait) && strcmp(cmd, "reconcile")) {
+		fprintf(stderr, "chamad: --from, --to and --wait belong to the reconcile command\n");
 		return 2;
 	}
 	if (!app.config_path) {
@@ -464,6 +490,8 @@ int main(int argc, char **argv)
 		rc = verify_ledger(app.cfg, stdout, stderr);
 	else if (!strcmp(cmd, "outbox-text"))
 		rc = outbox_text(app.cfg, argc - optind, argv + optind, stdout, stderr);
+	else if (!strcmp(cmd, "reconcile"))
+		rc = reconcile_cli(app.cfg, rc_from, rc_to, rc_wait, stdout, stderr);
 	else if (!strcmp(cmd, "money-to-check"))
 		rc = money_check(app.cfg, json, stdout, stderr);
 	else

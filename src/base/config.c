@@ -182,6 +182,13 @@ static const struct cf_key cf_keys[] = {
 	/* [mpesa] payouts (issue 10, part F) */
 	INT(mpesa, b2c_result_timeout_s, "300", 10, 86400, true,
 	    "a B2C payout with no result by then is resolved with the Transaction Status query"),
+	/* reconciliation (issue 10 part 6) */
+	INT(mpesa, reconcile_every_s, "86400", 0, 604800, true,
+	    "the reconcile job compares each period this long (86400: each day, local midnights); 0 = no job"),
+	STR(mpesa, reconcile_float_account, "Utility Account", true, NULL,
+	    "the Account Balance account held against the books' M-Pesa float (a paybill collects in Utility Account)"),
+	INT(mpesa, reconcile_balance_wait_s, "120", 5, 3600, true,
+	    "a reconcile run waits this long for the Account Balance result, then reports the balance unknown"),
 	/* issue 10, credit only what we confirmed (helper D) */
 	INT(mpesa, verify_flag_after_s, "3600", 1, 604800, true,
 	    "a paybill payment the Transaction Status query has not verified by then is flagged, never credited"),

@@ -116,6 +116,10 @@ struct config {
 	int mpesa_status_max_attempts;
 	/* [mpesa] payouts (issue 10, part F) */
 	int mpesa_b2c_result_timeout_s;
+	/* [mpesa] reconciliation (issue 10 part 6: src/mpesa/reconcile.c) */
+	int mpesa_reconcile_every_s;
+	char *mpesa_reconcile_float_account;
+	int mpesa_reconcile_balance_wait_s;
 	/* [jobs] */
 	int jobs_every_s;
 	int jobs_reminder_lead_days;

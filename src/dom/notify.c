@@ -85,9 +85,6 @@ const struct menu_sms_need notify_templates[] = {
 	 * veto window and the freeze */
 	{ "sms_approval_request", "chama maker what amount code" },
 	{ "sms_approval_what_payment_reverse", "member date reason notice" },
-	/* payout_request's vars (helper F): at least the beneficiary's name */
-	{ "sms_approval_what_payout", "member" },
-	{ "sms_approval_what_cash_payout", "member" },
 	{ "sms_approval_voted", "chama code official vote yes need" },
 	{ "sms_approval_word_approve", "" },
 	{ "sms_approval_word_reject", "" },
@@ -103,6 +100,10 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_appr_*", "code yes need count" },
 	{ "sms_approve_usage", "" },
 	{ "sms_stop_usage", "" },
+	/* reconcile_compare (schema/95_reconcile.sql), to a chama's officials */
+	{ "sms_reconcile_offered", "chama receipt amount date" },
+	{ "sms_reconcile_unlisted", "chama receipt amount date" },
+	{ "sms_reconcile_duplicated", "chama receipt amount count" },
 	{ NULL, NULL },
 };
 

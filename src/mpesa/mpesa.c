@@ -69,6 +69,7 @@ void mpesa_unref(struct mpesa *m)
 	if (--m->refs == 0) {
 		/* nothing in flight points here any more: every claim was released */
 		xassert(!m->held && m->unrecorded == 0);
+		mpesa_reconcile_free(m);
 		free(m);
 	}
 }
@@ -401,6 +402,7 @@ struct mpesa *mpesa_new(struct app *app)
 	event_add(m->query_ev, &tv);
 	mpesa_status_start(m);
 	mpesa_b2c_start(m);
+	mpesa_reconcile_start(m);
 	/* what other daemons left: the pushes due already (and when the next
 	 * is), the callbacks stored, the requests past the push window */
 	query_tick(-1, 0, m);
@@ -418,6 +420,7 @@ void mpesa_free(struct mpesa *m)
 	event_free(m->cb_ev);
 	mpesa_status_stop(m);
 	mpesa_b2c_stop(m);
+	mpesa_reconcile_stop(m);
 	/* cancels calls in flight: a push claimed but unanswered becomes
 	 * 'unknown' when its lease ends; a pushed one is settled by any
 	 * daemon's query job; a stored callback by any daemon's settling.
@@ -459,6 +462,8 @@ static const struct {
 	{ "/mpesa/status/timeout", mpesa_status_timeout, "mpesa_status_timeout" },
 	{ "/mpesa/b2c/result", mpesa_b2c_result, "b2c_result" },
 	{ "/mpesa/b2c/timeout", mpesa_b2c_timeout, "b2c_timeout" },
+	{ "/mpesa/balance/result", mpesa_balance_result, "mpesa_balance_result" },
+	{ "/mpesa/balance/timeout", mpesa_balance_timeout, "mpesa_balance_timeout" },
 };
 #define MPESA_NROUTES (sizeof(mpesa_route_table) / sizeof(mpesa_route_table[0]))
 
@@ -512,5 +517,6 @@ void mpesa_metrics(struct mpesa *m, struct buf *out)
 		   (unsigned long long)m->status_results, (unsigned long long)m->status_unmatched, m->unrecorded,
 		   (unsigned long long)m->b2c_sent, (unsigned long long)m->b2c_results,
 		   (unsigned long long)m->b2c_ignored, m->b2c_unknown);
+	mpesa_reconcile_metrics(m, out);
 	mpesa_verify_metrics(m, out);
 }

@@ -13,6 +13,8 @@
  *            and the result routes -> mpesa_status_record
  *   b2c.c    payouts: the B2C job (claimed rows), its answers, the
  *            sweep of unknown outcomes, the Result routes
+ *   reconcile.c  the reconcile job, its claimed runs (statement, Account
+ *            Balance, comparison) and the balance result routes
  *
  * Daraja itself (token, wire formats) is net/daraja; every statement is in
  * dom/payment (money in) and dom/payout (money out).
@@ -31,6 +33,7 @@ struct event;
 struct http_ctx;
 struct db_result;
 struct buf;
+struct recon;
 
 #define CB_MAX_TRIES 10		/* ~5 minutes of waiting for a push's answer */
 
@@ -72,6 +75,7 @@ struct mpesa {
 	int unrecorded;		/* work whose outcome is not in PostgreSQL yet */
 	struct held *held;
 	char me[64];		/* claimed_by: host:pid:random */
+	struct recon *recon;	/* reconcile.c */
 	uint64_t pushes, callbacks, queries, unmatched;
 	/* issue 10: verification (c2b.c) */
 	struct claim alerting;
@@ -153,5 +157,16 @@ void mpesa_verify_tick(struct mpesa *m);
  * logged yet, each once. */
 void mpesa_alerts_soon(struct mpesa *m);
 void mpesa_verify_metrics(const struct mpesa *m, struct buf *out);
+
+/* reconcile.c: started by mpesa_new, stopped by mpesa_free (nothing new
+ * claimed; a run waiting for its balance is left to its lease), freed
+ * with the module's last reference. */
+void mpesa_reconcile_start(struct mpesa *m);
+void mpesa_reconcile_stop(struct mpesa *m);
+void mpesa_reconcile_free(struct mpesa *m);
+void mpesa_reconcile_metrics(struct mpesa *m, struct buf *out);
+/* POST /mpesa/balance/result[/<secret>] and /mpesa/balance/timeout[/<secret>] */
+void mpesa_balance_result(struct http_ctx *ctx);
+void mpesa_balance_timeout(struct http_ctx *ctx);
 
 #endif

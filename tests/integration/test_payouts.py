@@ -191,7 +191,9 @@ def test_payout_refused_when_the_float_cannot_cover_it(env):
 
 
 def test_payout_sigkill_after_sending_is_paid_exactly_once(env):
-    url, daraja, e = setup(env, "kill")
+    # (the claim's lease, or the B2C's result timeout if the ack was recorded,
+    # hands it to the status query)
+    url, daraja, e = setup(env, "kill", {"CHAMAD_MPESA_B2C_RESULT_TIMEOUT_S": "10"})
     # the Result never comes (the daemon is dead when it would): the status query decides
     daraja.result_lost("b2c")
     c = env.chamad(e)
@@ -375,20 +377,20 @@ def test_payout_by_ussd_officials_menu(env):
     s = seed(env, url)
     t = s["treasurer"]["phone"]
     # Main menu > 10 Officials > 5 Payouts
-    screen = ussd(c, t, [PIN, "10", "5"])
+    screen = ussd(c, t, [PIN, "10", "4", "4"])
     assert "Pay a member by M-Pesa" in screen and "Payouts and their state" in screen, screen
     # more than the member saved: refused, the screen again with why
-    screen = ussd(c, t, [PIN, "10", "5", "1", str(s["member"]["number"]), "9000", "School fees", PIN])
+    screen = ussd(c, t, [PIN, "10", "4", "4", "1", str(s["member"]["number"]), "9000", "School fees", PIN])
     assert screen.startswith("CON Member's balance too low."), screen
     # a wrong PIN asks nothing
-    screen = ussd(c, t, [PIN, "10", "5", "1", str(s["member"]["number"]), "2000", "School fees", "0000"])
+    screen = ussd(c, t, [PIN, "10", "4", "4", "1", str(s["member"]["number"]), "2000", "School fees", "0000"])
     assert "PIN" in screen and env.psql("SELECT count(*) FROM payouts", url) == [["0"]], screen
-    screen = ussd(c, t, [PIN, "10", "5", "1", str(s["member"]["number"]), "2000", "School fees", PIN])
+    screen = ussd(c, t, [PIN, "10", "4", "4", "1", str(s["member"]["number"]), "2000", "School fees", PIN])
     (pid, st, phone, memo, cents), = env.psql("SELECT id, status, phone, memo, amount_cents FROM payouts", url)
     assert screen.startswith("END Payout %s of KES 2000 asked for" % pid), screen
     assert st == "requested" and phone == s["member"]["phone"] and memo == "School fees" and cents == "200000"
     # the officials' list shows it and its state
-    screen = ussd(c, t, [PIN, "10", "5", "3"])
+    screen = ussd(c, t, [PIN, "10", "4", "4", "3"])
     assert "#%s Dora Member KES 2,000 requested" % pid in screen, screen
     # a plain member is offered no officials' menu at all
     screen = ussd(c, s["member"]["phone"], [PIN])
