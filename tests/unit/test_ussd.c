@@ -346,6 +346,7 @@ void test_real_menus(void)
 	ussd_actions_register(act_chama_actions);
 	ussd_actions_register(act_money_actions);
 	ussd_actions_register(act_approve_actions);
+	ussd_actions_register(act_payout_actions);
 	ussd_actions_register(act_check_actions);
 	m = ussd_menus_load(cfg, err, sizeof(err));
 
