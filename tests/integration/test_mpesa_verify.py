@@ -299,18 +299,21 @@ def test_verify_c2b_never_verified_is_flagged_and_shown_to_check(env):
     daraja.result_lost("status", count=-1)
     trans = daraja.c2b(amount=1200, bill_ref="%s-%s" % (cid, num))["trans_id"]
     assert c2b_rows(env, url) == [[trans, "unverified", "", "contribution"]]
-    # the officials see it; a member is not offered it
+    # the treasurer and the chairperson see it (Officials > Money > Payments
+    # to check); the secretary and a member are not offered it
     screen = ussd(c, cphone, [PIN, "10"])
-    assert "Payments to check" in screen, screen
+    money = re.search(r"(\d+)\. Money\n", screen).group(1)
+    screen = ussd(c, cphone, [PIN, "10", money])
     opt = re.search(r"(\d+)\. Payments to check", screen).group(1)
-    screen = ussd(c, cphone, [PIN, "10", opt])
+    path = [PIN, "10", money, opt]
+    screen = ussd(c, cphone, path)
     assert screen.startswith("CON Payments to check:") and "KES 1200 %s" % trans in screen, screen
-    screen = ussd(c, cphone, [PIN, "10", opt, "1"])
+    screen = ussd(c, cphone, path + ["1"])
     assert "Not credited" in screen and trans in screen, screen
-    screen = ussd(c, sphone, [PIN, "10", opt])
-    assert "KES 1200 %s" % trans in screen, screen
+    assert "Payments to check" not in ussd(c, sphone, [PIN, "10", money])
+    assert "KES 1200" not in ussd(c, sphone, path)
     screen = ussd(c, phone, [PIN, "10"])
-    assert "Payments to check" not in screen, screen
+    assert "Payments to check" not in screen and "Money" not in screen, screen
     assert tm.balance(env, url, uid) == 0
     assert wait_for(lambda: c2b_rows(env, url) == [[trans, "flagged", "unverified", "contribution"]], 20), \
         c2b_rows(env, url)
@@ -318,7 +321,7 @@ def test_verify_c2b_never_verified_is_flagged_and_shown_to_check(env):
     assert alert_texts(env, url, chid) == [
         "ChamaSmart ALERT: the paybill payment of KES 1,200 to Pesa Group (ref %s) was NOT credited: "
         "M-Pesa did not confirm it in time. Please check it." % trans]
-    screen = ussd(c, tphone, [PIN, "10", opt])
+    screen = ussd(c, tphone, path)
     assert "KES 1200 %s" % trans in screen, screen  # still to check
     rc, items = money_to_check(env, url)
     assert [(i["receipt"], i["status"], i["reason"]) for i in items] == [(trans, "flagged", "unverified")]
