@@ -283,60 +283,222 @@ BEGIN
 END
 $$;
 
--- A paybill payment, once per M-Pesa transaction, dated p_at: "12-3" ->
--- chama 12, member number 3 (a contribution); "12" or an unknown number ->
--- chama 12's suspense; anything else is kept unassigned for an operator.
--- the signature before ledger_post (without p_at)
+-- A paybill confirmation, recorded once per M-Pesa transaction and never
+-- posted here: whose it is is worked out now (outcome: "12-3" -> chama 12,
+-- member number 3, a contribution; "12" or an unknown number -> chama 12's
+-- suspense; anything else unassigned, for an operator), but the money is
+-- posted only when the Transaction Status query agrees (c2b_on_status ->
+-- c2b_credit).  The row is 'unverified' and its status query opened
+-- (mpesa_status_open, purpose 'c2b').  p_shortcode is the BusinessShortCode
+-- it named (the caller checked it is ours); an amount past p_max_cents
+-- ([mpesa] max_amount) is recorded 'flagged' at once, never queried, never
+-- posted.  The same TransID again with the same amount and account is the
+-- same payment (Safaricom resending): nothing new.  With another amount or
+-- account it is a replay: nothing recorded, an alert raised.  Returns where
+-- the money would go (or 'replay'), whether this call recorded it, and the
+-- row's status.
+-- the signatures before ledger_post (without p_at) and before issue 10
+-- (posted on receipt)
 DROP FUNCTION IF EXISTS c2b_confirm(text, bigint, text, text, text, text);
-CREATE OR REPLACE FUNCTION c2b_confirm(p_trans_id text, p_amount_cents bigint, p_bill_ref text, p_payer text, p_msisdn text,
-                            p_receipt_body text, p_at timestamptz)
-RETURNS TABLE (outcome text, created boolean)
+DROP FUNCTION IF EXISTS c2b_confirm(text, bigint, text, text, text, text, timestamptz);
+CREATE OR REPLACE FUNCTION c2b_confirm(p_trans_id text, p_amount_cents bigint, p_bill_ref text, p_payer text,
+                                       p_msisdn text, p_receipt_body text, p_at timestamptz, p_shortcode text,
+                                       p_max_cents bigint)
+RETURNS TABLE (outcome text, created boolean, status text)
 LANGUAGE plpgsql AS $$
 DECLARE
     ref text := upper(btrim(p_bill_ref));
     m text[];
     chama bigint;
     member bigint;
-    k bigint;
-    e bigint;
+    goes text;
+    id_ bigint;
+    q bigint;
     prior mpesa_c2b%ROWTYPE;
 BEGIN
-    SELECT * INTO prior FROM mpesa_c2b WHERE trans_id = p_trans_id;
+    SELECT * INTO prior FROM mpesa_c2b c WHERE c.trans_id = p_trans_id;
     IF FOUND THEN
-        RETURN QUERY SELECT prior.outcome, false;
+        IF prior.amount_cents = p_amount_cents AND prior.bill_ref = left(p_bill_ref, 40) THEN
+            RETURN QUERY SELECT prior.outcome, false, prior.status;
+            RETURN;
+        END IF;
+        PERFORM mpesa_alert('c2b_replay', prior.chama_id, 'mpesa_c2b', prior.id,
+                            jsonb_build_object('trans_id', p_trans_id, 'amount_cents', p_amount_cents,
+                                               'bill_ref', p_bill_ref, 'first_amount_cents', prior.amount_cents,
+                                               'first_bill_ref', prior.bill_ref),
+                            'sms_mpesa_alert_c2b',
+                            jsonb_build_object('amount', format_kes(p_amount_cents), 'ref', p_trans_id,
+                                               'why', jsonb_build_object('template', 'sms_mpesa_why_replay')),
+                            p_at);
+        RETURN QUERY SELECT 'replay'::text, false, prior.status;
         RETURN;
     END IF;
     m := regexp_match(ref, '^(\d{1,12})(?:[- ]+(\d{1,9}))?$');
     IF m IS NOT NULL THEN
-        SELECT id INTO chama FROM chamas WHERE id = m[1]::bigint AND deleted_at IS NULL;
+        SELECT c.id INTO chama FROM chamas c WHERE c.id = m[1]::bigint AND c.deleted_at IS NULL;
         IF chama IS NOT NULL AND m[2] IS NOT NULL THEN
-            SELECT user_id INTO member FROM memberships
-             WHERE chama_id = chama AND member_number = m[2]::int AND status = 'active';
+            SELECT ms.user_id INTO member FROM memberships ms
+             WHERE ms.chama_id = chama AND ms.member_number = m[2]::int AND ms.status = 'active';
         END IF;
     END IF;
-    IF member IS NOT NULL THEN
-        SELECT pc.contribution_id INTO k
-          FROM post_contribution(chama, member, p_amount_cents, 'savings', 'mpesa', p_trans_id, 'c2b:' || p_trans_id,
-                                 NULL, 'mpesa', NULL, p_trans_id, p_receipt_body, p_at) pc;
-        INSERT INTO mpesa_c2b (trans_id, amount_cents, bill_ref, payer_name, msisdn_masked, chama_id, user_id,
-                               outcome, contribution_id)
-        VALUES (p_trans_id, p_amount_cents, left(p_bill_ref, 40), left(p_payer, 120), left(p_msisdn, 80), chama,
-                member, 'contribution', k);
-        RETURN QUERY SELECT 'contribution'::text, true;
-    ELSIF chama IS NOT NULL THEN
-        e := post_suspense(chama, p_amount_cents, p_trans_id, 'c2b:' || p_trans_id, 'mpesa', p_trans_id,
-                           format('paybill %s from %s, account "%s"', p_trans_id, p_payer, p_bill_ref), p_at);
-        INSERT INTO mpesa_c2b (trans_id, amount_cents, bill_ref, payer_name, msisdn_masked, chama_id, outcome,
-                               entry_id)
-        VALUES (p_trans_id, p_amount_cents, left(p_bill_ref, 40), left(p_payer, 120), left(p_msisdn, 80), chama,
-                'suspense', e);
-        RETURN QUERY SELECT 'suspense'::text, true;
-    ELSE
-        INSERT INTO mpesa_c2b (trans_id, amount_cents, bill_ref, payer_name, msisdn_masked, outcome)
-        VALUES (p_trans_id, p_amount_cents, left(p_bill_ref, 40), left(p_payer, 120), left(p_msisdn, 80),
-                'unassigned');
-        RETURN QUERY SELECT 'unassigned'::text, true;
+    goes := CASE WHEN member IS NOT NULL THEN 'contribution' WHEN chama IS NOT NULL THEN 'suspense'
+                 ELSE 'unassigned' END;
+    INSERT INTO mpesa_c2b (trans_id, amount_cents, bill_ref, payer_name, msisdn_masked, chama_id, user_id, outcome,
+                           status, business_shortcode, receipt_template)
+    VALUES (p_trans_id, p_amount_cents, left(p_bill_ref, 40), left(p_payer, 120), left(p_msisdn, 80), chama, member,
+            goes, 'unverified', left(p_shortcode, 20), p_receipt_body)
+    ON CONFLICT ON CONSTRAINT mpesa_c2b_trans_id_key DO NOTHING
+    RETURNING mpesa_c2b.id INTO id_;
+    IF id_ IS NULL THEN
+        -- the same TransID recorded by another call since the check above
+        SELECT * INTO prior FROM mpesa_c2b c WHERE c.trans_id = p_trans_id;
+        RETURN QUERY SELECT prior.outcome, false, prior.status;
+        RETURN;
     END IF;
+    IF p_max_cents IS NOT NULL AND p_amount_cents > p_max_cents THEN
+        PERFORM c2b_flag(id_, 'over_limit', format('%s cents, the limit is %s', p_amount_cents, p_max_cents), p_at);
+        RETURN QUERY SELECT goes, true, 'flagged'::text;
+        RETURN;
+    END IF;
+    q := mpesa_status_open('c2b', id_, p_trans_id, NULL, p_at);
+    UPDATE mpesa_c2b c SET status_query_id = q WHERE c.id = id_;
+    RETURN QUERY SELECT goes, true, 'unverified'::text;
+END
+$$;
+
+-- A paybill payment that is not credited, and why: 'flagged' (once; a row
+-- already verified or flagged stays as it is) with the officials' alert.
+CREATE OR REPLACE FUNCTION c2b_flag(p_id bigint, p_reason text, p_detail text, p_at timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    c mpesa_c2b%ROWTYPE;
+BEGIN
+    UPDATE mpesa_c2b x SET status = 'flagged', flag_reason = p_reason, flag_detail = left(p_detail, 300),
+           flagged_at = p_at
+     WHERE x.id = p_id AND x.status = 'unverified'
+    RETURNING x.* INTO c;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM mpesa_alert('c2b_flagged', c.chama_id, 'mpesa_c2b', c.id,
+                        jsonb_build_object('trans_id', c.trans_id, 'amount_cents', c.amount_cents,
+                                           'bill_ref', c.bill_ref, 'reason', p_reason, 'detail', p_detail),
+                        'sms_mpesa_alert_c2b',
+                        jsonb_build_object('amount', format_kes(c.amount_cents), 'ref', c.trans_id,
+                                           'why', jsonb_build_object('template', 'sms_mpesa_why_' || p_reason)),
+                        p_at);
+    RETURN true;
+END
+$$;
+
+-- Posts a verified paybill payment, once, dated p_at, as its outcome says:
+-- the member's contribution (receipt SMS by its receipt_template), the
+-- chama's suspense, or nothing (unassigned: an operator must look at it).
+CREATE OR REPLACE FUNCTION c2b_credit(p_id bigint, p_at timestamptz)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    c mpesa_c2b%ROWTYPE;
+    k bigint;
+    e bigint;
+BEGIN
+    SELECT * INTO c FROM mpesa_c2b x WHERE x.id = p_id FOR UPDATE;
+    IF NOT FOUND OR c.status <> 'unverified' THEN
+        RETURN c.status;
+    END IF;
+    IF c.outcome = 'contribution' THEN
+        SELECT pc.contribution_id INTO k
+          FROM post_contribution(c.chama_id, c.user_id, c.amount_cents, 'savings', 'mpesa', c.trans_id,
+                                 'c2b:' || c.trans_id, NULL, 'mpesa', NULL, c.trans_id, c.receipt_template, p_at) pc;
+    ELSIF c.outcome = 'suspense' THEN
+        e := post_suspense(c.chama_id, c.amount_cents, c.trans_id, 'c2b:' || c.trans_id, 'mpesa', c.trans_id,
+                           format('paybill %s from %s, account "%s"', c.trans_id, c.payer_name, c.bill_ref), p_at);
+    END IF;
+    UPDATE mpesa_c2b x SET status = 'verified', verified_at = p_at, contribution_id = k, entry_id = e
+     WHERE x.id = p_id;
+    RETURN 'verified';
+END
+$$;
+
+-- The Transaction Status result for a paybill payment (the status rail's
+-- dispatch, purpose 'c2b'; p_ref_id is the mpesa_c2b row).  Credited only
+-- when M-Pesa found it (p_found) and its amount, receipt, shortcode
+-- (CreditPartyName begins with the shortcode the confirmation named) and
+-- account (TransactionReason is the BillRefNumber the payer typed) agree;
+-- a field the result leaves out is a disagreement (we credit what was
+-- confirmed, and an absent field confirms nothing).  Not found, no answer
+-- after the rail's attempts (p_found NULL), or a disagreement: flagged,
+-- alerted, not credited.  A row no longer unverified (flagged meanwhile, or
+-- a repeated result) is left as it is.  Returns the row's status.
+CREATE OR REPLACE FUNCTION c2b_on_status(p_query_id bigint, p_ref_id bigint, p_found boolean, p_result jsonb,
+                                         p_at timestamptz)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    c mpesa_c2b%ROWTYPE;
+    why text;
+    said text;
+BEGIN
+    SELECT * INTO c FROM mpesa_c2b x WHERE x.id = p_ref_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF c.status <> 'unverified' THEN
+        RETURN c.status;
+    END IF;
+    PERFORM audit_context('mpesa', NULL, c.trans_id, NULL);
+    IF p_found IS NULL THEN
+        why := 'unanswered';
+    ELSIF NOT p_found THEN
+        why := 'not_found';
+    ELSIF p_result ->> 'receipt' IS DISTINCT FROM c.trans_id THEN
+        why := 'receipt';
+        said := p_result ->> 'receipt';
+    ELSIF (p_result ->> 'amount_cents') IS NULL OR (p_result ->> 'amount_cents')::bigint <> c.amount_cents THEN
+        why := 'amount';
+        said := p_result ->> 'amount_cents';
+    ELSIF c.business_shortcode IS NULL OR coalesce(p_result ->> 'credit_party', '') !~
+          ('^' || c.business_shortcode || '(\D|$)') THEN
+        why := 'shortcode';
+        said := p_result ->> 'credit_party';
+    ELSIF upper(btrim(coalesce(p_result ->> 'reason', ''))) IS DISTINCT FROM upper(btrim(c.bill_ref))
+          OR p_result ->> 'reason' IS NULL THEN
+        why := 'account';
+        said := p_result ->> 'reason';
+    END IF;
+    IF why IS NOT NULL THEN
+        PERFORM c2b_flag(c.id, why, format('status query %s: %s (M-Pesa said %s, result %s %s)', p_query_id, why,
+                                           coalesce(said, 'nothing'), p_result ->> 'result_code',
+                                           p_result ->> 'desc'), p_at);
+        RETURN 'flagged';
+    END IF;
+    RETURN c2b_credit(c.id, p_at);
+END
+$$;
+
+-- Paybill payments still unverified past p_after_s ([mpesa]
+-- verify_flag_after_s) are flagged, never credited.  Dated by the later of
+-- the clock and p_at (base/clock: an injected clock moves them too).
+-- Returns how many it flagged.
+CREATE OR REPLACE FUNCTION c2b_flag_overdue(p_after_s int, p_at timestamptz)
+RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    n int := 0;
+    r record;
+BEGIN
+    FOR r IN SELECT x.id FROM mpesa_c2b x
+              WHERE x.status = 'unverified'
+                AND x.received_at < greatest(now(), p_at) - make_interval(secs => p_after_s)
+              ORDER BY x.id LIMIT 100 FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM audit_context('mpesa', NULL, 'job:c2b_verify', NULL);
+        IF c2b_flag(r.id, 'unverified', format('no verified status within %s s', p_after_s), p_at) THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
 END
 $$;
 

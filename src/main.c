@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "dom/loginlog.h"
 #include "ops/migrate.h"
+#include "ops/money_check.h"
 #include "ops/outbox.h"
 #include "ops/reconcile.h"
 #include "net/redis.h"
@@ -109,6 +110,9 @@ static void usage(FILE *out)
 		"                  M-Pesa's statement and Account Balance against the books.  A\n"
 		"                  running chamad with [mpesa] configured does it; --wait waits\n"
 		"                  for it and prints each difference; exit 0 none, 1 some, 2 failed\n"
+		"  money-to-check [--json]  list the M-Pesa payments not credited (unverified,\n"
+		"                  contradicted, flagged) with ids, amounts, receipts, age;\n"
+		"                  exit 0 when there are none, 1 when there are\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE   configuration file (default: $CHAMAD_CONFIG, else\n"
@@ -380,11 +384,12 @@ int main(int argc, char **argv)
 		{ "from", required_argument, NULL, 'F' },
 		{ "to", required_argument, NULL, 'T' },
 		{ "wait", no_argument, NULL, 'W' },
+		{ "json", no_argument, NULL, 'J' },	/* money-to-check */
 		{ NULL, 0, NULL, 0 },
 	};
 	struct app app;
 	const char *cmd = "run";
-	bool check_only = false, rc_wait = false;
+	bool check_only = false, rc_wait = false, json = false;
 	const char *rc_from = NULL, *rc_to = NULL;
 	char err[512];
 	int opt, rc;
@@ -398,6 +403,9 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 			check_only = true;
+			break;
+		case 'J':
+			json = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -423,8 +431,12 @@ int main(int argc, char **argv)
 		cmd = argv[optind++];
 	if ((optind < argc && strcmp(cmd, "outbox-text")) ||
 	    (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "hash-pin") && strcmp(cmd, "verify-ledger") &&
-	     strcmp(cmd, "outbox-text") && strcmp(cmd, "reconcile"))) {
+	     strcmp(cmd, "outbox-text") && strcmp(cmd, "reconcile") && strcmp(cmd, "money-to-check"))) {
 		fprintf(stderr, "chamad: unknown command \"%s\" (try --help)\n", optind < argc ? argv[optind] : cmd);
+		return 2;
+	}
+	if (json && strcmp(cmd, "money-to-check")) {
+		fprintf(stderr, "chamad: --json belongs to the money-to-check command\n");
 		return 2;
 	}
 	if ((rc_from || rc_to || rc_wait) && strcmp(cmd, "reconcile")) {
@@ -475,6 +487,8 @@ int main(int argc, char **argv)
 		rc = outbox_text(app.cfg, argc - optind, argv + optind, stdout, stderr);
 	else if (!strcmp(cmd, "reconcile"))
 		rc = reconcile_cli(app.cfg, rc_from, rc_to, rc_wait, stdout, stderr);
+	else if (!strcmp(cmd, "money-to-check"))
+		rc = money_check(app.cfg, json, stdout, stderr);
 	else
 		rc = run_daemon(&app);
 	config_free(app.cfg);

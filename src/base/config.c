@@ -189,6 +189,9 @@ static const struct cf_key cf_keys[] = {
 	    "the Account Balance account held against the books' M-Pesa float (a paybill collects in Utility Account)"),
 	INT(mpesa, reconcile_balance_wait_s, "120", 5, 3600, true,
 	    "a reconcile run waits this long for the Account Balance result, then reports the balance unknown"),
+	/* issue 10, credit only what we confirmed (helper D) */
+	INT(mpesa, verify_flag_after_s, "3600", 1, 604800, true,
+	    "a paybill payment the Transaction Status query has not verified by then is flagged, never credited"),
 };
 
 static void *slot(struct config *c, const struct cf_key *k)

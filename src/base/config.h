@@ -105,6 +105,7 @@ struct config {
 	int mpesa_timeout_ms;
 	int mpesa_unknown_close_s;
 	char *mpesa_allow_ips;
+	int mpesa_verify_flag_after_s;	/* issue 10: an unverified paybill payment is flagged after this */
 	/* [mpesa] the initiator APIs and the Transaction Status rail (issue 10, part C) */
 	char *mpesa_b2c_shortcode;
 	char *mpesa_initiator_name;

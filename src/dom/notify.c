@@ -27,6 +27,11 @@ const struct menu_sms_need notify_templates[] = {
 	/* mpesa_settle (schema/50_mpesa.sql), the code's own text if any */
 	{ "sms_mpesa_failed", "amount chama desc" },
 	{ "sms_mpesa_failed_*", "amount chama desc" },
+	/* mpesa_alert (schema/50_mpesa.sql), from mpesa_settle and the c2b
+	 * functions: the officials' alert; why is an sms_mpesa_why_* part */
+	{ "sms_mpesa_alert_stk", "chama amount member ref why" },
+	{ "sms_mpesa_alert_c2b", "chama amount ref why" },
+	{ "sms_mpesa_why_*", "" },
 	/* mpesa.c: a push that never started */
 	{ "sms_mpesa_push_failed", "amount chama" },
 	/* payouts (schema/57_payouts.sql): payout_vars for each, the

@@ -2,6 +2,7 @@
  * payment: see payment.h.
  */
 #include "dom/payment.h"
+#include "dom/policy.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -69,8 +70,9 @@ DB_STMT(payment_callbacks_claim, 0,
 	"LEFT JOIN mpesa_requests r ON r.checkout_request_id = c.checkout_request_id "
 	"LEFT JOIN users u ON u.id = r.user_id LEFT JOIN chamas ch ON ch.id = r.chama_id");
 
-DB_STMT(payment_settle, 11,
-	"WITH s AS (SELECT * FROM mpesa_settle($1, $2::int, $3, $4, $5::bigint, $6, $7, $8, $9, $11::timestamptz)), "
+DB_STMT(payment_settle, 13,
+	"WITH s AS (SELECT * FROM mpesa_settle($1, $2::int, $3, $4, $5::bigint, $6, $7, $8, $9, $11::timestamptz, "
+	"$12::int, $13::bigint)), "
 	"k AS (UPDATE mpesa_callbacks SET status = 'settled', settled_at = now(), lease_until = NULL, "
 	"outcome = (SELECT s.status || CASE WHEN s.settled_now THEN '' ELSE ' before' END FROM s), "
 	"request_id = (SELECT id FROM mpesa_requests WHERE checkout_request_id = $1) "
@@ -93,7 +95,43 @@ DB_STMT(payment_callback_match, 6,
 	"ELSE now() + make_interval(secs => least(60, power(2, k.attempts))::int) END "
 	"WHERE k.id = $1::bigint RETURNING k.status, EXISTS (SELECT 1 FROM q)");
 
-DB_STMT(payment_c2b_confirm, 7, "SELECT * FROM c2b_confirm($1, $2::bigint, $3, $4, $5, $6, $7::timestamptz)");
+DB_STMT(payment_callback_later, 1,
+	"UPDATE mpesa_callbacks SET lease_until = NULL, outcome = 'confirming', "
+	"next_try_at = now() + make_interval(secs => least(60, power(2, attempts))::int) "
+	"WHERE id = $1::bigint AND status = 'received'");
+
+DB_STMT(payment_c2b_confirm, 9,
+	"SELECT * FROM c2b_confirm($1, $2::bigint, $3, $4, $5, $6, $7::timestamptz, $8, $9::bigint)");
+
+DB_STMT(payment_c2b_flag_overdue, 2, "SELECT c2b_flag_overdue($1::int, $2::timestamptz)");
+
+DB_STMT(payment_alerts_claim, 0,
+	"SELECT id, kind, coalesce(chama_id::text, '-'), ref_table, ref_id, details::text "
+	"FROM mpesa_alerts_claim(50)");
+
+/* What is not credited, oldest first: paybill payments unverified or
+ * flagged, STK requests contradicted or flagged. */
+#define TO_CHECK                                                                                        \
+	"SELECT 'c2b' AS kind, c.id, c.status, c.amount_cents, c.trans_id AS receipt, c.chama_id, "      \
+	"coalesce(c.flag_reason, 'unverified') AS reason, c.bill_ref AS account, c.received_at AS at "    \
+	"FROM mpesa_c2b c WHERE c.status <> 'verified' "                                                \
+	"UNION ALL SELECT 'stk', r.id, r.status, r.amount_cents, coalesce(k.mpesa_receipt, r.checkout_request_id), " \
+	"r.chama_id, r.status, r.account_ref, coalesce(r.completed_at, r.created_at) FROM mpesa_requests r " \
+	"LEFT JOIN LATERAL (SELECT mpesa_receipt FROM mpesa_callbacks WHERE checkout_request_id = "          \
+	"r.checkout_request_id AND result_code = 0 ORDER BY id DESC LIMIT 1) k ON true "                    \
+	"WHERE r.status IN ('contradicted', 'flagged')"
+
+DB_STMT(payment_money_to_check, 0,
+	"SELECT t.kind, t.id, t.status, t.amount_cents, t.receipt, coalesce(t.chama_id::text, ''), t.reason, "
+	"t.account, floor(extract(epoch FROM now() - t.at))::bigint, "
+	"to_char(t.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM (" TO_CHECK ") t "
+	"ORDER BY t.at, t.kind, t.id");
+
+DB_STMT(payment_check_list, 3,
+	POLICY_LIST("payments.check_view",
+		    "SELECT t.kind || ':' || t.id, 'KES ' || (t.amount_cents / 100) || ' ' || t.receipt || ' ' || "
+		    "to_char(t.at, 'DD Mon') FROM (" TO_CHECK ") t "
+		    "WHERE t.chama_id = $2::bigint ORDER BY t.at DESC LIMIT 30"));
 
 /* After "WITH r AS (UPDATE mpesa_requests ... RETURNING *)": the member's
  * notice that the payment never started (no prompt, no money moved), as

@@ -9,6 +9,10 @@
  * The lifecycle of a request (mpesa_requests.status):
  *   created --claim--> (push_attempts 1, leased) --answer--> pushed | push_failed | unknown
  *   pushed --callback or status query--> confirmed | failed | mismatch | expired
+ *   pushed --a success callback the STK push query contradicts--> contradicted
+ *   pushed --a success past [mpesa] max_amount--> flagged
+ * A success callback is posted only once the STK push query for its
+ * CheckoutRequestID agrees (mpesa_settle's $12).
  *   unknown --a callback matched by phone and amount--> pushed ...
  * A created row is pushed only between its push_at and five minutes after
  * (the push window); past it, it is closed (push_failed) and the member told.
@@ -99,7 +103,11 @@ extern const struct db_stmt payment_callbacks_claim;
  * settled.  $1..$6 CheckoutRequestID, result code, description, receipt
  * (or NULL), amount cents (or NULL), phone (or NULL); $7 source
  * ('callback' | 'query'), $8 the receipt SMS, $9 the failure SMS, $10 the
- * mpesa_callbacks id (or NULL), $11 p_at (base/clock: the posting's date).
+ * mpesa_callbacks id (or NULL), $11 p_at (base/clock: the posting's date),
+ * $12 the STK push query's ResultCode confirming a success callback (NULL
+ * from the status query job), $13 the most a success may be (cents,
+ * [mpesa] max_amount).  A success callback without $12 is not settled
+ * ('unconfirmed'); one $12 contradicts is 'contradicted', nothing posted.
  * -> status, settled_now. */
 extern const struct db_stmt payment_settle;
 
@@ -111,12 +119,42 @@ extern const struct db_stmt payment_settle;
  * cents, $6 tries.  -> status, matched. */
 extern const struct db_stmt payment_callback_match;
 
+/* A stored success callback whose STK push query could not answer yet
+ * (still processing, Daraja busy, no answer): released, due again after a
+ * backoff (2^attempts s, at most 60).  $1 callback id.  No rows. */
+extern const struct db_stmt payment_callback_later;
+
 /* ---- paybill (C2B) ---- */
 
-/* Records a paybill confirmation once (c2b_confirm).  $1 TransID,
- * $2 amount cents, $3 BillRefNumber, $4 payer's first name, $5 MSISDN,
- * $6 the receipt SMS, $7 p_at (base/clock: the posting's date).
- * -> outcome, created. */
+/* Records a paybill confirmation once, unverified (c2b_confirm: nothing is
+ * posted until the Transaction Status result agrees, c2b_on_status).
+ * $1 TransID, $2 amount cents, $3 BillRefNumber, $4 payer's first name,
+ * $5 MSISDN, $6 the receipt SMS (sent once verified), $7 p_at,
+ * $8 BusinessShortCode (one of ours), $9 the most a payment may be (cents).
+ * -> outcome (contribution | suspense | unassigned | replay), created,
+ * status (unverified | verified | flagged). */
 extern const struct db_stmt payment_c2b_confirm;
+
+/* Flags paybill payments unverified for longer than $1 s ([mpesa]
+ * verify_flag_after_s), $2 p_at.  -> how many. */
+extern const struct db_stmt payment_c2b_flag_overdue;
+
+/* ---- alerts and what is left to check ---- */
+
+/* Claims alerts no daemon has logged (each is logged once).  No params.
+ * -> id, kind, chama id ('-' for none), ref_table, ref_id, details (JSON). */
+extern const struct db_stmt payment_alerts_claim;
+
+/* Everything not credited, oldest first (`chamad money-to-check`).
+ * No params.  -> kind (c2b | stk), id, status, amount_cents, receipt (the
+ * TransID, the callback's receipt, or the CheckoutRequestID), chama id (''
+ * for none), reason, account, age (s), when (UTC ISO 8601). */
+extern const struct db_stmt payment_money_to_check;
+enum { CHECK_KIND, CHECK_ID, CHECK_STATUS, CHECK_CENTS, CHECK_RECEIPT, CHECK_CHAMA, CHECK_REASON, CHECK_ACCOUNT,
+       CHECK_AGE, CHECK_AT };
+
+/* The chama's payments not credited, newest first, for payments.check_view
+ * (POLICY_LIST columns: allowed, "kind:id", "KES n receipt DD Mon"). */
+extern const struct db_stmt payment_check_list;
 
 #endif

@@ -359,6 +359,7 @@ static void query_tick(evutil_socket_t fd, short what, void *arg)
 	mpesa_callbacks_soon(m, 0);
 	mpesa_status_soon(m, 0);
 	mpesa_payouts_sweep(m);
+	mpesa_verify_tick(m);	/* paybill payments never verified, and the alerts (c2b.c) */
 	if (m->querying || m->quiescing)
 		return;
 	m->querying = true;
@@ -517,4 +518,5 @@ void mpesa_metrics(struct mpesa *m, struct buf *out)
 		   (unsigned long long)m->b2c_sent, (unsigned long long)m->b2c_results,
 		   (unsigned long long)m->b2c_ignored, m->b2c_unknown);
 	mpesa_reconcile_metrics(m, out);
+	mpesa_verify_metrics(m, out);
 }

@@ -6,7 +6,9 @@
  *            query job and the closers, its routes and metrics
  *   stk.c    the STK callback (stored, then acknowledged) and settling:
  *            stored callbacks and status query answers -> mpesa_settle
- *   c2b.c    paybill validation and confirmation -> c2b_confirm
+ *   c2b.c    paybill validation and confirmation -> c2b_confirm (recorded
+ *            unverified; the Transaction Status result credits it), the
+ *            flagging of those never verified, and the alert log
  *   status.c the Transaction Status rail: the query job (claimed rows)
  *            and the result routes -> mpesa_status_record
  *   b2c.c    payouts: the B2C job (claimed rows), its answers, the
@@ -55,6 +57,13 @@ struct held {
 	bool sent;		/* HELD_PUSH, HELD_PAYOUT: handed to Daraja */
 };
 
+/* The kinds of mpesa_alerts (migration 022), in this order. */
+#define MPESA_ALERT_KINDS 4
+extern const char *const mpesa_alert_kinds[MPESA_ALERT_KINDS];
+/* Why a paybill confirmation or validation was refused, in this order. */
+enum { IGNORED_SHORTCODE, IGNORED_AMOUNT, IGNORED_MALFORMED, IGNORED_REPLAY, MPESA_IGNORED_WHYS };
+extern const char *const mpesa_ignored_whys[MPESA_IGNORED_WHYS];
+
 struct mpesa {
 	struct app *app;
 	struct daraja *daraja;	/* NULL once stopping */
@@ -68,6 +77,11 @@ struct mpesa {
 	char me[64];		/* claimed_by: host:pid:random */
 	struct recon *recon;	/* reconcile.c */
 	uint64_t pushes, callbacks, queries, unmatched;
+	/* issue 10: verification (c2b.c) */
+	struct claim alerting;
+	bool flagging;
+	uint64_t alerts[MPESA_ALERT_KINDS];	/* logged by this daemon, by kind */
+	uint64_t ignored[MPESA_IGNORED_WHYS];	/* confirmations and validations refused */
 	/* status.c */
 	struct event *status_ev;
 	uint64_t status_at_ms;	/* when status_ev fires */
@@ -136,6 +150,13 @@ void mpesa_b2c_timeout(struct http_ctx *ctx);
 /* c2b.c */
 void mpesa_c2b_validation(struct http_ctx *ctx);
 void mpesa_c2b_confirmation(struct http_ctx *ctx);
+/* The periodic pass's verification work: paybill payments unverified past
+ * [mpesa] verify_flag_after_s are flagged; then the alerts are logged. */
+void mpesa_verify_tick(struct mpesa *m);
+/* Logs (LOG_ERROR, with the ids) and counts the alerts no daemon has
+ * logged yet, each once. */
+void mpesa_alerts_soon(struct mpesa *m);
+void mpesa_verify_metrics(const struct mpesa *m, struct buf *out);
 
 /* reconcile.c: started by mpesa_new, stopped by mpesa_free (nothing new
  * claimed; a run waiting for its balance is left to its lease), freed

@@ -7,7 +7,19 @@
  * One that names a CheckoutRequestID not recorded yet (it overtook the
  * push's answer, or the answer was lost) waits, or is matched to the one
  * 'unknown' request with its phone and amount.  The status query's answer
- * for a push settles the same way.  Settling is idempotent in the database
+ * for a push settles the same way.
+ *
+ * Credit only what M-Pesa confirmed: a stored success callback whose
+ * request is known is first checked with the STK push query for its
+ * CheckoutRequestID, and settled with the query's ResultCode (mpesa_settle
+ * posts only when it is 0; otherwise the request is 'contradicted' and the
+ * officials alerted).  A query that cannot answer yet (still processing,
+ * Daraja busy or silent) leaves the callback stored, due again after a
+ * backoff; the status query job goes on asking for the request meanwhile
+ * and gives it up ('expired', never credited) after its attempts.  A
+ * failure callback credits nothing and is settled as it comes.
+ *
+ * Settling is idempotent in the database
  * (mpesa_settle locks the request and decides once; post_contribution is
  * keyed on the CheckoutRequestID and the receipt), so a callback delivered
  * twice, or racing the status query, records one contribution.
@@ -37,6 +49,9 @@ struct settle {
 	char cbid[24];		/* mpesa_callbacks.id, when settling a stored one */
 	char checkout[72], receipt[40], phone[24], desc[300];
 	long long code, amount_cents;	/* -1: not given */
+	long long confirm;	/* the STK push query's ResultCode for a success callback */
+	bool confirmed;		/* confirm holds it */
+	char req_amount[24];	/* the request's amount (cents), while confirming */
 	const char *source;
 	char *body;		/* the callback as it came */
 };
@@ -79,9 +94,14 @@ static void settled(const struct db_result *r, void *arg)
 	if (r->status != DB_OK)
 		log_warn("mpesa: settling %s failed: %s", s->checkout, r->error);
 	else if (PQntuples(r->res) == 1) {
-		log_info("mpesa: %s %s by %s: %s", s->checkout, PQgetvalue(r->res, 0, 0), s->source,
-			 PQgetvalue(r->res, 0, 1)[0] == 't' ? "settled now" : "already settled");
-		app_outbox_queued(s->m->app);	/* the receipt or the failure notice */
+		const char *status = PQgetvalue(r->res, 0, 0);
+		bool now = PQgetvalue(r->res, 0, 1)[0] == 't';
+
+		log_info("mpesa: %s %s by %s: %s", s->checkout, status, s->source, now ? "settled now" : "already settled");
+		/* the alert's own line and count come from the alert job */
+		if (now && (!strcmp(status, "contradicted") || !strcmp(status, "flagged")))
+			mpesa_alerts_soon(s->m);
+		app_outbox_queued(s->m->app);	/* the receipt, the failure notice or the alert */
 	}
 	settle_done(s);
 }
@@ -97,8 +117,8 @@ static void settled(const struct db_result *r, void *arg)
 static void settle_with(struct settle *s, const char *amount_cents)
 {
 	struct app *app = s->m->app;
-	char code[24], key[48], cents[24], at[CLOCK_TEXT_MAX];
-	const char *p[11];
+	char code[24], key[48], cents[24], at[CLOCK_TEXT_MAX], confirm[24], max[24];
+	const char *p[13];
 
 	if (s->amount_cents < 0)	/* the query does not tell: it is what we asked */
 		s->amount_cents = atoll(amount_cents);
@@ -109,6 +129,10 @@ static void settle_with(struct settle *s, const char *amount_cents)
 	p[8] = menu_sms_exists(app->menus, key) ? key : "sms_mpesa_failed";
 	p[9] = *s->cbid ? s->cbid : NULL;
 	p[10] = clock_p_at(at);	/* the posting's date */
+	snprintf(confirm, sizeof(confirm), "%lld", s->confirm);
+	p[11] = s->confirmed ? confirm : NULL;
+	snprintf(max, sizeof(max), "%lld", (long long)app->cfg->mpesa_max_amount * 100);
+	p[12] = max;
 	db_run_durable(app->dbbg, &payment_settle, p, 0, settled, s);
 }
 
@@ -143,6 +167,51 @@ static void settle_unmatched(struct settle *s)
 	db_run_durable(s->m->app->dbbg, &payment_callback_match, p, 0, unmatched_done, s);
 }
 
+/* ---- a success callback, confirmed by the STK push query first ---- */
+
+static void confirm_later_done(const struct db_result *r, void *arg)
+{
+	struct settle *s = arg;
+
+	if (r->status != DB_OK)	/* the lease brings it back */
+		log_warn("mpesa: callback %s: not released for later: %s", s->cbid, r->error);
+	settle_done(s);
+}
+
+static void confirm_answered(const struct daraja_query_result *r, void *arg)
+{
+	struct settle *s = arg;
+	const char *p[1] = { s->cbid };
+
+	if (r->outcome == DARAJA_CANCELLED || s->m->stopping) {	/* the lease brings it back */
+		settle_done(s);
+		return;
+	}
+	s->m->queries++;
+	if (r->outcome == DARAJA_ACCEPTED) {
+		s->confirm = r->result_code;
+		s->confirmed = true;
+		if (r->result_code != 0)
+			log_msg(LOG_ERROR, NULL,
+				"mpesa: callback %s said %s paid (receipt %s) but the STK push query says %lld %s",
+				s->cbid, s->checkout, s->receipt, r->result_code, r->result_desc);
+		/* the query's words are the decision's */
+		snprintf(s->desc, sizeof(s->desc), "%s", r->result_desc);
+		settle_with(s, s->req_amount);
+		return;
+	}
+	/* not decided yet, or Daraja busy or silent: ask again after a while */
+	log_info("mpesa: callback %s for %s: the STK push query has no answer yet (%ld)", s->cbid, s->checkout,
+		 r->http_code);
+	db_run_durable(s->m->app->dbbg, &payment_callback_later, p, 0, confirm_later_done, s);
+}
+
+static void confirm_callback(struct settle *s, const char *amount_cents)
+{
+	snprintf(s->req_amount, sizeof(s->req_amount), "%s", amount_cents);
+	daraja_stk_query(s->m->daraja, s->checkout, confirm_answered, s);
+}
+
 static void callbacks_claimed(const struct db_result *r, void *arg)
 {
 	struct mpesa *m = arg;
@@ -165,6 +234,8 @@ static void callbacks_claimed(const struct db_result *r, void *arg)
 		mpesa_work_begin(m);
 		if (PQgetisnull(res, i, 7))
 			settle_unmatched(s);
+		else if (s->code == 0)	/* a success: posted only once the query agrees */
+			confirm_callback(s, PQgetvalue(res, i, 7));
 		else
 			settle_with(s, PQgetvalue(res, i, 7));
 	}

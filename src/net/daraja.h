@@ -213,6 +213,7 @@ struct daraja_c2b {
 	char *bill_ref;		/* BillRefNumber: the account the payer typed */
 	char *first_name;	/* FirstName */
 	char *msisdn;		/* MSISDN */
+	char *shortcode;	/* BusinessShortCode (a string or a number on the wire) */
 	long long amount_cents;	/* TransAmount, -1 unless whole shillings ("500" or "500.00") */
 };
 

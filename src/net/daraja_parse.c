@@ -242,6 +242,17 @@ void daraja_c2b_parse(const char *body, size_t len, struct daraja_c2b *out)
 	out->first_name = dup_string(doc, "FirstName");
 	out->msisdn = dup_string(doc, "MSISDN");
 	{
+		json_t *sc = json_object_get(doc, "BusinessShortCode");
+		char digits[24];
+
+		if (json_is_integer(sc) && json_integer_value(sc) >= 0) {
+			snprintf(digits, sizeof(digits), "%lld", (long long)json_integer_value(sc));
+			out->shortcode = xstrdup(digits);
+		} else {
+			out->shortcode = dup_string(doc, "BusinessShortCode");
+		}
+	}
+	{
 		long long c = daraja_kes_whole(json_string_value(json_object_get(doc, "TransAmount")));
 
 		out->amount_cents = c > 0 ? c : -1;
@@ -255,6 +266,7 @@ void daraja_c2b_clear(struct daraja_c2b *c)
 	free(c->bill_ref);
 	free(c->first_name);
 	free(c->msisdn);
+	free(c->shortcode);
 	memset(c, 0, sizeof(*c));
 }
 

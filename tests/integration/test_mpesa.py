@@ -25,7 +25,10 @@ def setup(env, name, extra=None):
     e = {"CHAMAD_DATABASE_URL": url, "CHAMAD_MPESA_BASE_URL": daraja.url, "CHAMAD_MPESA_CONSUMER_KEY": "ck-" + name,
          "CHAMAD_MPESA_CONSUMER_SECRET": "cs-" + name, "CHAMAD_MPESA_PASSKEY": daraja.passkey,
          "CHAMAD_MPESA_SHORTCODE": daraja.shortcode, "CHAMAD_MPESA_PUSH_DELAY_MS": "100",
-         "CHAMAD_MPESA_QUERY_AFTER_S": "1", "CHAMAD_MPESA_QUERY_EVERY_S": "1", "CHAMAD_MPESA_CALLBACK_SECRET": MPESA_SECRET}
+         "CHAMAD_MPESA_QUERY_AFTER_S": "1", "CHAMAD_MPESA_QUERY_EVERY_S": "1", "CHAMAD_MPESA_CALLBACK_SECRET": MPESA_SECRET,
+         # the Transaction Status query that verifies a paybill payment before it is credited (issue 10)
+         "CHAMAD_MPESA_INITIATOR_NAME": daraja.initiator_name,
+         "CHAMAD_MPESA_SECURITY_CREDENTIAL": daraja.security_credential}
     e.update(extra or {})
     return url, daraja, e
 
@@ -216,6 +219,11 @@ def test_mpesa_paybill_matched_unmatched_and_allocated(env):
     daraja.c2b(amount=1200, bill_ref="%s-999" % cid)
     # no such chama at all: kept for an operator
     daraja.c2b(amount=300, bill_ref="HELLO")
+    # each is posted once its Transaction Status result agrees (issue 10)
+    deadline = time.monotonic() + 15
+    while env.psql("SELECT count(*) FROM mpesa_c2b WHERE status = 'verified'", url) != [["3"]] and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
     assert env.psql("SELECT outcome, count(*) FROM mpesa_c2b GROUP BY outcome ORDER BY outcome", url) == \
         [["contribution", "1"], ["suspense", "1"], ["unassigned", "1"]]
     assert balance(env, url, uid) == 70000

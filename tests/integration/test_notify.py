@@ -60,7 +60,10 @@ def setup(env, name, mpesa=True):
                   "CHAMAD_MPESA_CONSUMER_SECRET": "cs-" + name, "CHAMAD_MPESA_PASSKEY": daraja.passkey,
                   "CHAMAD_MPESA_SHORTCODE": daraja.shortcode, "CHAMAD_MPESA_PUSH_DELAY_MS": "100",
                   "CHAMAD_MPESA_QUERY_AFTER_S": "1", "CHAMAD_MPESA_QUERY_EVERY_S": "1",
-                  "CHAMAD_MPESA_CALLBACK_SECRET": MPESA_SECRET, "CHAMAD_MPESA_PUBLIC_URL": "http://127.0.0.1:%d" % port})
+                  "CHAMAD_MPESA_CALLBACK_SECRET": MPESA_SECRET, "CHAMAD_MPESA_PUBLIC_URL": "http://127.0.0.1:%d" % port,
+                  # paybill payments are credited once the Transaction Status query verifies them (issue 10)
+                  "CHAMAD_MPESA_INITIATOR_NAME": daraja.initiator_name,
+                  "CHAMAD_MPESA_SECURITY_CREDENTIAL": daraja.security_credential})
     return url, at, daraja, e
 
 
@@ -95,6 +98,13 @@ def received(at, phone):
     return [m["message"] for m in at.messages() if m["to"].lstrip("+") == phone.lstrip("+")]
 
 
+def verified(env, url, trans):
+    """A paybill payment is posted once its Transaction Status result agrees
+    (issue 10): wait for that."""
+    wait_for("paybill %s verified" % trans, lambda: env.psql(
+        "SELECT 1 FROM mpesa_c2b WHERE trans_id = '%s' AND status = 'verified'" % trans, url))
+
+
 def money_flows(env, url, c, daraja, cid, tphone, phone, uid, num, officials):
     """The five money messages of one member, caused the way members cause
     them; returns the values each must carry, as (template, values)."""
@@ -112,9 +122,11 @@ def money_flows(env, url, c, daraja, cid, tphone, phone, uid, num, officials):
     want.append(("sms_reversed", dict(chama=CHAMA, amount="1,500", reason="counted twice")))
     # a paybill payment with the member's account number
     trans = daraja.c2b(amount=700, bill_ref="%s-%s" % (cid, num))["trans_id"]
+    verified(env, url, trans)
     want.append(("sms_mpesa_receipt", dict(chama=CHAMA, amount="700", receipt=trans)))
     # a paybill payment to a wrong member number: suspense, then allocated to them
     lost = daraja.c2b(amount=1200, bill_ref="%s-999" % cid)["trans_id"]
+    verified(env, url, lost)
     assert env.psql("SELECT outcome FROM mpesa_c2b WHERE trans_id = '%s'" % lost, url) == [["suspense"]]
     assert ussd(c, tphone, [PIN, "10", "4", "2", "1", str(num)]).startswith("END Allocated to member %s" % num)
     want.append(("sms_allocated", dict(chama=CHAMA, amount="1,200", receipt=lost)))

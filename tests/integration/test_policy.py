@@ -172,6 +172,17 @@ def do(env, c, ch, role, action, path):
         third = [o for o in officials if o not in (role, maker)][0]
         assert vote_sql(env, None, ch["users"][third], code)["outcome"] == "ok_approval_done"
         assert q(env, "SELECT status FROM contributions WHERE id = %s" % k) == [["reversed"]]
+    elif action == "payments.check_view":
+        # a paybill payment not verified yet (issue 10): listed, looked at, never credited by looking
+        ref = "QV%08d" % random.randrange(10 ** 8)
+        q(env, "INSERT INTO mpesa_c2b (trans_id, amount_cents, bill_ref, chama_id, outcome, status) "
+               "VALUES ('%s', 45000, '%s-1', %s, 'suspense', 'unverified')" % (ref, cid, cid))
+        s, screen = reach(c, phone, path[:-1])
+        end, screen = s.send(path[-1])
+        assert screen.startswith("Payments to check:") and "1. KES 450 %s" % ref in screen, screen
+        end, screen = s.send("1")
+        assert not end and "Not credited" in screen and ref in screen, screen
+        assert q(env, "SELECT status FROM mpesa_c2b WHERE trans_id = '%s'" % ref) == [["unverified"]]
     else:
         raise AssertionError("no test flow for %s: add one here" % action)
 
