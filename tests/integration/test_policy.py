@@ -183,6 +183,27 @@ def do(env, c, ch, role, action, path):
         end, screen = s.send("1")
         assert not end and "Not credited" in screen and ref in screen, screen
         assert q(env, "SELECT status FROM mpesa_c2b WHERE trans_id = '%s'" % ref) == [["unverified"]]
+    elif action == "money.payout_request":
+        # the member has saved by M-Pesa and in cash: either payout can be asked for
+        for method in ("mpesa", "cash"):
+            q(env, "SELECT post_contribution(%s, %s, 200000, 'savings', '%s', %s, 'policy:payout:%s:%s', NULL, "
+                   "'admin', NULL, 't', NULL)" % (cid, ch["users"]["member"], method,
+                                                  "'QP%06d%s'" % (int(cid), role[0].upper()) if method == "mpesa"
+                                                  else "NULL", role, method))
+        assert screen.startswith("Member number to pay:"), screen
+        s.send(str(ch["num"]))
+        s.send("500")
+        s.send("policy check")
+        end, screen = s.send(PIN)
+        (pid,), = q(env, "SELECT id FROM payouts WHERE chama_id = %s AND maker_user_id = %s"
+                         % (cid, ch["users"][role]))
+        assert end and screen.startswith("Payout %s of KES 500 asked for." % pid), screen
+    elif action == "money.payout_list":
+        ids = [r[0] for r in q(env, "SELECT id FROM payouts WHERE chama_id = %s" % cid)]
+        if ids:
+            assert screen.startswith("Payouts:") and ("#%s " % ids[0]) in screen, screen
+        else:
+            assert "No payouts yet." in screen, screen
     else:
         raise AssertionError("no test flow for %s: add one here" % action)
 
@@ -209,7 +230,8 @@ def test_policy_rows_menus_and_sql_agree(env):
     # every outcome key a function or a dom statement can answer has its
     # words (both languages)
     keys = set()
-    for (src,) in q(env, "SELECT prosrc FROM pg_proc WHERE pronamespace = 'public'::regnamespace"):
+    for (src,) in q(env, "SELECT translate(prosrc, E'\\t', ' ') FROM pg_proc "
+                   "WHERE pronamespace = 'public'::regnamespace"):
         keys |= set(re.findall(r"'((?:ok|err|end)_[a-z_]+)'", src))
     for f in glob.glob(os.path.join(ROOT, "src", "dom", "*.c")):
         keys |= set(re.findall(r"'((?:ok|err|end)_[a-z_]+)'", open(f).read()))
@@ -239,7 +261,8 @@ def test_policy_every_role_is_offered_exactly_what_it_may_do(env):
     assert allowed_of(env, "member") == set()
     assert {a for a in allowed_of(env, "secretary") if a.startswith("money.")} == set()
     assert {a for a in allowed_of(env, "treasurer") if a.startswith("money.")} == \
-        {"money.cash_record", "money.suspense_allocate", "money.payment_reverse"}
+        {"money.cash_record", "money.suspense_allocate", "money.payment_reverse",
+         "money.payout_request", "money.payout_list"}
     c.stop()
 
 
