@@ -63,6 +63,19 @@ void act_audit_params(const struct ussd_hop *hop, const char *out[4]);
  * a failed statement: unavailable.  These return NULL, the hop ended. */
 const char *act_outcome(struct ussd_hop *hop, const struct db_result *r);
 
+struct pin_result;
+
+/* Checks the PIN typed on this hop (hop_secret) on the shared path (pin.c:
+ * lock-out and its SMS alert included); refused before any work (no
+ * lookup, no hashing) when the PIN workers cannot answer within the hop,
+ * and "expired" when nothing was typed.  fn gets the result, once. */
+void act_pin_check(struct ussd_hop *hop, void (*fn)(const struct pin_result *r, void *hop));
+
+/* A PIN result's refusals, answered on the hop: wrong (the screen again
+ * with the tries left), locked (END, with until), unavailable or busy, no
+ * user or no PIN (expired).  True for PIN_OK: the caller goes on. */
+bool act_pin_ok(struct ussd_hop *hop, const struct pin_result *r);
+
 /* Each module's table of actions (NULL-terminated), one line each in
  * act_register_all (actions.c). */
 extern const struct ussd_action act_auth_actions[];

@@ -122,60 +122,25 @@ static void pin_checked(const struct pin_result *r, void *arg)
 	char at[CLOCK_TEXT_MAX];
 	const char *p[7];
 
-	hop_set_var(hop, "until", r->until);
-	switch (r->outcome) {
-	case PIN_OK:
-		act_audit_params(hop, p);
-		p[4] = hop_var(hop, "appr_code");
-		p[5] = hop_var(hop, "decision");
-		p[6] = clock_p_at(at);
-		if (!c || !p[4] || !p[5]) {
-			hop_end(hop, "expired");
-			return;
-		}
-		act_run(hop, &approval_vote, p, voted);
-		break;
-	case PIN_WRONG:
-		hop_set_varf(hop, "tries", "%d", r->tries_left);
-		hop_fail(hop, "err_pin_wrong");
-		break;
-	case PIN_LOCKED:
-		hop_end(hop, "end_locked");
-		break;
-	case PIN_NO_PIN:
-	case PIN_NO_USER:
+	if (!act_pin_ok(hop, r))
+		return;
+	act_audit_params(hop, p);
+	p[4] = hop_var(hop, "appr_code");
+	p[5] = hop_var(hop, "decision");
+	p[6] = clock_p_at(at);
+	if (!c || !p[4] || !p[5]) {
 		hop_end(hop, "expired");
-		break;
-	case PIN_UNAVAILABLE:
-		if (r->overloaded)
-			hop_overloaded(hop, r->error ? r->error : "PIN workers busy");
-		else
-			hop_unavailable(hop, r->error ? r->error : "PIN check unavailable");
-		break;
+		return;
 	}
+	act_run(hop, &approval_vote, p, voted);
 }
 
 /* Approve or Reject was chosen and the PIN typed: the PIN first (the same
  * path as the log-in), then the vote. */
 static void act_approval_decide(struct ussd_hop *hop)
 {
-	struct app *app = hop_app(hop);
-	struct pin_check_args a = { hop_phone(hop), hop_secret(hop), "ussd", hop_session_id(hop),
-				    hop_deadline_ms(hop) };
-	struct pin_env env = { app->db, app->auth, app->logins, app->cfg };
-
-	if (!act_may(hop, "approvals.decide"))
-		return;
-	if (!a.pin) {
-		hop_end(hop, "expired");
-		return;
-	}
-	/* refused before any work when the PIN workers cannot answer in time */
-	if (!auth_admits(app->auth, a.deadline_ms)) {
-		hop_overloaded(hop, "PIN workers cannot answer in time");
-		return;
-	}
-	pin_check(&env, &a, pin_checked, hop);
+	if (act_may(hop, "approvals.decide"))
+		act_pin_check(hop, pin_checked);
 }
 
 /* The actions the menus name (menus/50_approvals.json), registered by main.c. */

@@ -356,54 +356,23 @@ static void pin_checked(const struct pin_result *r, void *arg)
 {
 	struct ussd_hop *hop = arg;
 
-	hop_set_var(hop, "until", r->until);
-	switch (r->outcome) {
-	case PIN_OK:
-		hop_login(hop, r->user_id);
-		if (r->chamas)
-			hop_prefetch(hop, "chamas", r->chamas);
-		hop_done(hop, NULL);
-		break;
-	case PIN_WRONG:
-		hop_set_varf(hop, "tries", "%d", r->tries_left);
-		hop_fail(hop, "err_pin_wrong");
-		break;
-	case PIN_LOCKED:
-		hop_end(hop, "end_locked");
-		break;
-	case PIN_NO_PIN:
+	/* a member an official added has no PIN yet: they make one */
+	if (r->outcome == PIN_NO_PIN) {
 		hop_goto(hop, "pin_setup", NULL);
-		break;
-	case PIN_NO_USER:
-		hop_end(hop, "expired");
-		break;
-	case PIN_UNAVAILABLE:
-		if (r->overloaded)
-			hop_overloaded(hop, r->error ? r->error : "PIN workers busy");
-		else
-			hop_unavailable(hop, r->error ? r->error : "PIN check unavailable");
-		break;
+		return;
 	}
+	if (!act_pin_ok(hop, r))
+		return;
+	hop_login(hop, r->user_id);
+	if (r->chamas)
+		hop_prefetch(hop, "chamas", r->chamas);
+	hop_done(hop, NULL);
 }
 
 /* The shared PIN path (pin.c): lock-out and its SMS alert included. */
 static void act_login_check(struct ussd_hop *hop)
 {
-	struct pin_check_args a = { hop_phone(hop), hop_secret(hop), "ussd", hop_session_id(hop),
-				    hop_deadline_ms(hop) };
-
-	/* refused before any work (no lookup, no hashing) when the PIN
-	 * workers cannot answer within this hop */
-	if (!auth_admits(hop_app(hop)->auth, a.deadline_ms)) {
-		hop_overloaded(hop, "PIN workers cannot answer in time");
-		return;
-	}
-	{
-		struct app *app = hop_app(hop);
-		struct pin_env env = { app->db, app->auth, app->logins, app->cfg };
-
-		pin_check(&env, &a, pin_checked, hop);
-	}
+	act_pin_check(hop, pin_checked);
 }
 
 /* ---- PIN reset ("Forgot PIN", and first PIN for members an official added) */

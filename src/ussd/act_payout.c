@@ -37,27 +37,8 @@ static void pin_checked(const struct pin_result *pr, void *arg)
 	char at[CLOCK_TEXT_MAX];
 	const char *p[10];
 
-	switch (pr->outcome) {
-	case PIN_OK:
-		break;
-	case PIN_WRONG:
-		hop_set_varf(hop, "tries", "%d", pr->tries_left);
-		hop_fail(hop, "err_pin_wrong");
+	if (!act_pin_ok(hop, pr))
 		return;
-	case PIN_LOCKED:
-		hop_set_var(hop, "until", pr->until);
-		hop_end(hop, "end_locked");
-		return;
-	case PIN_UNAVAILABLE:
-		if (pr->overloaded)
-			hop_overloaded(hop, pr->error ? pr->error : "PIN workers busy");
-		else
-			hop_unavailable(hop, pr->error ? pr->error : "PIN check unavailable");
-		return;
-	default:
-		hop_end(hop, "expired");
-		return;
-	}
 	c = act_chama(hop);
 	if (!c)
 		return;
@@ -75,18 +56,8 @@ static void pin_checked(const struct pin_result *pr, void *arg)
  * approving does). */
 static void act_payout_request(struct ussd_hop *hop)
 {
-	struct app *app = hop_app(hop);
-	struct pin_check_args a = { hop_phone(hop), hop_secret(hop), "ussd", hop_session_id(hop),
-				    hop_deadline_ms(hop) };
-	struct pin_env env = { app->db, app->auth, app->logins, app->cfg };
-
-	if (!act_may(hop, "money.payout_request"))
-		return;
-	if (!auth_admits(app->auth, a.deadline_ms)) {
-		hop_overloaded(hop, "PIN workers cannot answer in time");
-		return;
-	}
-	pin_check(&env, &a, pin_checked, hop);
+	if (act_may(hop, "money.payout_request"))
+		act_pin_check(hop, pin_checked);
 }
 
 static void act_payout_list_load(struct ussd_hop *hop)

@@ -8,6 +8,8 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "dom/auth.h"
+#include "dom/pin.h"
 #include "dom/policy.h"
 
 #include <stdlib.h>
@@ -195,6 +197,51 @@ const char *act_outcome(struct ussd_hop *hop, const struct db_result *r)
 	else
 		hop_fail(hop, key);
 	return NULL;
+}
+
+void act_pin_check(struct ussd_hop *hop, void (*fn)(const struct pin_result *r, void *hop))
+{
+	struct app *app = hop_app(hop);
+	struct pin_check_args a = { hop_phone(hop), hop_secret(hop), "ussd", hop_session_id(hop),
+				    hop_deadline_ms(hop) };
+	struct pin_env env = { app->db, app->auth, app->logins, app->cfg };
+
+	if (!a.pin) {
+		hop_end(hop, "expired");
+		return;
+	}
+	if (!auth_admits(app->auth, a.deadline_ms)) {
+		hop_overloaded(hop, "PIN workers cannot answer in time");
+		return;
+	}
+	pin_check(&env, &a, fn, hop);
+}
+
+bool act_pin_ok(struct ussd_hop *hop, const struct pin_result *r)
+{
+	switch (r->outcome) {
+	case PIN_OK:
+		return true;
+	case PIN_WRONG:
+		hop_set_varf(hop, "tries", "%d", r->tries_left);
+		hop_fail(hop, "err_pin_wrong");
+		break;
+	case PIN_LOCKED:
+		hop_set_var(hop, "until", r->until);
+		hop_end(hop, "end_locked");
+		break;
+	case PIN_UNAVAILABLE:
+		if (r->overloaded)
+			hop_overloaded(hop, r->error ? r->error : "PIN workers busy");
+		else
+			hop_unavailable(hop, r->error ? r->error : "PIN check unavailable");
+		break;
+	case PIN_NO_PIN:
+	case PIN_NO_USER:
+		hop_end(hop, "expired");
+		break;
+	}
+	return false;
 }
 
 void act_register_all(void)
