@@ -6,12 +6,16 @@
 #   Africa's Talking sessions "dial, PIN, 2 Contribute, amount, 1 Pay" at
 #   each concurrency for DURATION_S against chamad, which pushes every
 #   request to the Daraja emulator (scripts/daraja-emulator, Python: it also
-#   posts each success callback back to chamad).  After the run, once every
-#   request has settled (or 120 s passed), it reports:
+#   posts each success callback back to chamad).  Since issue 10 chamad
+#   credits a success callback only after the STK push query for its
+#   CheckoutRequestID agrees: one more round trip to the emulator per
+#   payment, which answers it from the push it made.  After the run, once
+#   every request has settled (or 120 s passed), it reports:
 #     sessions/s and hop p99 (ussdload), "busy" answers,
 #     told   = sessions that ended "Check your phone",
 #     pushed = pushes Daraja accepted (its /_pushes),
-#     lost   = pushed but not confirmed,  doubled = pushes beyond requests.
+#     lost   = pushed but not confirmed,  doubled = pushes beyond requests,
+#     the STK push queries the emulator answered in the run (its /_stats).
 #
 #   bench/contribute.sh [DURATION_S] [CONCURRENCIES]   (defaults 20 "32 128")
 set -euo pipefail
@@ -57,7 +61,9 @@ INSERT INTO memberships (user_id, chama_id) SELECT u.id, c.id FROM users u, cham
 SQL
   psql -X -q -tA "$CHAMAD_DATABASE_URL" -c "SELECT phone FROM users ORDER BY phone" >"$phones"
   npush() { curl -s "localhost:$dport/_pushes" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d if isinstance(d, list) else d.get("pushes", [])))'; }
+  nquery() { curl -s "localhost:$dport/_stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["queries"])'; }
   before=$(npush)
+  qbefore=$(nquery)
   CHAMAD_HTTP_LISTEN=127.0.0.1:$port CHAMAD_LOG_LEVEL=warn CHAMAD_MPESA_BASE_URL=http://127.0.0.1:$dport \
     CHAMAD_MPESA_CONSUMER_KEY=bench-ck CHAMAD_MPESA_CONSUMER_SECRET=bench-cs \
     CHAMAD_MPESA_PASSKEY=bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919 \
@@ -82,6 +88,7 @@ SQL
   pushed=$(( $(npush) - before ))
   echo "told (requests) $told, pushed (Daraja accepted) $pushed, confirmed $confirmed," \
     "lost $(( pushed - confirmed )), doubled $(( pushed > told ? pushed - told : 0 )), still open $open_"
+  echo "STK push queries the emulator answered: $(( $(nquery) - qbefore ))"
   psql -X -tA "$CHAMAD_DATABASE_URL" -c "SELECT 'request states: ' || string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM mpesa_requests GROUP BY 1) s"
   echo "CPU seconds: chamad $(awk '{print ($14+$15)/100}' /proc/$pid/stat), daraja-emulator $(awk '{print ($14+$15)/100}' /proc/$emu/stat)"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=

@@ -35,6 +35,7 @@ class Book:
         self.args = args
         self.entries = []
         self.by_receipt = {}
+        self.by_checkout = {}     # an STK entry's CheckoutRequestID -> entry
         self.opening = {}
         self.reset_opening()
 
@@ -57,6 +58,8 @@ class Book:
             e["seq"] = len(self.entries) + 1
             self.entries.append(e)
             self.by_receipt.setdefault(receipt, e)
+            if type == "stk" and conversation_id:
+                self.by_checkout.setdefault(conversation_id, e)
             if e["reverses"] and e["reverses"] in self.by_receipt:
                 orig = self.by_receipt[e["reverses"]]
                 orig["reversed_by"] = receipt
@@ -66,6 +69,12 @@ class Book:
     def find(self, receipt):
         with self.lock:
             return self.by_receipt.get(receipt)
+
+    def stk_by_checkout(self, cid):
+        """The STK payment with this CheckoutRequestID (its conversation_id),
+        or None: what the STK query answers for a push it did not see."""
+        with self.lock:
+            return self.by_checkout.get(cid)
 
     def by_originator(self, oc):
         """Every entry made for this OriginatorConversationID, oldest first

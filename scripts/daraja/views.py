@@ -2,13 +2,14 @@
 /_pushes, /_stats, /_control, /_book; DELETE /_requests) and POST /_book,
 which puts a transaction in the book that nobody was told about."""
 import json
+import random
 import time
 
 from .book import TYPES
 from .common import eat_parse
 
 BOOK_KEYS = {"type", "amount", "bill_ref", "msisdn", "name", "shortcode", "receipt", "time",
-             "originator_id", "conversation_id", "trans_type"}
+             "originator_id", "conversation_id", "trans_type", "merchant_request_id"}
 
 
 def get_requests(h):
@@ -70,8 +71,10 @@ def book_add(h):
     """POST /_book {"amount" (required), "type" ("c2b"), "bill_ref", "msisdn",
     "name", "shortcode" (--shortcode; --b2c-shortcode for "b2c"), "receipt"
     (fresh), "time" (epoch seconds or "YYYY-MM-DD HH:MM:SS" EAT; now),
-    "originator_id", "conversation_id", "trans_type"}: a money movement
-    nobody posted anywhere.  Answers the entry."""
+    "originator_id", "conversation_id", "trans_type", "merchant_request_id"
+    (stk)}: a money movement nobody posted anywhere.  An "stk" entry's
+    conversation_id is its CheckoutRequestID: the STK query answers it as
+    paid (stkquery.py).  Answers the entry."""
     st = h.state
     try:
         c = json.loads(h._body() or b"{}")
@@ -94,6 +97,10 @@ def book_add(h):
         t = eat_parse(t)
         if t is None:
             return h._json(400, {"error": "time: epoch seconds or YYYY-MM-DD HH:MM:SS"})
+    extra = {}
+    if typ == "stk":
+        extra["merchant_request_id"] = str(c.get("merchant_request_id") or "%d-%d-1" % (
+            random.randint(1000, 99999), random.randint(10000000, 99999999)))
     with st.lock:
         sc = str(c.get("shortcode") or (st.args.b2c_shortcode if typ == "b2c" else st.args.shortcode))
         receipt = str(c.get("receipt") or st.new_mpesa_id(t))
@@ -103,6 +110,7 @@ def book_add(h):
                         name=c.get("name") or st.name_of(msisdn), bill_ref=c.get("bill_ref") or "",
                         originator_id=c.get("originator_id"),
                         conversation_id=c.get("conversation_id"), t=t, source="injected",
-                        trans_type=c.get("trans_type") or "Pay Bill", confirmation_posted=False)
+                        trans_type=c.get("trans_type") or "Pay Bill", confirmation_posted=False,
+                        **extra)
     h.logline("BOOK  injected %s %s KES %d ref %s" % (typ, receipt, amount, e["bill_ref"]))
     h._json(200, dict(e))

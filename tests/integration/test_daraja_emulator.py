@@ -364,6 +364,33 @@ def test_daraja_emulator_stk_payments_are_in_the_book_and_the_query_can_contradi
     assert mp.balances()["Utility Account"] == 320
 
 
+def test_daraja_emulator_stk_query_answers_a_booked_checkout_it_never_pushed(env):
+    # bench/money.sh posts callbacks for checkouts it made up; chamad
+    # credits them only once the STK query agrees, so the book must answer
+    mp, sink = emulator(env)
+    st, q = mp.query("ws_BENCH_1")
+    assert st == 400 and q["errorMessage"] == "Bad Request - Invalid CheckoutRequestID", q
+    e = mp.add_book_entry(500, type="stk", conversation_id="ws_BENCH_1", receipt="BENCH00001",
+                          msisdn="254713000001", bill_ref="CHAMA1", merchant_request_id="b-1")
+    assert (e["type"], e["conversation_id"], e["merchant_request_id"]) == ("stk", "ws_BENCH_1", "b-1")
+    st, q = mp.query("ws_BENCH_1")
+    assert st == 200 and (q["ResultCode"], q["CheckoutRequestID"], q["MerchantRequestID"]) == (
+        "0", "ws_BENCH_1", "b-1"), q
+    assert q["ResultDesc"] == "The service request is processed successfully."
+    # only an STK entry is a checkout; another CheckoutRequestID stays unknown
+    mp.add_book_entry(300, type="c2b", conversation_id="ws_BENCH_2")
+    assert mp.query("ws_BENCH_2")[0] == 400
+    assert mp.query("ws_BENCH_3")[0] == 400
+    # the query's contradict modes hold for a booked checkout too
+    mp.contradict("stk_query", "failed", count=1)
+    st, q = mp.query("ws_BENCH_1")
+    assert st == 200 and q["ResultCode"] == "1032", q
+    mp.contradict("stk_query", "not_found", count=1)
+    assert mp.query("ws_BENCH_1")[0] == 400
+    assert mp.query("ws_BENCH_1")[1]["ResultCode"] == "0"
+    assert mp.balances()["Utility Account"] == 800     # both entries are collections
+    assert sink.got == []                              # nothing was posted anywhere
+
 def test_daraja_emulator_statement_window_pages_and_refusals(env):
     mp, sink = emulator(env)
     t0 = time.time()
