@@ -151,7 +151,7 @@ CREATE INDEX loan_allocations_schedule_id_idx ON loan_allocations (schedule_id);
 ALTER TABLE approvals DROP CONSTRAINT approvals_kind_check,
     ADD CONSTRAINT approvals_kind_check CHECK (kind IN (
         'payment_reverse', 'payout', 'cash_payout',
-        'loan', 'loan_offset', 'loan_call', 'loan_write_off')),
+        'loan', 'loan_offset', 'loan_call', 'loan_write_off', 'loan_repay_reverse')),
     -- who may not approve besides the maker and the beneficiary (a loan's guarantors)
     ADD COLUMN excluded_user_ids bigint[] NOT NULL DEFAULT '{}';
 
@@ -168,13 +168,5 @@ ALTER TABLE mpesa_c2b DROP CONSTRAINT mpesa_c2b_outcome_check,
     ADD CONSTRAINT mpesa_c2b_loan CHECK ((outcome = 'loan') = (loan_id IS NOT NULL));
 CREATE INDEX mpesa_c2b_loan_id_idx ON mpesa_c2b (loan_id);
 CREATE INDEX mpesa_c2b_repayment_id_idx ON mpesa_c2b (repayment_id);
-
--- Who does what with loans (how many officials approve comes from the
--- constitution through approval_open; never the borrower or a guarantor).
-INSERT INTO policy_actions (action, roles, approvals, description) VALUES
-    ('loans.approve', '{chairperson,treasurer,secretary}', 2, 'Approve or reject a member''s loan application'),
-    ('loans.book', '{chairperson,treasurer,secretary}', 1, 'See the chama''s loans, their arrears and the queue'),
-    ('loans.disburse_cash', '{treasurer}', 2, 'Record a loan handed over in cash (a second official confirms)'),
-    ('loans.repay_cash', '{treasurer}', 1, 'Record a loan repayment received in cash'),
-    ('loans.call_pledges', '{chairperson,treasurer}', 2, 'Call the guarantors'' pledges of a defaulted loan'),
-    ('loans.write_off', '{chairperson,treasurer}', 2, 'Write off what a defaulted loan still owes');
+-- The policy rows (who may do what with loans) come with the menus that
+-- offer them, in the migrations after this one.
