@@ -70,7 +70,8 @@ struct loansched_row {
 /* Fills rows[0 .. t->term - 1] (the caller's array, at least t->term
  * rows; LOANSCHED_MAX_TERM always suffices).  Returns LOANSCHED_OK, or why
  * the terms are refused (then rows is untouched).  The checks run in the
- * order principal, term, rate, grace, start. */
+ * order enums, principal, term, rate, grace, start (a grace without a
+ * kind last), so one refusal names the first fault. */
 enum loansched_err loansched_build(const struct loansched_terms *t, struct loansched_row *rows);
 
 /* The refused input's short name ("principal", "term", "rate", "grace",
