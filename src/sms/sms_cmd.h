@@ -50,6 +50,8 @@ extern const struct sms_command sms_commands[];
 extern const struct sms_command sms_approve_commands[];
 /* Loans: LIMIT, BORROW (sms_loan.c). */
 extern const struct sms_command sms_loan_commands[];
+/* Loan guarantors: YES, NO, GUAR (sms_loan_guar.c). */
+extern const struct sms_command sms_loan_guar_commands[];
 
 /* What a command sees of the message it answers. */
 struct app *sms_cmd_app(struct sms_cmd *c);
