@@ -446,6 +446,9 @@ CREATE OR REPLACE TRIGGER loan_allocations_audit AFTER INSERT OR UPDATE OR DELET
 -- what open loans owe (pending ones by their principal); their own free
 -- savings cover self_cover_bp of it (B's holds deducted), the rest needs
 -- guarantors (at least guarantors_min of them, at most guarantors_max).
+-- "Cover complete" is B's loan_cover_complete: the principal covered by
+-- accepted pledges and the product's min_count guarantors besides the
+-- borrower.
 CREATE OR REPLACE FUNCTION member_loan_limit(p_chama bigint, p_user bigint, p_at timestamptz,
                                              p_product text DEFAULT NULL, p_tz text DEFAULT 'Africa/Nairobi')
 RETURNS TABLE (outcome text, limit_cents bigint, savings_cents bigint, owed_cents bigint, open_loans int,
@@ -517,7 +520,8 @@ DECLARE
 BEGIN
     SELECT status INTO st FROM loans WHERE id = p_loan;
     cover := CASE WHEN st = 'applied' THEN loan_cover_needed_cents(p_loan) ELSE 0 END;
-    RETURN QUERY SELECT CASE st WHEN 'applied' THEN CASE WHEN cover > 0 THEN 'ok_loan_cover' ELSE 'ok_loan_applied' END
+    RETURN QUERY SELECT CASE st WHEN 'applied' THEN CASE WHEN NOT loan_cover_complete(p_loan) THEN 'ok_loan_cover'
+                                                         ELSE 'ok_loan_applied' END
                                 WHEN 'queued' THEN 'ok_loan_queued'
                                 WHEN 'under_review' THEN 'ok_loan_review'
                                 WHEN 'cancelled' THEN 'ok_loan_cancelled'
@@ -588,7 +592,7 @@ BEGIN
     RETURNING loans.id INTO v_id;
     PERFORM loan_schedule_record(v_id, p_schedule, (p_at AT TIME ZONE p_tz)::date);
     PERFORM loan_guarantor_self(v_id, p_at);
-    IF loan_cover_needed_cents(v_id) = 0 THEN
+    IF loan_cover_complete(v_id) THEN
         adv := loan_advance(v_id, p_at);
         IF adv NOT LIKE 'ok%' THEN
             -- the loan is applied and waits; the reason is the member's
@@ -632,7 +636,7 @@ BEGIN
                              WHEN 'cancelled' THEN 'ok_loan_cancelled' WHEN 'rejected' THEN 'ok_loan_rejected'
                              ELSE 'ok_loan_approved' END;
     END IF;
-    IF loan_cover_needed_cents(p_loan) > 0 THEN
+    IF NOT loan_cover_complete(p_loan) THEN
         RETURN 'ok_loan_cover';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM loans q WHERE q.chama_id = l.chama_id AND q.status = 'queued')
