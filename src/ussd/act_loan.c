@@ -162,6 +162,7 @@ static void quoted(struct ussd_hop *hop, const struct db_result *r)
 
 	if (!plan)
 		return;
+	set_kes(hop, "loan_kes", plan->principal_cents);
 	set_kes(hop, "loan_first", plan->first_cents);
 	set_kes(hop, "loan_interest", plan->interest_cents);
 	set_kes(hop, "loan_total", plan->total_cents);
