@@ -431,7 +431,7 @@ $$;
 CREATE OR REPLACE FUNCTION loan_holds_target(p_principal bigint, p_total bigint, p_counted bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN p_counted >= p_principal THEN p_total
-                ELSE ((p_counted::numeric * p_total) / p_principal)::bigint END
+                ELSE floor((p_counted::numeric * p_total) / p_principal)::bigint END
 $$;
 
 -- Moves the released total of the loan's pledges toward the target for c
