@@ -39,16 +39,25 @@ enum job_kind {
 	JOB_COUNT
 };
 
+/* What a job's statement takes after $1 p_at. */
+enum job_params {
+	JP_TZ_LEAD,	/* [ussd] timezone, [jobs] reminder_lead_days */
+	JP_HOURS,	/* [approvals] expire_hours */
+	JP_TZ_PAYBILL,	/* [ussd] timezone (the chamas' day), [mpesa] shortcode (the paybill notices name) */
+	JP_NONE,	/* p_at alone (the guarantors' expiry, issue 11 B) */
+};
+
 static const struct job_def {
 	const char *name;
 	const struct db_stmt *stmt;
+	enum job_params params;
 	const char *counted;	/* what its count is, for the log */
 } job_defs[JOB_COUNT] = {
-	[JOB_REMINDERS] = { "reminders", &dom_send_reminders, "message(s) queued" },
-	[JOB_APPROVALS] = { "approvals", &approvals_expire, "request(s) expired or carried out" },
-	[JOB_LOAN_PENALTIES] = { "loan penalties", &loan_jobs_penalties, "penalty(ies) levied" },
-	[JOB_LOAN_DEFAULTS] = { "loan defaults", &loan_jobs_defaults, "loan(s) defaulted" },
-	[JOB_LOAN_REMINDERS] = { "loan reminders", &loan_jobs_reminders, "message(s) queued" },
+	[JOB_REMINDERS] = { "reminders", &dom_send_reminders, JP_TZ_LEAD, "message(s) queued" },
+	[JOB_APPROVALS] = { "approvals", &approvals_expire, JP_HOURS, "request(s) expired or carried out" },
+	[JOB_LOAN_PENALTIES] = { "loan penalties", &loan_jobs_penalties, JP_TZ_PAYBILL, "penalty(ies) levied" },
+	[JOB_LOAN_DEFAULTS] = { "loan defaults", &loan_jobs_defaults, JP_TZ_PAYBILL, "loan(s) defaulted" },
+	[JOB_LOAN_REMINDERS] = { "loan reminders", &loan_jobs_reminders, JP_TZ_PAYBILL, "message(s) queued" },
 };
 
 struct jobs;
@@ -103,19 +112,21 @@ static void run(struct jobs *j, enum job_kind kind)
 
 	if (s->running)
 		return;
-	switch (kind) {
-	case JOB_REMINDERS:
+	switch (job_defs[kind].params) {
+	case JP_TZ_LEAD:
 		snprintf(num, sizeof(num), "%d", app->cfg->jobs_reminder_lead_days);
 		p[1] = app->cfg->ussd_timezone;
 		p[2] = num;
 		break;
-	case JOB_APPROVALS:
+	case JP_HOURS:
 		snprintf(num, sizeof(num), "%d", app->cfg->approvals_expire_hours);
 		p[1] = num;
 		break;
-	default:	/* the loan jobs: the chamas' day, the paybill their notices name */
+	case JP_TZ_PAYBILL:
 		p[1] = app->cfg->ussd_timezone;
 		p[2] = app->cfg->mpesa_shortcode ? app->cfg->mpesa_shortcode : "";
+		break;
+	case JP_NONE:
 		break;
 	}
 	s->running = true;
