@@ -11,6 +11,8 @@
  *                  that closed
  *   loan penalties, loan defaults, loan reminders
  *                  schema/75_loan_penalties.sql (src/dom/loan_jobs.h)
+ *   loan guarantors loan_guarantors_expire() (schema/72_loan_guarantors.sql):
+ *                  guarantors' requests left unanswered
  * Each queues its messages through notify(); the sender renders them in
  * each member's language.
  */
@@ -22,6 +24,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "dom/approval.h"
+#include "dom/loan_guar.h"
 #include "dom/loan_jobs.h"
 #include "dom/notify.h"
 
@@ -36,28 +39,21 @@ enum job_kind {
 	JOB_LOAN_PENALTIES,
 	JOB_LOAN_DEFAULTS,
 	JOB_LOAN_REMINDERS,
+	JOB_LOAN_GUARANTORS,
 	JOB_COUNT
-};
-
-/* What a job's statement takes after $1 p_at. */
-enum job_params {
-	JP_TZ_LEAD,	/* [ussd] timezone, [jobs] reminder_lead_days */
-	JP_HOURS,	/* [approvals] expire_hours */
-	JP_TZ_PAYBILL,	/* [ussd] timezone (the chamas' day), [mpesa] shortcode (the paybill notices name) */
-	JP_NONE,	/* p_at alone (the guarantors' expiry, issue 11 B) */
 };
 
 static const struct job_def {
 	const char *name;
 	const struct db_stmt *stmt;
-	enum job_params params;
 	const char *counted;	/* what its count is, for the log */
 } job_defs[JOB_COUNT] = {
-	[JOB_REMINDERS] = { "reminders", &dom_send_reminders, JP_TZ_LEAD, "message(s) queued" },
-	[JOB_APPROVALS] = { "approvals", &approvals_expire, JP_HOURS, "request(s) expired or carried out" },
-	[JOB_LOAN_PENALTIES] = { "loan penalties", &loan_jobs_penalties, JP_TZ_PAYBILL, "penalty(ies) levied" },
-	[JOB_LOAN_DEFAULTS] = { "loan defaults", &loan_jobs_defaults, JP_TZ_PAYBILL, "loan(s) defaulted" },
-	[JOB_LOAN_REMINDERS] = { "loan reminders", &loan_jobs_reminders, JP_TZ_PAYBILL, "message(s) queued" },
+	[JOB_REMINDERS] = { "reminders", &dom_send_reminders, "message(s) queued" },
+	[JOB_APPROVALS] = { "approvals", &approvals_expire, "request(s) expired or carried out" },
+	[JOB_LOAN_PENALTIES] = { "loan penalties", &loan_jobs_penalties, "penalty(ies) levied" },
+	[JOB_LOAN_DEFAULTS] = { "loan defaults", &loan_jobs_defaults, "loan(s) defaulted" },
+	[JOB_LOAN_REMINDERS] = { "loan reminders", &loan_jobs_reminders, "message(s) queued" },
+	[JOB_LOAN_GUARANTORS] = { "loan guarantors", &loan_guar_expire, "request(s) expired" },
 };
 
 struct jobs;
@@ -112,21 +108,21 @@ static void run(struct jobs *j, enum job_kind kind)
 
 	if (s->running)
 		return;
-	switch (job_defs[kind].params) {
-	case JP_TZ_LEAD:
+	switch (kind) {
+	case JOB_REMINDERS:
 		snprintf(num, sizeof(num), "%d", app->cfg->jobs_reminder_lead_days);
 		p[1] = app->cfg->ussd_timezone;
 		p[2] = num;
 		break;
-	case JP_HOURS:
+	case JOB_APPROVALS:
 		snprintf(num, sizeof(num), "%d", app->cfg->approvals_expire_hours);
 		p[1] = num;
 		break;
-	case JP_TZ_PAYBILL:
+	case JOB_LOAN_GUARANTORS:	/* the clock only */
+		break;
+	default:	/* the loan jobs: the chamas' day, the paybill their notices name */
 		p[1] = app->cfg->ussd_timezone;
 		p[2] = app->cfg->mpesa_shortcode ? app->cfg->mpesa_shortcode : "";
-		break;
-	case JP_NONE:
 		break;
 	}
 	s->running = true;
