@@ -104,6 +104,21 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_reconcile_offered", "chama receipt amount date" },
 	{ "sms_reconcile_unlisted", "chama receipt amount date" },
 	{ "sms_reconcile_duplicated", "chama receipt amount count" },
+	/* loan guarantors (schema/72_loan_guarantors.sql): the request to the
+	 * guarantor, their answer (or its expiry) to the applicant, the end of
+	 * a pledge; sms_loan_guar.c: the replies to YES, NO and GUAR */
+	{ "sms_loan_guar_request", "chama borrower amount loan code hours" },
+	{ "sms_loan_guar_accepted", "chama guarantor amount need" },
+	{ "sms_loan_guar_declined", "chama guarantor amount need" },
+	{ "sms_loan_guar_expired", "chama guarantor amount need" },
+	{ "sms_loan_guar_withdrawn", "chama borrower code" },
+	{ "sms_loan_guar_released", "chama borrower amount" },
+	{ "sms_loan_guar_cancelled", "chama borrower amount" },
+	{ "sms_lguar_*", "code borrower amount free" },
+	{ "sms_guar_answer_usage", "" },
+	{ "sms_guar_mine", "pledged released held lines" },
+	{ "sms_guar_mine_line", "chama borrower pledged held" },
+	{ "sms_guar_none", "" },
 	{ NULL, NULL },
 };
 
