@@ -48,6 +48,19 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_approval_what_payout", "chama member amount memo" },
 	{ "sms_approval_what_cash_payout", "chama member amount memo" },
 	{ "sms_payout_reason_*", "code" },
+	/* loans (schema/73_loan_approvals.sql): the officials' words of a
+	 * request (approval vars), the borrower's, the guarantors' and the
+	 * officials' notices; payout_fail's for a loan is payout_vars + reason */
+	{ "sms_approval_what_loan", "member loan term inst guars cover pool past late" },
+	{ "sms_approval_what_loan_call", "member loan guars held left" },
+	{ "sms_approval_what_loan_write_off", "member loan left" },
+	{ "sms_loanoff_active", "chama amount first date count total" },
+	{ "sms_loanoff_failed_officials", "chama member amount kind memo receipt reason" },
+	{ "sms_loanoff_waiting_officials", "chama member amount reason" },
+	{ "sms_loanoff_why_*", "" },
+	{ "sms_loanoff_cancelled", "chama amount" },
+	{ "sms_loanoff_pledge_called", "chama member amount" },
+	{ "sms_loanoff_written_off", "chama amount" },
 	/* send_reminders (schema/60_notify.sql) */
 	{ "sms_due_reminder", "chama amount date" },
 	{ "sms_arrears", "chama amount date" },

@@ -254,4 +254,5 @@ void act_register_all(void)
 	ussd_actions_register(act_check_actions);
 	ussd_actions_register(act_loan_view_actions);
 	ussd_actions_register(act_loan_guar_actions);
+	ussd_actions_register(act_loan_off_actions);
 }
