@@ -1,13 +1,4 @@
 /*
- * jobs: the reminder job (see jobs.h and send_reminders() in
- * schema/60_notify.sql): a timer, one statement per run.  The statement
- * queues its messages by key (sms_due_reminder, sms_arrears) through
- * notify(); the sender renders them in each member's language.  The same
- * timer runs the approvals' expiry (approvals_expire() in
- * schema/85_approvals.sql: requests undecided after [approvals]
- * expire_hours, veto windows that closed), also one statement, and the
- * guarantors' requests left unanswered (loan_guarantors_expire() in
- * schema/72_loan_guarantors.sql), one more.
  * jobs: the scheduled work (see jobs.h): one timer, and at each tick one
  * statement per job, each job never run twice at once in one daemon (a
  * run still in flight at the next tick is let be).  Across daemons each
@@ -20,6 +11,8 @@
  *                  that closed
  *   loan penalties, loan defaults, loan reminders
  *                  schema/75_loan_penalties.sql (src/dom/loan_jobs.h)
+ *   loan guarantors loan_guarantors_expire() (schema/72_loan_guarantors.sql):
+ *                  guarantors' requests left unanswered
  * Each queues its messages through notify(); the sender renders them in
  * each member's language.
  */
@@ -46,6 +39,7 @@ enum job_kind {
 	JOB_LOAN_PENALTIES,
 	JOB_LOAN_DEFAULTS,
 	JOB_LOAN_REMINDERS,
+	JOB_LOAN_GUARANTORS,
 	JOB_COUNT
 };
 
@@ -59,6 +53,7 @@ static const struct job_def {
 	[JOB_LOAN_PENALTIES] = { "loan penalties", &loan_jobs_penalties, "penalty(ies) levied" },
 	[JOB_LOAN_DEFAULTS] = { "loan defaults", &loan_jobs_defaults, "loan(s) defaulted" },
 	[JOB_LOAN_REMINDERS] = { "loan reminders", &loan_jobs_reminders, "message(s) queued" },
+	[JOB_LOAN_GUARANTORS] = { "loan guarantors", &loan_guar_expire, "request(s) expired" },
 };
 
 struct jobs;
@@ -72,9 +67,6 @@ struct job_slot {
 struct jobs {
 	struct app *app;
 	struct event *ev;
-	bool running;
-	bool approvals_running;
-	bool guar_running;
 	struct job_slot slot[JOB_COUNT];
 	bool orphaned;	/* jobs_free came while a run was in flight: the last callback frees */
 };
@@ -95,7 +87,6 @@ static void ran(const struct db_result *r, void *arg)
 
 	s->running = false;
 	if (j->orphaned) {	/* the daemon is going: its pool cancelled the run */
-		if (!j->approvals_running && !j->guar_running)
 		if (!any_running(j))
 			free(j);
 		return;
@@ -108,25 +99,6 @@ static void ran(const struct db_result *r, void *arg)
 	}
 }
 
-static void approvals_ran(const struct db_result *r, void *arg)
-{
-	struct jobs *j = arg;
-
-	j->approvals_running = false;
-	if (j->orphaned) {
-		if (!j->running && !j->guar_running)
-			free(j);
-		return;
-	}
-	if (r->status != DB_OK)
-		log_warn("jobs: approvals: %s", r->error);
-	else if (atoi(PQgetvalue(r->res, 0, 0)) > 0) {
-		log_info("jobs: approvals: %s request(s) expired or carried out", PQgetvalue(r->res, 0, 0));
-		app_outbox_queued(j->app);
-	}
-}
-
-static void approvals_tick(struct jobs *j)
 static void run(struct jobs *j, enum job_kind kind)
 {
 	struct app *app = j->app;
@@ -146,6 +118,8 @@ static void run(struct jobs *j, enum job_kind kind)
 		snprintf(num, sizeof(num), "%d", app->cfg->approvals_expire_hours);
 		p[1] = num;
 		break;
+	case JOB_LOAN_GUARANTORS:	/* the clock only */
+		break;
 	default:	/* the loan jobs: the chamas' day, the paybill their notices name */
 		p[1] = app->cfg->ussd_timezone;
 		p[2] = app->cfg->mpesa_shortcode ? app->cfg->mpesa_shortcode : "";
@@ -155,48 +129,12 @@ static void run(struct jobs *j, enum job_kind kind)
 	db_run(app->dbbg, job_defs[kind].stmt, p, ran, s);
 }
 
-static void guar_ran(const struct db_result *r, void *arg)
-{
-	struct jobs *j = arg;
-
-	j->guar_running = false;
-	if (j->orphaned) {
-		if (!j->running && !j->approvals_running)
-			free(j);
-		return;
-	}
-	if (r->status != DB_OK)
-		log_warn("jobs: loan guarantors: %s", r->error);
-	else if (atoi(PQgetvalue(r->res, 0, 0)) > 0) {
-		log_info("jobs: loan guarantors: %s request(s) expired", PQgetvalue(r->res, 0, 0));
-		app_outbox_queued(j->app);
-	}
-}
-
-static void guar_tick(struct jobs *j)
-{
-	char at[CLOCK_TEXT_MAX];
-	const char *p[1] = { clock_p_at(at) };
-
-	if (j->guar_running)
-		return;
-	j->guar_running = true;
-	db_run(j->app->dbbg, &loan_guar_expire, p, guar_ran, j);
-}
-
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct jobs *j = arg;
 
 	(void)fd;
 	(void)what;
-	approvals_tick(j);
-	guar_tick(j);
-	if (j->running)
-		return;
-	j->running = true;
-	snprintf(lead, sizeof(lead), "%d", app->cfg->jobs_reminder_lead_days);
-	db_run(app->dbbg, &dom_send_reminders, p, ran, j);
 	for (int k = 0; k < JOB_COUNT; k++)
 		run(j, (enum job_kind)k);
 }
@@ -223,7 +161,6 @@ void jobs_free(struct jobs *j)
 	event_free(j->ev);
 	/* a run still in flight answers later (the pool cancels it when it is
 	 * freed): its callback owns the struct then */
-	if (j->running || j->approvals_running || j->guar_running) {
 	if (any_running(j)) {
 		j->orphaned = true;
 		return;
