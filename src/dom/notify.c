@@ -48,6 +48,10 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_approval_what_payout", "chama member amount memo" },
 	{ "sms_approval_what_cash_payout", "chama member amount memo" },
 	{ "sms_payout_reason_*", "code" },
+	/* loans (schema/71_loans.sql): the queue; sms_loan.c: a refusal's line */
+	{ "sms_loan_queued", "chama amount loan place" },
+	{ "sms_loan_dequeued", "chama amount loan" },
+	{ "sms_loanwhy_*", "" },
 	/* loans (schema/73_loan_approvals.sql): the officials' words of a
 	 * request (approval vars), the borrower's, the guarantors' and the
 	 * officials' notices; payout_fail's for a loan is payout_vars + reason */
