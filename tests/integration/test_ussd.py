@@ -892,7 +892,7 @@ def test_ussd_navigation_needs_no_postgres(env):
     try:
         end, screen = s.send("0")       # Back to Balance: from the session
         assert not end and screen == balance, screen
-        for inp, want in (("0", "Main menu"), ("5", "My chama"), ("0", "Main menu"), ("3", "Loans are coming soon"),
+        for inp, want in (("0", "Main menu"), ("5", "My chama"), ("0", "Main menu"), ("3", "Loans"),
                           ("0", "Main menu"), ("5", "My chama"), ("00", "Main menu")):
             end, screen = s.send(inp)
             assert not end and want in screen, (inp, screen)
