@@ -17,6 +17,10 @@ from harness import MPESA_SECRET, ROOT, free_port
 from sms_fixtures import ATEmulator, Kannel
 from notify_fixtures import outbox_texts
 
+# tests/run.py -j N: alone, nothing else in flight: there is one Kannel
+# per instance (scripts/kannel.sh, CHAMASMART_KANNEL_PORT).
+SERIAL = {"test_sms_through_real_kannel"}
+
 PIN = "4827"
 
 
