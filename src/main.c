@@ -18,6 +18,7 @@
 #include "net/httpd.h"
 #include "base/log.h"
 #include "dom/loginlog.h"
+#include "ops/loan_schedule.h"
 #include "ops/migrate.h"
 #include "ops/money_check.h"
 #include "ops/outbox.h"
@@ -113,6 +114,12 @@ static void usage(FILE *out)
 		"  money-to-check [--json]  list the M-Pesa payments not credited (unverified,\n"
 		"                  contradicted, flagged) with ids, amounts, receipts, age;\n"
 		"                  exit 0 when there are none, 1 when there are\n"
+		"  loan-schedule --principal KES --rate-bp N --per month|year|term\n"
+		"                  --method flat|reducing|equal_principal --term N\n"
+		"                  --frequency weekly|biweekly|monthly [--grace N\n"
+		"                  --grace-kind principal|interest_free] [--start YYYY-MM-DD]\n"
+		"                  print a loan's schedule as CSV, to the cent (needs no\n"
+		"                  configuration; loan-schedule --help says more); exit 0/2\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE   configuration file (default: $CHAMAD_CONFIG, else\n"
@@ -395,6 +402,19 @@ int main(int argc, char **argv)
 	int opt, rc;
 
 	memset(&app, 0, sizeof(app));
+	/* loan-schedule has options of its own and needs no configuration:
+	 * it gets its arguments before the daemon's parser sees them */
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+			i++;
+			continue;
+		}
+		if (argv[i][0] == '-')
+			continue;
+		if (!strcmp(argv[i], "loan-schedule"))
+			return loan_schedule_cli(argc - i, argv + i, stdout, stderr);
+		break;
+	}
 	while ((opt = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':

@@ -69,6 +69,9 @@ static void answer_recorded(const struct db_result *r, void *arg)
 	else {
 		log_info("mpesa: payout %s: %s", s->held.id, PQgetvalue(r->res, 0, 0));
 		app_outbox_queued(s->m->app);	/* a failure's notices */
+		/* an unanswered call opened a status question: ask it now */
+		if (!strcmp(PQgetvalue(r->res, 0, 0), "unknown"))
+			mpesa_status_wake(s->m->app);
 	}
 	send_done(s);
 }
@@ -232,8 +235,11 @@ static void swept(const struct db_result *r, void *arg)
 	} else if (PQntuples(r->res) == 1) {
 		int moved = atoi(PQgetvalue(r->res, 0, 0)), unknown = atoi(PQgetvalue(r->res, 0, 1));
 
-		if (moved)
+		if (moved) {
 			log_warn("mpesa: %d payout(s) with no answer or no result in time: asking their status", moved);
+			/* the questions are open: the status job asks them now */
+			mpesa_status_wake(m->app);
+		}
 		if (unknown != m->b2c_unknown && unknown)
 			/* for operators: money may have left, the status query decides */
 			log_warn("mpesa: %d payout(s) of unknown outcome", unknown);

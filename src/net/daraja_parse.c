@@ -4,6 +4,7 @@
  * AccountBalance text.  Nothing here trusts the sender: every input is
  * any bytes (tests/fuzz: fuzz_mpesa_cb.c, fuzz_result.c).
  */
+#include "base/input.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "net/daraja.h"
@@ -192,7 +193,9 @@ int daraja_stk_callback_parse(const char *body, size_t len, struct daraja_stk_ca
 	size_t i;
 
 	memset(out, 0, sizeof(*out));
-	if (!json_is_object(cb) || !checkout || strlen(checkout) > 64 ||
+	/* an id of ours is a token: "" or a space is none we ever made */
+	if (!json_is_object(cb) || !checkout ||
+	    input_bad(INPUT_TOKEN, checkout, json_string_length(json_object_get(cb, "CheckoutRequestID")), 64) ||
 	    !json_is_integer(json_object_get(cb, "ResultCode"))) {
 		json_decref(doc);
 		return -1;

@@ -103,13 +103,14 @@ def test_schema_tables_and_money_types(env):
     assert not missing, "missing tables: %s" % sorted(missing)
     # beyond the 27: the runner's two tables, votes, the USSD session log,
     # inbound SMS, the ledger and its audit chains' heads, the policy, the
-    # approvals (dual control: requests, votes, members' vetoes)
+    # approvals (dual control: requests, votes, members' vetoes), loans'
+    # penalties and how each repayment was allocated
     assert tables - TABLES == {"schema_migrations", "schema_files", "proposal_votes", "ussd_session_events", "sms_inbound",
                                "ledger_accounts", "journal_entries", "journal_lines", "mpesa_requests",
                                "mpesa_c2b", "mpesa_callbacks", "audit_chain_heads", "policy_actions",
                                "mpesa_status_queries", "approvals", "approval_votes", "approval_vetoes",
                                "reconcile_runs", "reconcile_statement_lines", "reconcile_items",
-                               "mpesa_alerts"}, \
+                               "mpesa_alerts", "loan_penalties", "loan_allocations"}, \
         sorted(tables - TABLES)
 
     # no float, real, numeric or money column anywhere (tables, views and

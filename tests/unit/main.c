@@ -42,7 +42,8 @@ int t_checks, t_failed_checks;
 	X(test_httpc_free_cancels) X(test_httpc_callback_requests) \
 	X(test_admit_estimator) X(test_workpool_admission) \
 	X(test_daraja_result_parse) X(test_daraja_balance) X(test_daraja_callbacks_parse) \
-	X(test_daraja_initiator_calls)
+	X(test_daraja_initiator_calls) \
+	X(test_loansched_cases) X(test_loansched_refusals) X(test_loansched_parse) X(test_loansched_sweep)
 
 #define DECL(fn) void fn(void);
 TESTS(DECL)

@@ -260,6 +260,17 @@ void test_daraja_callbacks_parse(void)
 	T_STREQ(cb.phone, "+254708374149");
 	T_CHECK(cb.amount_cents == 100 && cb.result_code == 0);
 	T_CHECK(daraja_stk_callback_parse("{\"Body\":{}}", 11, &cb) == -1);
+	{
+		/* no id we ever made: empty, a space, a control character (CI's fuzzing found the empty one) */
+		static const char *none[] = {
+			"{\"Body\":{\"stkCallback\":{\"CheckoutRequestID\":\"\",\"ResultCode\":0}}}",
+			"{\"Body\":{\"stkCallback\":{\"CheckoutRequestID\":\"ws CO\",\"ResultCode\":0}}}",
+			"{\"Body\":{\"stkCallback\":{\"CheckoutRequestID\":\"ws\\tCO\",\"ResultCode\":0}}}",
+		};
+
+		for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+			T_CHECK(daraja_stk_callback_parse(none[i], strlen(none[i]), &cb) == -1 && !cb.checkout[0]);
+	}
 	for (size_t i = 0; i < sizeof(c2b) / sizeof(c2b[0]); i++) {
 		struct daraja_c2b p;
 
