@@ -68,13 +68,13 @@ $$;
 -- Money taken from savings (savings_offset, guarantor_call) is never more
 -- than the loan owes: the amount is cut to the balance (the split says
 -- what was taken), and a savings offset never more than the borrower's free
--- savings (err_savings_short): their holds must stay within their savings.
+-- savings (err_repay_savings_short): their holds must stay within their savings.
 -- Money that came in (mpesa, cash) is never refused once the loan was
 -- paid out: a loan closed or written off meanwhile takes it all as credit.
 -- A loan never paid out (applied, queued, under review, approved, rejected,
--- cancelled) is refused: err_loan_not_active.
+-- cancelled) is refused: err_repay_not_active.
 -- Outcome: ok_loan_repaid (ok_loan_closed when this paid it off),
--- err_no_loan, err_amount, err_loan_not_active, err_savings_short.
+-- err_repay_no_loan, err_amount, err_repay_not_active, err_repay_savings_short.
 CREATE OR REPLACE FUNCTION loan_repay(p_loan bigint, p_amount_cents bigint, p_method text, p_debit jsonb,
                                       p_key text, p_ref_table text, p_ref_id bigint, p_actor bigint,
                                       p_channel text, p_at timestamptz)
@@ -110,7 +110,7 @@ BEGIN
     PERFORM audit_context(coalesce(p_channel, 'system'), NULL, left(p_key, 64), p_actor);
     SELECT * INTO l FROM loans WHERE id = p_loan FOR UPDATE;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'err_no_loan'::text, NULL::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
+        RETURN QUERY SELECT 'err_repay_no_loan'::text, NULL::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
                             0::bigint, NULL::bigint;
         RETURN;
     END IF;
@@ -140,7 +140,7 @@ BEGIN
         RETURN;
     END IF;
     IF l.status NOT IN ('active', 'defaulted') AND (internal OR l.status NOT IN ('closed', 'written_off')) THEN
-        RETURN QUERY SELECT 'err_loan_not_active'::text, NULL::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
+        RETURN QUERY SELECT 'err_repay_not_active'::text, NULL::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
                             0::bigint, loan_repay_owed(l);
         RETURN;
     END IF;
@@ -156,7 +156,7 @@ BEGIN
         -- savings (savings less every hold) must cover an offset
         IF p_method = 'savings_offset' AND (debit_user <> l.user_id
                                              OR member_free_savings_cents(l.chama_id, debit_user) < amount) THEN
-            RETURN QUERY SELECT 'err_savings_short'::text, NULL::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
+            RETURN QUERY SELECT 'err_repay_savings_short'::text, NULL::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
                                 0::bigint, owed;
             RETURN;
         END IF;
@@ -284,11 +284,11 @@ $$;
 -- the loan's totals back, the holds its principal part released held again
 -- (loan_holds_rehold), the borrower told.  The loan's row is locked first.
 -- Once per repayment.  A repayment of a loan closed since is refused
--- (err_loan_closed): the holds were ended and the lifecycle has no way
+-- (err_repay_loan_closed): the holds were ended and the lifecycle has no way
 -- back from closed; an operator corrects it.  A credit the member has
--- spent meanwhile cannot come back out of their savings: err_savings_short.
--- Outcome: ok_repayment_reversed, err_no_repayment, err_already_reversed,
--- err_loan_closed, err_savings_short.
+-- spent meanwhile cannot come back out of their savings: err_repay_savings_short.
+-- Outcome: ok_repayment_reversed, err_repay_none, err_already_reversed,
+-- err_repay_loan_closed, err_repay_savings_short.
 CREATE OR REPLACE FUNCTION loan_repayment_reverse(p_repayment bigint, p_reason text, p_actor bigint,
                                                   p_channel text, p_at timestamptz)
 RETURNS TABLE (outcome text, entry_id bigint)
@@ -306,7 +306,7 @@ BEGIN
     SELECT * INTO l FROM loans
      WHERE id = (SELECT x.loan_id FROM loan_repayments x WHERE x.id = p_repayment) FOR UPDATE;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'err_no_repayment'::text, NULL::bigint;
+        RETURN QUERY SELECT 'err_repay_none'::text, NULL::bigint;
         RETURN;
     END IF;
     SELECT * INTO r FROM loan_repayments x WHERE x.id = p_repayment FOR UPDATE;
@@ -315,17 +315,17 @@ BEGIN
         RETURN;
     END IF;
     IF r.status <> 'confirmed' OR r.journal_entry_id IS NULL THEN
-        RETURN QUERY SELECT 'err_no_repayment'::text, NULL::bigint;
+        RETURN QUERY SELECT 'err_repay_none'::text, NULL::bigint;
         RETURN;
     END IF;
     IF l.status = 'closed' AND r.amount_cents > r.credit_cents THEN
-        RETURN QUERY SELECT 'err_loan_closed'::text, NULL::bigint;
+        RETURN QUERY SELECT 'err_repay_loan_closed'::text, NULL::bigint;
         RETURN;
     END IF;
     IF r.credit_cents > 0 AND coalesce((SELECT b.balance_cents FROM ledger_accounts b
                                          WHERE b.chama_id = l.chama_id AND b.kind = 'member_savings'
                                            AND b.user_id = l.user_id), 0) < r.credit_cents THEN
-        RETURN QUERY SELECT 'err_savings_short'::text, NULL::bigint;
+        RETURN QUERY SELECT 'err_repay_savings_short'::text, NULL::bigint;
         RETURN;
     END IF;
     FOR a IN SELECT x.schedule_id, x.component, x.cents FROM loan_allocations x
@@ -418,7 +418,7 @@ BEGIN
      WHERE l.chama_id = p_chama AND l.user_id = member AND l.status IN ('active', 'defaulted')
      ORDER BY l.id LIMIT 1;
     IF loan IS NULL THEN
-        RETURN QUERY SELECT 'err_no_open_loan'::text, NULL::bigint, who, NULL::text, NULL::bigint, NULL::bigint,
+        RETURN QUERY SELECT 'err_repay_no_open_loan'::text, NULL::bigint, who, NULL::text, NULL::bigint, NULL::bigint,
                             NULL::bigint;
         RETURN;
     END IF;
@@ -434,7 +434,7 @@ $$;
 -- what the loan owes and what their free savings (savings less every hold)
 -- cover, checked now and again when approved (loan_repay).  One request
 -- per loan at a time.  Outcome: ok_approval_opened (with its code),
--- err_no_loan (not theirs, not owed), err_amount, err_savings_short,
+-- err_repay_no_loan (not theirs, not owed), err_amount, err_repay_savings_short,
 -- err_approval_pending, err_approvers_too_few.
 CREATE OR REPLACE FUNCTION loan_offset_request(p_loan bigint, p_user bigint, p_amount_cents bigint,
                                                p_channel text, p_msisdn text, p_request_id text, p_at timestamptz)
@@ -447,7 +447,7 @@ BEGIN
     PERFORM audit_context(p_channel, p_msisdn, p_request_id, p_user);
     SELECT * INTO l FROM loans x WHERE x.id = p_loan AND x.user_id = p_user AND x.status IN ('active', 'defaulted');
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'err_no_loan'::text, NULL::bigint, NULL::text;
+        RETURN QUERY SELECT 'err_repay_no_loan'::text, NULL::bigint, NULL::text;
         RETURN;
     END IF;
     IF p_amount_cents IS NULL OR p_amount_cents <= 0 OR p_amount_cents > loan_repay_owed(l) THEN
@@ -455,7 +455,7 @@ BEGIN
         RETURN;
     END IF;
     IF member_free_savings_cents(l.chama_id, p_user) < p_amount_cents THEN
-        RETURN QUERY SELECT 'err_savings_short'::text, NULL::bigint, NULL::text;
+        RETURN QUERY SELECT 'err_repay_savings_short'::text, NULL::bigint, NULL::text;
         RETURN;
     END IF;
     RETURN QUERY SELECT o.outcome, o.approval_id, o.code
@@ -492,7 +492,7 @@ $$;
 -- An official asks to reverse a repayment of their chama (policy
 -- loans.repay_reverse): a request of kind loan_repay_reverse for two
 -- other officials, the borrower never among them.  Outcome:
--- ok_approval_opened (with its code), err_not_official, err_no_repayment,
+-- ok_approval_opened (with its code), err_not_official, err_repay_none,
 -- err_already_reversed, err_approval_pending, err_approvers_too_few.
 CREATE OR REPLACE FUNCTION loan_repay_reverse_request(p_chama bigint, p_repayment bigint, p_reason text,
                                                       p_actor bigint, p_channel text, p_msisdn text,
@@ -512,7 +512,7 @@ BEGIN
     SELECT x.* INTO r FROM loan_repayments x JOIN loans l ON l.id = x.loan_id
      WHERE x.id = p_repayment AND l.chama_id = p_chama;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'err_no_repayment'::text, NULL::bigint, NULL::text;
+        RETURN QUERY SELECT 'err_repay_none'::text, NULL::bigint, NULL::text;
         RETURN;
     END IF;
     IF r.status = 'reversed' THEN

@@ -297,8 +297,8 @@ def test_loan_repay_refusals_and_repeats(env):
     for st in ("applied", "queued", "under_review", "approved", "rejected", "cancelled"):
         lid = make_loan(env, url, cid, uid, [{"principal": 10000, "interest": 0, "fee": 0}], status=st)
         got = repay(env, url, lid, 5000)
-        assert got["outcome"] == "err_loan_not_active", (st, got)
-    assert repay(env, url, 999999999, 5000)["outcome"] == "err_no_loan"
+        assert got["outcome"] == "err_repay_not_active", (st, got)
+    assert repay(env, url, 999999999, 5000)["outcome"] == "err_repay_no_loan"
     # (another chama: loan_queue_advance, A's, is called where loans wait)
     cid, (uid, _) = chama(env, url)
     lid = make_loan(env, url, cid, uid, [{"principal": 10000, "interest": 1000, "fee": 0}])
@@ -388,7 +388,7 @@ def test_loan_repay_reversal(env):
     r2 = repay(env, url, lid, 200000)
     assert r2["outcome"] == "ok_loan_closed"
     assert env.psql("SELECT outcome FROM loan_repayment_reverse(%s, 'x', NULL, 'admin', now())"
-                    % r2["repayment_id"], url) == [["err_loan_closed"]]
+                    % r2["repayment_id"], url) == [["err_repay_loan_closed"]]
     late = repay(env, url, lid, 5000)
     assert env.psql("SELECT outcome FROM loan_repayment_reverse(%s, 'x', NULL, 'admin', now())"
                     % late["repayment_id"], url) == [["ok_repayment_reversed"]]
@@ -452,8 +452,8 @@ def test_loan_repay_property_random_streams(env):
             rid = rng.choice(reps)
             out = env.psql("SELECT outcome FROM loan_repayment_reverse(%s, 'prop', NULL, 'admin', now())" % rid,
                            url)[0][0]
-            assert out in ("ok_repayment_reversed", "err_already_reversed", "err_loan_closed",
-                           "err_savings_short"), (seed, step, out)
+            assert out in ("ok_repayment_reversed", "err_already_reversed", "err_repay_loan_closed",
+                           "err_repay_savings_short"), (seed, step, out)
         else:
             got = repay(env, url, lid, rng.choice([rng.randint(1, 3000), rng.randint(1, 200000)]),
                         method=rng.choice(["cash", "mpesa"]))
