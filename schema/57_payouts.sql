@@ -130,7 +130,9 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- A payout fails (nothing was paid, nothing is posted): the beneficiary
--- and the officials are told.
+-- and the officials are told.  A loan's payout leaves the loan approved
+-- (schema/73_loan_approvals.sql): its officials' words say they may send it
+-- again, pay it in cash or cancel the loan (Officials > Loans > To pay out).
 CREATE OR REPLACE FUNCTION payout_fail(p_id bigint, p_why text, p_code bigint, p_desc text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -141,13 +143,17 @@ BEGIN
      WHERE id = p_id RETURNING * INTO p;
     PERFORM notify(p.user_id, 'payout', 'sms_payout_failed', payout_vars(p), 4, 'payout:' || p.id || ':failed',
                    p.chama_id);
-    PERFORM payout_tell_officials(p, 'sms_payout_failed_officials', payout_reason(p_why, p_code), 'failed');
+    PERFORM payout_tell_officials(p, CASE p.ref_table WHEN 'loans' THEN 'sms_loanoff_failed_officials'
+                                                      ELSE 'sms_payout_failed_officials' END,
+                                  payout_reason(p_why, p_code), 'failed');
 END
 $$;
 
 -- Paid: posted once (Dr the member's side, Cr the float or the cash), the
 -- payout marked paid with its entry, the beneficiary told, and every
--- member told who got how much, why, approved by whom.
+-- member told who got how much, why, approved by whom.  A loan's payout
+-- makes the loan active, in the same transaction (loan_on_paid: its
+-- schedule dated from this day, its interest posted).
 CREATE OR REPLACE FUNCTION payout_post(p_id bigint, p_receipt text, p_at timestamptz) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -188,6 +194,9 @@ BEGIN
     UPDATE payouts SET status = 'paid', journal_entry_id = e, mpesa_receipt = coalesce(p_receipt, mpesa_receipt),
            completed_at = p_at, lease_until = NULL, next_at = NULL
      WHERE id = p.id RETURNING * INTO p;
+    IF p.ref_table = 'loans' THEN
+        PERFORM loan_on_paid(p.ref_id, p.id, p_at);
+    END IF;
     v := payout_vars(p);
     PERFORM notify(p.user_id, 'payout', CASE p.method WHEN 'mpesa' THEN 'sms_payout_paid' ELSE 'sms_payout_paid_cash' END,
                    v, 4, 'payout:' || p.id || ':paid', p.chama_id);
@@ -216,11 +225,70 @@ BEGIN
 END
 $$;
 
+-- What every payout must pass before it is written (the caller has checked
+-- its policy and its idempotency): the member active (their registered
+-- phone is the one it goes to), the amount (whole shillings by M-Pesa),
+-- the chama's limit, the member's side (loans: none: the debt is new),
+-- the float or the cash.  The chama's float (or cash) account row is
+-- locked while it is counted: two requests at once are decided one after
+-- the other.  -> (NULL, phone) when it may be asked for, else (outcome,
+-- NULL).
+CREATE OR REPLACE FUNCTION payout_check(p_chama bigint, p_user bigint, p_amount_cents bigint, p_method text,
+                                        p_debit_kind text)
+RETURNS TABLE (outcome text, phone text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    ph text;
+    lim bigint;
+    side bigint;
+BEGIN
+    SELECT u.phone INTO ph FROM memberships m JOIN users u ON u.id = m.user_id
+     WHERE m.chama_id = p_chama AND m.user_id = p_user AND m.status = 'active' AND u.deleted_at IS NULL;
+    IF ph IS NULL THEN
+        RETURN QUERY SELECT 'err_member_inactive'::text, NULL::text;
+        RETURN;
+    END IF;
+    IF p_amount_cents IS NULL OR p_amount_cents <= 0 OR (p_method = 'mpesa' AND p_amount_cents % 100 <> 0) THEN
+        RETURN QUERY SELECT 'err_payout_amount'::text, NULL::text;
+        RETURN;
+    END IF;
+    SELECT (c.constitution ->> 'payout_max_cents')::bigint INTO lim FROM chamas c WHERE c.id = p_chama;
+    IF lim IS NOT NULL AND p_amount_cents > lim THEN
+        RETURN QUERY SELECT 'err_payout_limit'::text, NULL::text;
+        RETURN;
+    END IF;
+    PERFORM 1 FROM ledger_accounts WHERE id = ledger_account(p_chama, CASE p_method WHEN 'mpesa' THEN 'mpesa_float'
+                                                                         ELSE 'cash_on_hand' END, NULL) FOR UPDATE;
+    IF p_debit_kind <> 'loans_receivable' THEN
+        side := payout_balance(p_chama, p_debit_kind, CASE WHEN p_debit_kind <> 'welfare_fund' THEN p_user END)
+                - coalesce((SELECT sum(x.amount_cents) FROM payouts x
+                             WHERE x.chama_id = p_chama AND x.debit_kind = p_debit_kind
+                               AND (p_debit_kind = 'welfare_fund' OR x.user_id = p_user)
+                               AND x.status IN ('requested', 'approved', 'sending', 'sent', 'unknown')), 0);
+        IF side < p_amount_cents THEN
+            RETURN QUERY SELECT 'err_payout_balance'::text, NULL::text;
+            RETURN;
+        END IF;
+    END IF;
+    IF p_method = 'mpesa'
+       AND payout_balance(p_chama, 'mpesa_float', NULL) - payout_float_in_flight(p_chama, true) < p_amount_cents THEN
+        RETURN QUERY SELECT 'err_float_short'::text, NULL::text;
+        RETURN;
+    END IF;
+    IF p_method = 'cash' AND payout_balance(p_chama, 'cash_on_hand', NULL) < p_amount_cents THEN
+        RETURN QUERY SELECT 'err_cash_short'::text, NULL::text;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT NULL::text, ph;
+END
+$$;
+
 -- Contract 6: the one entry every module pays through.  p_user is the
 -- beneficiary, paid only to their registered phone; p_maker the official
 -- asking (NULL: a module's own decision, already approved where it was
 -- taken; the approvals below are still asked for).  Opens the approval
--- (kind 'payout', or 'cash_payout' for cash) through approval_open.
+-- (kind 'payout', or 'cash_payout' for cash) through approval_open; a
+-- loan's (ref_table 'loans') is never decided by its guarantors.
 -- Outcome: ok_payout_requested (payout id, approval code), or
 -- err_not_official, err_member_inactive, err_payout_amount,
 -- err_payout_limit, err_payout_balance (the member's side cannot give
@@ -233,11 +301,9 @@ CREATE OR REPLACE FUNCTION payout_request(p_chama bigint, p_user bigint, p_kind 
 RETURNS TABLE (outcome text, payout_id bigint, approval_code text)
 LANGUAGE plpgsql AS $$
 DECLARE
-    phone text;
-    lim bigint;
+    ck record;
     p payouts%ROWTYPE;
     a record;
-    side bigint;
 BEGIN
     IF NOT payout_debit_allowed(p_kind, p_debit_kind) OR p_method NOT IN ('mpesa', 'cash') THEN
         RAISE EXCEPTION 'payout_request: a % payout by % is not paid from %', p_kind, p_method, p_debit_kind
@@ -255,54 +321,22 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    SELECT u.phone INTO phone FROM memberships m JOIN users u ON u.id = m.user_id
-     WHERE m.chama_id = p_chama AND m.user_id = p_user AND m.status = 'active' AND u.deleted_at IS NULL;
-    IF phone IS NULL THEN
-        RETURN QUERY SELECT 'err_member_inactive'::text, NULL::bigint, NULL::text;
-        RETURN;
-    END IF;
-    IF p_amount_cents IS NULL OR p_amount_cents <= 0 OR (p_method = 'mpesa' AND p_amount_cents % 100 <> 0) THEN
-        RETURN QUERY SELECT 'err_payout_amount'::text, NULL::bigint, NULL::text;
-        RETURN;
-    END IF;
-    SELECT (c.constitution ->> 'payout_max_cents')::bigint INTO lim FROM chamas c WHERE c.id = p_chama;
-    IF lim IS NOT NULL AND p_amount_cents > lim THEN
-        RETURN QUERY SELECT 'err_payout_limit'::text, NULL::bigint, NULL::text;
-        RETURN;
-    END IF;
-    -- the chama's float is locked while it is counted: two requests at
-    -- once are decided one after the other
-    PERFORM 1 FROM ledger_accounts WHERE id = ledger_account(p_chama, CASE p_method WHEN 'mpesa' THEN 'mpesa_float'
-                                                                         ELSE 'cash_on_hand' END, NULL) FOR UPDATE;
-    IF p_debit_kind <> 'loans_receivable' THEN
-        side := payout_balance(p_chama, p_debit_kind, CASE WHEN p_debit_kind <> 'welfare_fund' THEN p_user END)
-                - coalesce((SELECT sum(x.amount_cents) FROM payouts x
-                             WHERE x.chama_id = p_chama AND x.debit_kind = p_debit_kind
-                               AND (p_debit_kind = 'welfare_fund' OR x.user_id = p_user)
-                               AND x.status IN ('requested', 'approved', 'sending', 'sent', 'unknown')), 0);
-        IF side < p_amount_cents THEN
-            RETURN QUERY SELECT 'err_payout_balance'::text, NULL::bigint, NULL::text;
-            RETURN;
-        END IF;
-    END IF;
-    IF p_method = 'mpesa'
-       AND payout_balance(p_chama, 'mpesa_float', NULL) - payout_float_in_flight(p_chama, true) < p_amount_cents THEN
-        RETURN QUERY SELECT 'err_float_short'::text, NULL::bigint, NULL::text;
-        RETURN;
-    END IF;
-    IF p_method = 'cash' AND payout_balance(p_chama, 'cash_on_hand', NULL) < p_amount_cents THEN
-        RETURN QUERY SELECT 'err_cash_short'::text, NULL::bigint, NULL::text;
+    SELECT * INTO ck FROM payout_check(p_chama, p_user, p_amount_cents, p_method, p_debit_kind);
+    IF ck.outcome IS NOT NULL THEN
+        RETURN QUERY SELECT ck.outcome, NULL::bigint, NULL::text;
         RETURN;
     END IF;
     INSERT INTO payouts (chama_id, user_id, kind, amount_cents, method, status, phone, debit_kind, ref_table, ref_id,
                          memo, channel, maker_user_id, requested_at)
-    VALUES (p_chama, p_user, p_kind, p_amount_cents, p_method, 'requested', phone, p_debit_kind, p_ref_table, p_ref_id,
-            left(btrim(p_memo), 100), p_channel, p_maker, p_at)
+    VALUES (p_chama, p_user, p_kind, p_amount_cents, p_method, 'requested', ck.phone, p_debit_kind, p_ref_table,
+            p_ref_id, left(btrim(p_memo), 100), p_channel, p_maker, p_at)
     RETURNING * INTO p;
     SELECT * INTO a FROM approval_open(p_chama, CASE p_method WHEN 'cash' THEN 'cash_payout' ELSE 'payout' END, p.id,
                                        p_amount_cents, p_maker, p_user,
                                        -- the officials' words: approval_what_payout (plain text only)
-                                       payout_vars(p) - 'kind' - 'receipt', p_channel, p_at) o;
+                                       payout_vars(p) - 'kind' - 'receipt', p_channel, p_at,
+                                       CASE p_ref_table WHEN 'loans' THEN loan_guarantor_ids(p_ref_id)
+                                                        ELSE '{}'::bigint[] END) o;
     IF a.outcome NOT LIKE 'ok%' THEN
         -- no approval could be opened: the request goes no further
         UPDATE payouts SET status = 'cancelled', result_desc = a.outcome, completed_at = now() WHERE id = p.id;
@@ -311,6 +345,53 @@ BEGIN
     END IF;
     UPDATE payouts SET approval_id = a.approval_id WHERE id = p.id;
     RETURN QUERY SELECT 'ok_payout_requested'::text, p.id, a.code::text;
+END
+$$;
+
+-- A payout a module's own approval decided already (a loan: N officials,
+-- never the borrower or a guarantor, approved it; schema/73_loan_approvals.sql):
+-- by M-Pesa only (cash needs a second official to say it was handed
+-- over: payout_request), written approved with that approval (an executed
+-- one of the chama: anything else is a bug, it raises), and due at once
+-- for the B2C job.  The same checks as payout_request; the same
+-- idempotency (a live payout for the ref is returned).  Outcome:
+-- ok_payout_approved (payout id), or payout_check's refusal.
+CREATE OR REPLACE FUNCTION payout_request_approved(p_chama bigint, p_user bigint, p_kind text, p_amount_cents bigint,
+                                                   p_debit_kind text, p_ref_table text, p_ref_id bigint,
+                                                   p_approval bigint, p_memo text, p_channel text, p_at timestamptz)
+RETURNS TABLE (outcome text, payout_id bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    ck record;
+    p payouts%ROWTYPE;
+BEGIN
+    IF NOT payout_debit_allowed(p_kind, p_debit_kind) OR p_ref_table IS NULL THEN
+        RAISE EXCEPTION 'payout_request_approved: a % payout is not paid from %', p_kind, p_debit_kind
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM approvals x WHERE x.id = p_approval AND x.chama_id = p_chama
+                                               AND x.status = 'executed') THEN
+        RAISE EXCEPTION 'payout_request_approved: approval % is not an executed approval of chama %', p_approval,
+            p_chama USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO p FROM payouts x WHERE x.ref_table = p_ref_table AND x.ref_id = p_ref_id
+                                     AND x.user_id = p_user AND x.status NOT IN ('failed', 'cancelled');
+    IF FOUND THEN
+        RETURN QUERY SELECT 'ok_payout_approved'::text, p.id;
+        RETURN;
+    END IF;
+    SELECT * INTO ck FROM payout_check(p_chama, p_user, p_amount_cents, 'mpesa', p_debit_kind);
+    IF ck.outcome IS NOT NULL THEN
+        RETURN QUERY SELECT ck.outcome, NULL::bigint;
+        RETURN;
+    END IF;
+    INSERT INTO payouts (chama_id, user_id, kind, amount_cents, method, status, phone, debit_kind, ref_table, ref_id,
+                         memo, channel, approval_id, requested_at, approved_at, next_at)
+    VALUES (p_chama, p_user, p_kind, p_amount_cents, 'mpesa', 'approved', ck.phone, p_debit_kind, p_ref_table,
+            p_ref_id, left(btrim(p_memo), 100), p_channel, p_approval, p_at, p_at, now())
+    RETURNING * INTO p;
+    PERFORM pg_notify('chamad_payouts', p.id::text);
+    RETURN QUERY SELECT 'ok_payout_approved'::text, p.id;
 END
 $$;
 

@@ -26,14 +26,6 @@
 -- (loan_offset_on_approval), pledges called on default (C, method
 -- guarantor_call).
 
--- What the loan owes now (A's loan_balance_cents, written out so that this
--- file reads the row it has locked): principal, interest and penalties not
--- repaid, fees not paid, less what was written off.
-CREATE OR REPLACE FUNCTION loan_repay_owed(l loans) RETURNS bigint
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT l.outstanding_balance_cents + l.fees_cents - l.fees_paid_cents - l.written_off_cents
-$$;
-
 -- An instalment's status from what is due and paid on it: paid when
 -- nothing is owed; an overdue one stays overdue until paid (the daily job
 -- marks it, and a part paid does not make it less late); else partly paid
@@ -62,9 +54,9 @@ $$;
 -- the pool grew); the borrower's receipt SMS says what went to what and
 -- the balance.
 --
--- A pledge called (C, method guarantor_call) names its loan_guarantors row
--- (p_ref_table 'loan_guarantors', p_ref_id) and debits that guarantor's
--- savings: verify-ledger counts it against them by that row.
+-- A pledge called (C, method guarantor_call) debits the savings of a
+-- guarantor of this loan (p_debit's user); verify-ledger counts it
+-- against them.
 -- Money taken from savings (savings_offset, guarantor_call) is never more
 -- than the loan owes: the amount is cut to the balance (the split says
 -- what was taken), and a savings offset never more than the borrower's free
@@ -104,7 +96,6 @@ DECLARE
     e bigint;
     after_ bigint;
     sched_owed bigint;
-    held boolean;
     internal boolean := p_method IN ('savings_offset', 'guarantor_call');
 BEGIN
     PERFORM audit_context(coalesce(p_channel, 'system'), NULL, left(p_key, 64), p_actor);
@@ -121,30 +112,29 @@ BEGIN
         RETURN QUERY SELECT CASE WHEN l.status = 'closed' AND r.loan_id = l.id THEN 'ok_loan_closed'
                                  ELSE 'ok_loan_repaid' END,
                             r.id, r.penalty_cents, r.fee_cents, r.interest_cents, r.principal_cents, r.credit_cents,
-                            loan_repay_owed(l);
+                            loan_balance_cents(l);
         RETURN;
     END IF;
     IF p_method NOT IN ('mpesa', 'cash', 'savings_offset', 'guarantor_call')
        OR debit_kind NOT IN ('mpesa_float', 'cash_on_hand', 'member_savings')
        OR ((debit_kind = 'member_savings') <> internal) OR (internal AND debit_user IS NULL)
-       -- a pledge called names its pledge row, whose guarantor pays
+       -- a pledge called is paid by a guarantor of this loan
        OR (p_method = 'guarantor_call' AND NOT EXISTS (
-               SELECT 1 FROM loan_guarantors g WHERE p_ref_table = 'loan_guarantors' AND g.id = p_ref_id
-                  AND g.loan_id = p_loan AND g.guarantor_user_id = debit_user)) THEN
+               SELECT 1 FROM loan_guarantors g WHERE g.loan_id = p_loan AND g.guarantor_user_id = debit_user)) THEN
         RAISE EXCEPTION 'loan_repay: method % with debit % is not a repayment', p_method, p_debit
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF amount IS NULL OR amount <= 0 THEN
         RETURN QUERY SELECT 'err_amount'::text, NULL::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
-                            0::bigint, loan_repay_owed(l);
+                            0::bigint, loan_balance_cents(l);
         RETURN;
     END IF;
     IF l.status NOT IN ('active', 'defaulted') AND (internal OR l.status NOT IN ('closed', 'written_off')) THEN
         RETURN QUERY SELECT 'err_repay_not_active'::text, NULL::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
-                            0::bigint, loan_repay_owed(l);
+                            0::bigint, loan_balance_cents(l);
         RETURN;
     END IF;
-    owed := CASE WHEN l.status IN ('active', 'defaulted') THEN loan_repay_owed(l) ELSE 0 END;
+    owed := CASE WHEN l.status IN ('active', 'defaulted') THEN loan_balance_cents(l) ELSE 0 END;
     IF internal THEN
         amount := least(amount, owed);
         IF amount = 0 THEN
@@ -152,8 +142,12 @@ BEGIN
                                 0::bigint, owed;
             RETURN;
         END IF;
-        -- the savings row is locked by ledger_post; the borrower's free
-        -- savings (savings less every hold) must cover an offset
+        -- the borrower's free savings (savings less every hold) must
+        -- cover an offset: their savings row locked first (B's one lock
+        -- on holds), so no pledge takes the same money meanwhile
+        IF p_method = 'savings_offset' THEN
+            PERFORM loan_guar_lock_savings(l.chama_id, debit_user);
+        END IF;
         IF p_method = 'savings_offset' AND (debit_user <> l.user_id
                                              OR member_free_savings_cents(l.chama_id, debit_user) < amount) THEN
             RETURN QUERY SELECT 'err_repay_savings_short'::text, NULL::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
@@ -209,7 +203,7 @@ BEGIN
                        fees_paid_cents = x.fees_paid_cents + fee
      WHERE x.id = l.id
     RETURNING * INTO l;
-    after_ := CASE WHEN l.status IN ('active', 'defaulted') THEN loan_repay_owed(l) ELSE 0 END;
+    after_ := CASE WHEN l.status IN ('active', 'defaulted') THEN loan_balance_cents(l) ELSE 0 END;
     IF l.status IN ('active', 'defaulted') THEN
         -- the pair check: the loan's totals and its instalments agree
         SELECT coalesce(sum(x.principal_due_cents - x.principal_paid_cents + x.interest_due_cents
@@ -248,19 +242,16 @@ BEGIN
                                                                         'ref_id', p_ref_id)),
                        p_actor, p_channel, 'loan ' || l.id, p_at) lp;
     UPDATE loan_repayments x SET journal_entry_id = e WHERE x.id = rid;
-    -- (B's and A's functions are called when there is something for them:
-    -- a pledge held, a loan waiting in the queue)
-    held := EXISTS (SELECT 1 FROM loan_guarantors g WHERE g.loan_id = l.id AND g.status = 'accepted');
-    IF pri > 0 AND held THEN
+    -- the guarantors' holds follow the principal repaid (B)
+    IF pri > 0 THEN
         PERFORM loan_holds_release(l.id, pri, p_at);
     END IF;
     IF after_ = 0 AND l.status IN ('active', 'defaulted') THEN
         UPDATE loans x SET status = 'closed', closed_at = p_at WHERE x.id = l.id RETURNING * INTO l;
-        IF held THEN
-            PERFORM loan_holds_end(l.id, 'released', p_at);
-        END IF;
+        PERFORM loan_holds_end(l.id, 'released', p_at);
     END IF;
-    -- the pool grew (money came in, or a loan's principal came back)
+    -- the pool grew (money came in, or a loan's principal came back): the
+    -- queue moves (A), when anyone waits in it
     IF EXISTS (SELECT 1 FROM loans q WHERE q.chama_id = l.chama_id AND q.status = 'queued') THEN
         PERFORM loan_queue_advance(l.chama_id, p_at);
     END IF;
@@ -372,11 +363,10 @@ BEGIN
                                           'details', jsonb_build_object('loan_id', l.id, 'reason', p_reason)),
                        p_actor, p_channel, left(p_reason, 200), p_at) lp;
     UPDATE loan_repayments x SET status = 'reversed', reversed_at = p_at, reversal_entry_id = e WHERE x.id = r.id;
-    IF r.principal_cents > 0 AND EXISTS (SELECT 1 FROM loan_guarantors g WHERE g.loan_id = l.id
-                                                                          AND g.released_cents > 0) THEN
+    IF r.principal_cents > 0 THEN
         PERFORM loan_holds_rehold(l.id, r.principal_cents, p_at);
     END IF;
-    owed := CASE WHEN l.status IN ('active', 'defaulted') THEN loan_repay_owed(l) ELSE 0 END;
+    owed := CASE WHEN l.status IN ('active', 'defaulted') THEN loan_balance_cents(l) ELSE 0 END;
     PERFORM notify(l.user_id, 'reversal', 'sms_loan_repay_reversed',
                    jsonb_build_object('chama', (SELECT c.name FROM chamas c WHERE c.id = l.chama_id),
                                       'loan', 'L' || l.id, 'amount', format_kes(r.amount_cents),
@@ -450,7 +440,7 @@ BEGIN
         RETURN QUERY SELECT 'err_repay_no_loan'::text, NULL::bigint, NULL::text;
         RETURN;
     END IF;
-    IF p_amount_cents IS NULL OR p_amount_cents <= 0 OR p_amount_cents > loan_repay_owed(l) THEN
+    IF p_amount_cents IS NULL OR p_amount_cents <= 0 OR p_amount_cents > loan_balance_cents(l) THEN
         RETURN QUERY SELECT 'err_amount'::text, NULL::bigint, NULL::text;
         RETURN;
     END IF;

@@ -36,10 +36,22 @@
 -- decide again (round 2, pending), and that decision is final.  When the
 -- window closes unfrozen the job runs the kind's function.
 --
+-- A loan's request (kind 'loan', and calling its pledges, writing it off)
+-- is decided by neither the borrower nor any guarantor of that loan: the
+-- request carries them in excluded_user_ids (migration 024), and every
+-- count of eligible officials leaves them out with the maker and the
+-- beneficiary.
+--
 -- Every step is audited: the rows of the three tables carry the audit
 -- trigger (audit_row_change, with the actor and channel the caller's
 -- audit_context set), so the opening, each vote, each STOP and each change
 -- of status is an audit_logs row.
+
+-- The signatures before the excluded officials (issue 11): the new ones
+-- take them as a last parameter with a default, so every caller reads the
+-- same; the old ones would make such calls ambiguous.
+DROP FUNCTION IF EXISTS approval_officials(bigint, bigint, bigint);
+DROP FUNCTION IF EXISTS approval_open(bigint, text, bigint, bigint, bigint, bigint, jsonb, text, timestamptz);
 
 CREATE OR REPLACE TRIGGER approvals_set_updated_at BEFORE UPDATE ON approvals
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();
@@ -64,8 +76,8 @@ $$;
 CREATE OR REPLACE FUNCTION approval_kind_function(p_kind text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    IF p_kind IS NULL OR p_kind NOT IN ('payment_reverse', 'payout', 'cash_payout',
-                                        'loan_offset', 'loan_repay_reverse') THEN
+    IF p_kind IS NULL OR p_kind NOT IN ('payment_reverse', 'payout', 'cash_payout', 'loan', 'loan_call',
+                                        'loan_write_off', 'loan_offset', 'loan_repay_reverse') THEN
         RAISE EXCEPTION 'no approval kind "%"', p_kind USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN p_kind || '_on_approval';
@@ -73,14 +85,17 @@ END
 $$;
 
 -- The officials who may decide a request of the chama: active members in a
--- role of approvals.decide, never the maker, never the beneficiary.
-CREATE OR REPLACE FUNCTION approval_officials(p_chama bigint, p_maker bigint, p_beneficiary bigint)
+-- role of approvals.decide, never the maker, never the beneficiary, never
+-- one of p_excluded (a loan's guarantors).
+CREATE OR REPLACE FUNCTION approval_officials(p_chama bigint, p_maker bigint, p_beneficiary bigint,
+                                              p_excluded bigint[] DEFAULT '{}')
 RETURNS SETOF bigint
 LANGUAGE sql STABLE AS $$
     SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id AND u.deleted_at IS NULL
      WHERE m.chama_id = p_chama AND m.status = 'active'
        AND m.role = ANY ((SELECT roles FROM policy_actions WHERE action = 'approvals.decide')::text[])
        AND m.user_id <> p_maker AND m.user_id IS DISTINCT FROM p_beneficiary
+       AND m.user_id <> ALL (coalesce(p_excluded, '{}'))
      ORDER BY m.user_id
 $$;
 
@@ -104,9 +119,11 @@ $$;
 -- id and code); err_approvers_too_few (the chama has fewer eligible
 -- officials than its rule needs).  The eligible officials get an SMS with
 -- the code.  The caller checks its own policy and sets the audit context.
+-- p_excluded: who else may not decide it (a loan's guarantors), kept in
+-- approvals.excluded_user_ids.
 CREATE OR REPLACE FUNCTION approval_open(p_chama bigint, p_kind text, p_ref_id bigint, p_amount_cents bigint,
                                          p_maker bigint, p_beneficiary bigint, p_vars jsonb, p_channel text,
-                                         p_at timestamptz)
+                                         p_at timestamptz, p_excluded bigint[] DEFAULT '{}')
 RETURNS TABLE (outcome text, approval_id bigint, code text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -132,8 +149,10 @@ BEGIN
     need := approval_rule(ch.constitution, 'approvals_count',
                           coalesce((SELECT pa.approvals FROM policy_actions pa
                                      WHERE pa.action = CASE p_kind WHEN 'payment_reverse' THEN 'money.payment_reverse'
+                                                                   WHEN 'loan_call' THEN 'loans.call_pledges'
+                                                                   WHEN 'loan_write_off' THEN 'loans.write_off'
                                                                    ELSE 'money.' || p_kind END), 2), 1, 9);
-    SELECT count(*) INTO n FROM approval_officials(p_chama, p_maker, p_beneficiary);
+    SELECT count(*) INTO n FROM approval_officials(p_chama, p_maker, p_beneficiary, p_excluded);
     IF n < need THEN
         RETURN QUERY SELECT 'err_approvers_too_few'::text, NULL::bigint, NULL::text;
         RETURN;
@@ -141,9 +160,9 @@ BEGIN
     LOOP
         BEGIN
             INSERT INTO approvals (chama_id, kind, ref_id, amount_cents, maker_user_id, beneficiary_user_id, vars,
-                                   required, code, round_at, channel, created_at)
+                                   required, code, round_at, channel, created_at, excluded_user_ids)
             VALUES (p_chama, p_kind, p_ref_id, p_amount_cents, p_maker, p_beneficiary, coalesce(p_vars, '{}'), need,
-                    approval_new_code(), p_at, p_channel, p_at)
+                    approval_new_code(), p_at, p_channel, p_at, coalesce(p_excluded, '{}'))
             RETURNING * INTO a;
             EXIT;
         EXCEPTION WHEN unique_violation THEN
@@ -152,7 +171,7 @@ BEGIN
             NULL;
         END;
     END LOOP;
-    FOR o IN SELECT * FROM approval_officials(p_chama, p_maker, p_beneficiary) LOOP
+    FOR o IN SELECT * FROM approval_officials(p_chama, p_maker, p_beneficiary, p_excluded) LOOP
         PERFORM notify(o, 'approval', 'sms_approval_request',
                        jsonb_build_object('chama', ch.name, 'maker', (SELECT full_name FROM users WHERE id = p_maker),
                                           'what', approval_what(a), 'amount', format_kes(p_amount_cents),
@@ -284,7 +303,8 @@ $$;
 -- in the members' veto window), ok_approval_rejected; err_no_approval (no
 -- request with that code in the official's chamas), err_approval_closed
 -- (decided, expired or in its veto window), err_not_official,
--- err_own_request (the maker), err_beneficiary, err_already_voted.  With
+-- err_own_request (the maker), err_beneficiary, err_guarantor (one of the
+-- request's excluded officials: a guarantor of the loan), err_already_voted.  With
 -- the request's id, status, approvals, rejections and required count, code
 -- and chama name.
 CREATE OR REPLACE FUNCTION approval_vote(p_user bigint, p_code text, p_vote text, p_channel text, p_at timestamptz)
@@ -319,7 +339,8 @@ BEGIN
     o := CASE WHEN a.status <> 'pending' THEN 'err_approval_closed'
               WHEN NOT policy_allows(p_user, a.chama_id, 'approvals.decide') THEN 'err_not_official'
               WHEN p_user = a.maker_user_id THEN 'err_own_request'
-              WHEN p_user = a.beneficiary_user_id THEN 'err_beneficiary' END;
+              WHEN p_user = a.beneficiary_user_id THEN 'err_beneficiary'
+              WHEN p_user = ANY (a.excluded_user_ids) THEN 'err_guarantor' END;
     IF o IS NULL THEN
         INSERT INTO approval_votes (approval_id, round, official_user_id, vote, channel, at)
         VALUES (a.id, a.round, p_user, p_vote, p_channel, p_at)
@@ -334,7 +355,8 @@ BEGIN
         RETURN QUERY SELECT o, a.id, a.status, ayes, nays, a.required, a.code, cname;
         RETURN;
     END IF;
-    SELECT count(*) INTO eligible FROM approval_officials(a.chama_id, a.maker_user_id, a.beneficiary_user_id);
+    SELECT count(*) INTO eligible FROM approval_officials(a.chama_id, a.maker_user_id, a.beneficiary_user_id,
+                                                          a.excluded_user_ids);
     IF ayes >= a.required THEN
         o := approval_approved(a.id, p_at);
     ELSIF eligible - nays < a.required THEN
@@ -393,7 +415,8 @@ BEGIN
     -- frozen: the officials decide again, and that decision is final
     UPDATE approvals SET status = 'pending', round = 2, round_at = p_at, frozen_at = p_at, veto_until = NULL
      WHERE id = a.id RETURNING * INTO a;
-    FOR o IN SELECT * FROM approval_officials(a.chama_id, a.maker_user_id, a.beneficiary_user_id)
+    FOR o IN SELECT * FROM approval_officials(a.chama_id, a.maker_user_id, a.beneficiary_user_id,
+                                              a.excluded_user_ids)
              UNION SELECT a.maker_user_id LOOP
         PERFORM notify(o, 'approval', 'sms_approval_frozen',
                        jsonb_build_object('chama', (SELECT name FROM chamas WHERE id = a.chama_id), 'code', a.code,

@@ -378,6 +378,8 @@ static void register_modules(void)
 	act_register_all();
 	sms_commands_register(sms_commands);
 	sms_commands_register(sms_approve_commands);
+	sms_commands_register(sms_loan_commands);
+	sms_commands_register(sms_loan_guar_commands);
 	config_add_check("sms", "provider", sms_provider_check);
 }
 

@@ -10,7 +10,8 @@ DB_STMT(approval_requests, 3,
 		    "SELECT a.id, a.code || ' KES ' || format_kes(a.amount_cents) || ' ' || u.full_name "
 		    "FROM approvals a JOIN users u ON u.id = a.maker_user_id "
 		    "WHERE a.chama_id = $2::bigint AND a.status = 'pending' AND a.maker_user_id <> $1::bigint "
-		    "AND a.beneficiary_user_id IS DISTINCT FROM $1::bigint AND NOT EXISTS (SELECT 1 FROM "
+		    "AND a.beneficiary_user_id IS DISTINCT FROM $1::bigint "
+		    "AND $1::bigint <> ALL (a.excluded_user_ids) AND NOT EXISTS (SELECT 1 FROM "
 		    "approval_votes v WHERE v.approval_id = a.id AND v.round = a.round "
 		    "AND v.official_user_id = $1::bigint) ORDER BY a.created_at, a.id LIMIT 100"));
 

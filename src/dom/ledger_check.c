@@ -25,13 +25,16 @@ DB_STMT(ledger_member_accounts, 0,
 	"UNION ALL SELECT chama_id, user_id, debit_kind, -sum(amount_cents) FROM payouts WHERE status = 'paid' "
 	"AND debit_kind IN ('member_savings', 'member_shares') GROUP BY 1, 2, 3 "
 	/* loan repayments standing (schema/74_loan_repay.sql): an
-	 * overpayment is the borrower's savings; a savings offset is taken
-	 * from them, a pledge called from the guarantor of its pledge row */
-	"UNION ALL SELECT l.chama_id, CASE r.method WHEN 'guarantor_call' THEN g.guarantor_user_id ELSE l.user_id END, "
-	"'member_savings', sum(CASE WHEN r.method IN ('savings_offset', 'guarantor_call') THEN -r.amount_cents "
-	"ELSE r.credit_cents END) FROM loan_repayments r JOIN loans l ON l.id = r.loan_id "
-	"LEFT JOIN loan_guarantors g ON r.method = 'guarantor_call' AND r.ref_table = 'loan_guarantors' "
-	"AND g.id = r.ref_id WHERE r.status = 'confirmed' GROUP BY 1, 2, 3), "
+	 * overpayment is the borrower's savings, a savings offset is taken
+	 * from them; a pledge called from the guarantor its entry debits
+	 * (loan_repayments names no payer) */
+	"UNION ALL SELECT l.chama_id, l.user_id, 'member_savings', sum(CASE r.method WHEN 'savings_offset' "
+	"THEN -r.amount_cents ELSE r.credit_cents END) FROM loan_repayments r JOIN loans l ON l.id = r.loan_id "
+	"WHERE r.status = 'confirmed' AND r.method <> 'guarantor_call' GROUP BY 1, 2, 3 "
+	"UNION ALL SELECT a.chama_id, a.user_id, 'member_savings', -sum(r.amount_cents) FROM loan_repayments r "
+	"JOIN journal_lines jl ON jl.entry_id = r.journal_entry_id AND jl.side = 'debit' "
+	"JOIN ledger_accounts a ON a.id = jl.account_id AND a.kind = 'member_savings' "
+	"WHERE r.status = 'confirmed' AND r.method = 'guarantor_call' GROUP BY 1, 2, 3), "
 	"k AS (SELECT chama_id, user_id, kind, sum(cents) AS cents FROM k0 GROUP BY 1, 2, 3), "
 	"a AS (SELECT chama_id, user_id, kind, balance_cents FROM ledger_accounts "
 	"WHERE kind IN ('member_savings', 'member_welfare', 'member_shares')) "

@@ -8,8 +8,8 @@
 /* A loan still owed as the member's screens show it: what it owes, and
  * its oldest instalment's unpaid parts (whole KES, rounded up). */
 #define OPEN_LOAN_COLUMNS                                                                                  \
-	"SELECT l.id, 'L' || l.id || ' KES ' || format_kes(loan_repay_owed(l)), 'L' || l.id, "              \
-	"format_kes(loan_repay_owed(l)), coalesce(ceil(n.owed / 100.0)::bigint, 0)::text, "                 \
+	"SELECT l.id, 'L' || l.id || ' KES ' || format_kes(loan_balance_cents(l)), 'L' || l.id, "              \
+	"format_kes(loan_balance_cents(l)), coalesce(ceil(n.owed / 100.0)::bigint, 0)::text, "                 \
 	"coalesce(to_char(n.due_date, 'DD Mon'), '') FROM loans l LEFT JOIN LATERAL (SELECT s.due_date, "    \
 	"s.principal_due_cents - s.principal_paid_cents + s.interest_due_cents - s.interest_paid_cents + "   \
 	"s.fee_due_cents - s.fee_paid_cents + s.penalty_due_cents - s.penalty_paid_cents AS owed "          \

@@ -48,6 +48,23 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_approval_what_payout", "chama member amount memo" },
 	{ "sms_approval_what_cash_payout", "chama member amount memo" },
 	{ "sms_payout_reason_*", "code" },
+	/* loans (schema/71_loans.sql): the queue; sms_loan.c: a refusal's line */
+	{ "sms_loan_queued", "chama amount loan place" },
+	{ "sms_loan_dequeued", "chama amount loan" },
+	{ "sms_loanwhy_*", "" },
+	/* loans (schema/73_loan_approvals.sql): the officials' words of a
+	 * request (approval vars), the borrower's, the guarantors' and the
+	 * officials' notices; payout_fail's for a loan is payout_vars + reason */
+	{ "sms_approval_what_loan", "member loan term inst guars cover pool past late" },
+	{ "sms_approval_what_loan_call", "member loan guars held left" },
+	{ "sms_approval_what_loan_write_off", "member loan left" },
+	{ "sms_loanoff_active", "chama amount first date count total" },
+	{ "sms_loanoff_failed_officials", "chama member amount kind memo receipt reason" },
+	{ "sms_loanoff_waiting_officials", "chama member amount reason" },
+	{ "sms_loanoff_why_*", "" },
+	{ "sms_loanoff_cancelled", "chama amount" },
+	{ "sms_loanoff_pledge_called", "chama member amount" },
+	{ "sms_loanoff_written_off", "chama amount" },
 	/* loan_repay, loan_repayment_reverse (schema/74_loan_repay.sql),
 	 * and the words of their approval requests */
 	{ "sms_loan_repaid", "chama loan amount penalty fee interest principal credit balance" },
@@ -112,6 +129,21 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_reconcile_offered", "chama receipt amount date" },
 	{ "sms_reconcile_unlisted", "chama receipt amount date" },
 	{ "sms_reconcile_duplicated", "chama receipt amount count" },
+	/* loan guarantors (schema/72_loan_guarantors.sql): the request to the
+	 * guarantor, their answer (or its expiry) to the applicant, the end of
+	 * a pledge; sms_loan_guar.c: the replies to YES, NO and GUAR */
+	{ "sms_loan_guar_request", "chama borrower amount loan code hours" },
+	{ "sms_loan_guar_accepted", "chama guarantor amount need" },
+	{ "sms_loan_guar_declined", "chama guarantor amount need" },
+	{ "sms_loan_guar_expired", "chama guarantor amount need" },
+	{ "sms_loan_guar_withdrawn", "chama borrower code" },
+	{ "sms_loan_guar_released", "chama borrower amount" },
+	{ "sms_loan_guar_cancelled", "chama borrower amount" },
+	{ "sms_lguar_*", "code borrower amount free" },
+	{ "sms_guar_answer_usage", "" },
+	{ "sms_guar_mine", "pledged released held lines" },
+	{ "sms_guar_mine_line", "chama borrower pledged held" },
+	{ "sms_guar_none", "" },
 	{ NULL, NULL },
 };
 

@@ -5,7 +5,9 @@
  * notify(); the sender renders them in each member's language.  The same
  * timer runs the approvals' expiry (approvals_expire() in
  * schema/85_approvals.sql: requests undecided after [approvals]
- * expire_hours, veto windows that closed), also one statement.
+ * expire_hours, veto windows that closed), also one statement, and the
+ * guarantors' requests left unanswered (loan_guarantors_expire() in
+ * schema/72_loan_guarantors.sql), one more.
  */
 #include "ops/jobs.h"
 #include "app.h"
@@ -15,6 +17,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "dom/approval.h"
+#include "dom/loan_guar.h"
 #include "dom/notify.h"
 
 #include <stdio.h>
@@ -27,6 +30,7 @@ struct jobs {
 	struct event *ev;
 	bool running;
 	bool approvals_running;
+	bool guar_running;
 	bool orphaned;	/* jobs_free came while a run was in flight: the last callback frees */
 };
 
@@ -36,7 +40,7 @@ static void ran(const struct db_result *r, void *arg)
 
 	j->running = false;
 	if (j->orphaned) {	/* the daemon is going: its pool cancelled the run */
-		if (!j->approvals_running)
+		if (!j->approvals_running && !j->guar_running)
 			free(j);
 		return;
 	}
@@ -54,7 +58,7 @@ static void approvals_ran(const struct db_result *r, void *arg)
 
 	j->approvals_running = false;
 	if (j->orphaned) {
-		if (!j->running)
+		if (!j->running && !j->guar_running)
 			free(j);
 		return;
 	}
@@ -79,6 +83,35 @@ static void approvals_tick(struct jobs *j)
 	db_run(app->dbbg, &approvals_expire, p, approvals_ran, j);
 }
 
+static void guar_ran(const struct db_result *r, void *arg)
+{
+	struct jobs *j = arg;
+
+	j->guar_running = false;
+	if (j->orphaned) {
+		if (!j->running && !j->approvals_running)
+			free(j);
+		return;
+	}
+	if (r->status != DB_OK)
+		log_warn("jobs: loan guarantors: %s", r->error);
+	else if (atoi(PQgetvalue(r->res, 0, 0)) > 0) {
+		log_info("jobs: loan guarantors: %s request(s) expired", PQgetvalue(r->res, 0, 0));
+		app_outbox_queued(j->app);
+	}
+}
+
+static void guar_tick(struct jobs *j)
+{
+	char at[CLOCK_TEXT_MAX];
+	const char *p[1] = { clock_p_at(at) };
+
+	if (j->guar_running)
+		return;
+	j->guar_running = true;
+	db_run(j->app->dbbg, &loan_guar_expire, p, guar_ran, j);
+}
+
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct jobs *j = arg;
@@ -89,6 +122,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	approvals_tick(j);
+	guar_tick(j);
 	if (j->running)
 		return;
 	j->running = true;
@@ -114,7 +148,7 @@ void jobs_free(struct jobs *j)
 	event_free(j->ev);
 	/* a run still in flight answers later (the pool cancels it when it is
 	 * freed): its callback owns the struct then */
-	if (j->running || j->approvals_running) {
+	if (j->running || j->approvals_running || j->guar_running) {
 		j->orphaned = true;
 		return;
 	}

@@ -48,6 +48,10 @@ int sms_commands_check(const struct menu_set *m, char *err, size_t errlen);
 extern const struct sms_command sms_commands[];
 /* Dual control: APPROVE, REJECT, STOP (sms_approve.c). */
 extern const struct sms_command sms_approve_commands[];
+/* Loans: LIMIT, BORROW (sms_loan.c). */
+extern const struct sms_command sms_loan_commands[];
+/* Loan guarantors: YES, NO, GUAR (sms_loan_guar.c). */
+extern const struct sms_command sms_loan_guar_commands[];
 
 /* What a command sees of the message it answers. */
 struct app *sms_cmd_app(struct sms_cmd *c);

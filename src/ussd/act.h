@@ -83,7 +83,10 @@ extern const struct ussd_action act_chama_actions[];
 extern const struct ussd_action act_money_actions[];
 extern const struct ussd_action act_approve_actions[];
 extern const struct ussd_action act_payout_actions[];
+extern const struct ussd_action act_loan_off_actions[];
 extern const struct ussd_action act_check_actions[];
+extern const struct ussd_action act_loan_actions[];
+extern const struct ussd_action act_loan_guar_actions[];
 extern const struct ussd_action act_loan_repay_actions[];
 
 /* Registers every module's table (ussd_actions_register): main.c does it

@@ -145,7 +145,7 @@ def test_approvals_beneficiary_too_few_officials_and_the_chamas_rule(env):
     assert ch.calls(aid) == [["payout", "approved"]]
     # an unknown kind, or a kind without its function, is a bug: it raises
     assert "no approval kind" in env.psql_error(
-        "SELECT * FROM approval_open(%s, 'loan', 1, 1, %s, NULL, '{}', 'ussd', now())" % (ch.cid, ch.uid["chair"]),
+        "SELECT * FROM approval_open(%s, 'welfare', 1, 1, %s, NULL, '{}', 'ussd', now())" % (ch.cid, ch.uid["chair"]),
         ch.url)
     ch.q("DROP FUNCTION cash_payout_on_approval(bigint, bigint, text, timestamptz)")
     assert "has no function" in env.psql_error(

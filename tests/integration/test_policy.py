@@ -153,7 +153,7 @@ def do(env, c, ch, role, action, path):
         s.send("counted twice")
         end, screen = s.send("1")
         (code,), = q(env, "SELECT code FROM approvals WHERE chama_id = %s AND status = 'pending' AND "
-                          "maker_user_id = %s" % (cid, ch["users"][role]))
+                          "kind = 'payment_reverse' AND maker_user_id = %s" % (cid, ch["users"][role]))
         assert end and screen.startswith("Request %s sent to the other officials." % code), screen
         # reversed once the two other officials approve (dual control)
         before = q(env, "SELECT count(*) FROM contributions WHERE chama_id = %s AND status = 'reversed'" % cid)
@@ -195,8 +195,8 @@ def do(env, c, ch, role, action, path):
         s.send("500")
         s.send("policy check")
         end, screen = s.send(PIN)
-        (pid,), = q(env, "SELECT id FROM payouts WHERE chama_id = %s AND maker_user_id = %s"
-                         % (cid, ch["users"][role]))
+        (pid,), = q(env, "SELECT id FROM payouts WHERE chama_id = %s AND maker_user_id = %s "
+                         "AND ref_table IS NULL" % (cid, ch["users"][role]))
         assert end and screen.startswith("Payout %s of KES 500 asked for." % pid), screen
     elif action == "money.payout_list":
         ids = [r[0] for r in q(env, "SELECT id FROM payouts WHERE chama_id = %s" % cid)]
@@ -204,8 +204,51 @@ def do(env, c, ch, role, action, path):
             assert screen.startswith("Payouts:") and ("#%s " % ids[0]) in screen, screen
         else:
             assert "No payouts yet." in screen, screen
+    elif action.startswith("loans."):
+        loan_flow(env, c, ch, role, action, path)
     else:
         raise AssertionError("no test flow for %s: add one here" % action)
+
+
+def policy_loan(env, ch, status):
+    """A KES 100 loan of the member's in the given status (as parts A-E
+    leave one), for the officials' loan book."""
+    paid = 10000 if status == "defaulted" else 0
+    (lid,), = q(env, "INSERT INTO loans (chama_id, user_id, principal_cents, interest_rate_bp, interest_method, "
+                     "term_periods, repayment_frequency, status, amount_disbursed_cents) VALUES (%s, %s, 10000, 0, "
+                     "'flat', 1, 'monthly', '%s', %d) RETURNING id" % (ch["cid"], ch["users"]["member"], status, paid))
+    if status == "defaulted":
+        q(env, "INSERT INTO loan_guarantors (loan_id, guarantor_user_id, pledged_cents, status) VALUES (%s, %s, 5000, "
+               "'accepted')" % (lid, ch["users"]["member"]))
+    return lid
+
+
+def loan_flow(env, c, ch, role, action, path):
+    """Officials > Loans (menus/73_loans_officials.json)."""
+    status = {"loans.book": "applied", "loans.disburse": "approved"}.get(action, "defaulted")
+    lid = policy_loan(env, ch, status)
+    s, screen = reach(c, ch["phones"][role], path[:-1])
+    end, screen = s.send(path[-1])
+    item = re.search(r"^(\d+)\. #%s KES [0-9,]+ The Member$" % lid, screen, re.M)
+    assert not end and item, screen
+    end, screen = s.send(item.group(1))
+    if action == "loans.book":
+        assert not end and "waiting for guarantors" in screen, screen
+        return
+    if action == "loans.disburse":
+        # cash handed over: a second official confirms it (the chama holds KES 300 in cash)
+        end, screen = s.send("2")
+        (code,), = q(env, "SELECT a.code FROM approvals a JOIN payouts p ON p.id = a.ref_id WHERE a.kind = "
+                          "'cash_payout' AND p.ref_table = 'loans' AND p.ref_id = %s" % lid)
+        assert end and screen.startswith("Loan #%s: Cash recorded: %s." % (lid, code)), screen
+        return
+    end, screen = s.send("1")
+    kind = {"loans.call_pledges": "loan_call", "loans.write_off": "loan_write_off"}[action]
+    codes = q(env, "SELECT code FROM approvals WHERE kind = '%s' AND ref_id = %s AND status = 'pending'"
+                   % (kind, lid))
+    assert len(codes) == 1, (action, screen)
+    code = codes[0][0]
+    assert end and screen.startswith("Request %s sent to the other officials." % code), screen
 
 
 def test_policy_rows_menus_and_sql_agree(env):

@@ -43,7 +43,8 @@ int t_checks, t_failed_checks;
 	X(test_admit_estimator) X(test_workpool_admission) \
 	X(test_daraja_result_parse) X(test_daraja_balance) X(test_daraja_callbacks_parse) \
 	X(test_daraja_initiator_calls) \
-	X(test_loansched_cases) X(test_loansched_refusals) X(test_loansched_parse) X(test_loansched_sweep)
+	X(test_loansched_cases) X(test_loansched_refusals) X(test_loansched_parse) X(test_loansched_sweep) \
+	X(test_loan_plan) X(test_loan_plan_refusals)
 
 #define DECL(fn) void fn(void);
 TESTS(DECL)
