@@ -17,9 +17,14 @@ import os
 import random
 import subprocess
 import threading
+import time
 
-from harness import ROOT
+from approval_fixtures import vote_sql
+from harness import MPESA_SECRET, ROOT
+from notify_fixtures import outbox_texts
 from test_ledger import verify
+import test_mpesa as tm
+from ussd_fixtures import ussd
 
 DATA = os.path.join(ROOT, "tests", "data", "loan_allocations")
 COMPONENTS = ("penalty", "fee", "interest", "principal")
@@ -463,3 +468,187 @@ def test_loan_repay_property_random_streams(env):
         if step % 10 == 9:
             check_books(env, url)
     check_books(env, url)
+
+
+# -- the channels: USSD, M-Pesa (the emulator), officials --------------------
+
+def menu_number(screen, target):
+    """The option number that leads to target on a menu of the real menus."""
+    screens = {}
+    for f in sorted(os.listdir(os.path.join(ROOT, "menus"))):
+        if f.endswith(".json"):
+            screens.update(json.load(open(os.path.join(ROOT, "menus", f))).get("screens", {}))
+    return str(1 + [o["next"] for o in screens[screen]["options"]].index(target))
+
+
+def repay_path():
+    return [tm.PIN, menu_number("main", "loans"), menu_number("loans", "loan_repay")]
+
+
+def mpesa_loan(env, name, extra=None):
+    """A daemon with M-Pesa on the emulator and a borrower (with a PIN) owing
+    two instalments of KES 1,100 on an active loan."""
+    url, daraja, e = tm.setup(env, name, extra)
+    c = tm.start(env, e)
+    phone, uid, cid = tm.seed(env, url)
+    lid = make_loan(env, url, cid, uid, [{"principal": 100000, "interest": 10000, "fee": 0},
+                                         {"principal": 100000, "interest": 10000, "fee": 0}])
+    return url, daraja, c, phone, uid, cid, lid
+
+
+def loan_state(env, url, lid):
+    return env.psql("SELECT status, outstanding_balance_cents, (SELECT count(*) FROM loan_repayments r "
+                    "WHERE r.loan_id = l.id) FROM loans l WHERE id = %s" % lid, url)[0]
+
+
+def test_loan_repay_stk_credited_once_the_query_agrees(env):
+    """Loans > Repay, the one loan, its next instalment by M-Pesa: the push
+    names account L<id>; the callback comes twice and the STK query is busy
+    at first: nothing is credited until the query agrees, then once (one
+    repayment, the receipt its reference, one SMS receipt with the split)."""
+    url, daraja, c, phone, uid, cid, lid = mpesa_loan(env, "loan_stk", {"CHAMAD_MPESA_QUERY_AFTER_S": "600"})
+    daraja.control(query_error=2, callback="twice")
+    screen = ussd(c, phone, repay_path())
+    assert ("L%s: KES 2,200 owed, next KES 1100. Paybill 174379 account L%s." % (lid, lid)) in screen and \
+        "1. Pay the next instalment" in screen, screen
+    screen = ussd(c, phone, repay_path() + ["1"])
+    assert "Pay KES 1100 to loan L%s by M-Pesa?" % lid in screen, screen
+    screen = ussd(c, phone, repay_path() + ["1", "1"])
+    assert screen.startswith("END Check your phone for the M-Pesa prompt of KES 1100"), screen
+    daraja.wait_callbacks(2, kind="stk")
+    push = [r for r in daraja.requests() if r.get("path", "").endswith("/stkpush/v1/processrequest")][0]
+    assert (push.get("body") or push.get("json"))["AccountReference"] == "L%s" % lid, push
+    # stored, waiting for the query: nothing credited yet
+    assert env.psql("SELECT count(*) FROM loan_repayments", url) == [["0"]]
+    assert tm.wait_status(env, url, ["confirmed"], timeout=25) == ["confirmed"]
+    (receipt, purpose, loan), = env.psql("SELECT mpesa_receipt, purpose, loan_id FROM mpesa_requests", url)
+    assert purpose == "loan" and int(loan) == lid
+    assert env.psql("SELECT amount_cents, interest_cents, principal_cents, method, external_reference, ref_table "
+                    "FROM loan_repayments", url) == [["110000", "10000", "100000", "mpesa", receipt, "mpesa_requests"]]
+    assert loan_state(env, url, lid) == ["active", "110000", "1"]
+    texts = outbox_texts(env, url, "kind = 'receipt'")
+    assert texts == ["ChamaSmart: KES 1,100 paid to loan L%s (Pesa Group): penalty 0, fee 0, interest 100, "
+                     "principal 1,000. Balance KES 1,100." % lid], texts
+    check_books(env, url)
+    c.stop()
+
+
+def test_loan_repay_paybill_account_l_id(env):
+    """Paybill with account " l<id> " (any case, spaces): recorded unverified
+    as the loan's, credited only when the Transaction Status result agrees,
+    once though the confirmation comes twice; an account L<id> of a loan
+    not owed is the chama's suspense."""
+    url, daraja, c, phone, uid, cid, lid = mpesa_loan(env, "loan_c2b")
+    base = c.url + "/payments/c2b/%s/" + MPESA_SECRET
+    daraja.register_c2b(confirmation_url=base % "confirmation", validation_url=base % "validation")
+    daraja.result_late("status", 2500)
+    trans = daraja.c2b(amount=500, bill_ref=" l %s " % lid, twice=True)["trans_id"]
+    assert env.psql("SELECT status, outcome, loan_id FROM mpesa_c2b", url) == [["unverified", "loan", str(lid)]]
+    assert env.psql("SELECT count(*) FROM loan_repayments", url) == [["0"]]
+    deadline = time.monotonic() + 20
+    while env.psql("SELECT status FROM mpesa_c2b", url) != [["verified"]] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert env.psql("SELECT status, repayment_id IS NOT NULL FROM mpesa_c2b", url) == [["verified", "t"]]
+    assert env.psql("SELECT amount_cents, interest_cents, principal_cents, external_reference, ref_table "
+                    "FROM loan_repayments", url) == [["50000", "10000", "40000", trans, "mpesa_c2b"]]
+    # a loan that owes nothing: the money is the chama's suspense, never dropped
+    other = make_loan(env, url, cid, uid, [{"principal": 1000, "interest": 0, "fee": 0}])
+    repay(env, url, other, 1000)
+    trans2 = daraja.c2b(amount=300, bill_ref="L%s" % other)["trans_id"]
+    assert env.psql("SELECT outcome, loan_id IS NULL, chama_id FROM mpesa_c2b WHERE trans_id = '%s'" % trans2, url) == \
+        [["suspense", "t", str(cid)]]
+    deadline = time.monotonic() + 20
+    while env.psql("SELECT status FROM mpesa_c2b WHERE trans_id = '%s'" % trans2, url) != [["verified"]] and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert env.psql("SELECT count(*) FROM loan_repayments WHERE loan_id = %s" % other, url) == [["1"]]
+    check_books(env, url)
+    c.stop()
+
+
+def test_loan_repay_cash_by_the_treasurer(env):
+    """Officials > Money > Repayments > Record cash: the treasurer records
+    the borrower's cash by member number; the loan is repaid (Dr cash / Cr
+    loans_receivable), the borrower receipted; a member's number with no
+    loan owing and a secretary are refused."""
+    url, daraja, c, phone, uid, cid, lid = mpesa_loan(env, "loan_cash")
+    tphone, tid, _ = tm.add_member(env, url, cid, "treasurer")
+    (num,), = env.psql("SELECT member_number FROM memberships WHERE user_id = %s" % uid, url)
+    path = [tm.PIN, menu_number("main", "officials_menu"), menu_number("officials_menu", "money_menu"),
+            menu_number("money_menu", "loan_off_repay"), menu_number("loan_off_repay", "loan_cash_member")]
+    screen = ussd(c, tphone, path + [str(num), "1500", "1"])
+    assert screen.startswith("END Recorded KES 1500 from Payer for L%s. Balance KES 700." % lid), screen
+    assert env.psql("SELECT method, amount_cents, recorded_by_user_id FROM loan_repayments", url) == \
+        [["cash", "150000", str(tid)]]
+    assert env.psql("SELECT balance_cents FROM ledger_accounts WHERE chama_id = %s AND kind = 'cash_on_hand'" % cid,
+                    url) == [["150000"]]
+    # the same session's key again would be one repayment; another member has no loan
+    mphone, muid, mnum = tm.add_member(env, url, cid, "member", "Saver")
+    screen = ussd(c, tphone, path + [str(mnum), "100", "1"])
+    assert "Member has no loan owing." in screen, screen
+    sphone, sid_, _ = tm.add_member(env, url, cid, "secretary")
+    (out,), = env.psql("SELECT outcome FROM loan_repay_cash(%s, %s, 10000, 'k:sec', %s, 'ussd', NULL, 't', now())"
+                       % (cid, num, sid_), url)
+    assert out == "err_not_official"
+    check_books(env, url)
+    c.stop()
+
+
+def test_loan_repay_savings_offset_with_approval(env):
+    """Loans > Repay > From my savings: refused beyond the free savings (a
+    pledge's hold counts), else a request two officials approve; approved,
+    the savings pay the loan (Dr member_savings / Cr loans_receivable); the
+    holds stay within the savings."""
+    url, daraja, c, phone, uid, cid, lid = mpesa_loan(env, "loan_offset")
+    officials = [tm.add_member(env, url, cid, r)[1] for r in ("chairperson", "treasurer", "secretary")]
+    # savings: the principal deposit 200,000 cents (make_loan's) + 50,000
+    save(env, url, cid, uid, 50000)
+    # a pledge of 230,000 on someone else's loan holds most of it
+    other_uid = officials[2]
+    other = make_loan(env, url, cid, other_uid, [{"principal": 500000, "interest": 0, "fee": 0}])
+    env.psql("INSERT INTO loan_guarantors (loan_id, guarantor_user_id, pledged_cents, status) "
+             "VALUES (%s, %s, 230000, 'accepted')" % (other, uid), url)
+    path = repay_path() + [menu_number("loan_repay_how", "loan_offset_amount")]
+    screen = ussd(c, phone, path + ["300", "1"])
+    assert "Not enough free savings." in screen, screen
+    screen = ussd(c, phone, path + ["200", "1"])
+    assert screen.startswith("END Request ") and "sent to the officials" in screen, screen
+    (aid, code, amount), = env.psql("SELECT id, code, amount_cents FROM approvals WHERE kind = 'loan_offset'", url)
+    assert amount == "20000"
+    assert env.psql("SELECT count(*) FROM loan_repayments", url) == [["0"]]
+    assert vote_sql(env, url, officials[0], code)["outcome"] != "ok_approval_done"
+    assert vote_sql(env, url, officials[1], code)["outcome"] == "ok_approval_done"
+    assert env.psql("SELECT method, amount_cents, interest_cents, principal_cents FROM loan_repayments", url) == \
+        [["savings_offset", "20000", "10000", "10000"]]
+    assert env.psql("SELECT result FROM approvals WHERE id = %s" % aid, url) == [["ok_loan_repaid"]]
+    (sav,), = env.psql("SELECT balance_cents FROM ledger_accounts WHERE chama_id = %s AND kind = 'member_savings' "
+                       "AND user_id = %s" % (cid, uid), url)
+    assert sav == "230000"
+    check_books(env, url)
+    c.stop()
+
+
+def test_loan_repay_reversal_through_approval(env):
+    """Officials > Money > Repayments > Reverse: the treasurer asks, two
+    other officials approve, the repayment is reversed and the borrower
+    told; the borrower is never an approver."""
+    url, daraja, c, phone, uid, cid, lid = mpesa_loan(env, "loan_rev")
+    tphone, tid, _ = tm.add_member(env, url, cid, "treasurer")
+    others = [tm.add_member(env, url, cid, r)[1] for r in ("chairperson", "secretary")]
+    r = repay(env, url, lid, 50000)
+    path = [tm.PIN, menu_number("main", "officials_menu"), menu_number("officials_menu", "money_menu"),
+            menu_number("money_menu", "loan_off_repay"), menu_number("loan_off_repay", "loan_rev_list")]
+    screen = ussd(c, tphone, path)
+    assert ("1. L%s KES 500 " % lid) in screen and "Payer" in screen, screen
+    screen = ussd(c, tphone, path + ["1", "entered twice", "1"])
+    (code,), = env.psql("SELECT code FROM approvals WHERE kind = 'loan_repay_reverse'", url)
+    assert screen.startswith("END Request %s sent to the other officials." % code), screen
+    for o in others:
+        vote_sql(env, url, o, code)
+    assert env.psql("SELECT status FROM loan_repayments WHERE id = %s" % r["repayment_id"], url) == [["reversed"]]
+    assert env.psql("SELECT outstanding_balance_cents FROM loans WHERE id = %s" % lid, url) == [["220000"]]
+    assert outbox_texts(env, url, "template = 'sms_loan_repay_reversed'") == \
+        ["ChamaSmart: your KES 500 repayment to loan L%s (Pesa Group) was reversed: entered twice. "
+         "Balance KES 2,200." % lid]
+    check_books(env, url)
+    c.stop()
