@@ -60,7 +60,8 @@ def script(env, url, sql, one=True):
     """Runs several statements in one psql (one transaction, unless not
     one: then each its own), returning every statement's rows in order
     (env.psql prints only the last statement's)."""
-    p = subprocess.run(["psql", "-X", "-q"] + (["-1"] if one else []) + ["-v", "ON_ERROR_STOP=1", "-tA", "-F", "\t", url],
+    p = subprocess.run(["psql", "-X", "-q"] + (["-1"] if one else []) + ["-v", "ON_ERROR_STOP=1", "-tA", "-F", "\t",
+                                                                       url or env.db_url],
                        input=sql, capture_output=True, text=True)
     assert p.returncode == 0, "psql failed: %s\n%s" % (sql[:300], p.stderr)
     return [line.split("\t") for line in p.stdout.splitlines() if line != ""]
