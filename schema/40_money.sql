@@ -285,8 +285,8 @@ $$;
 
 -- A paybill confirmation, recorded once per M-Pesa transaction and never
 -- posted here: whose it is is worked out now (outcome: "12-3" -> chama 12,
--- member number 3, a contribution; "12" or an unknown number -> chama 12's
--- suspense; anything else unassigned, for an operator), but the money is
+-- member number 3, a contribution; "L45" -> loan 45 while it is owed, a
+-- repayment; "12" or an unknown number -> chama 12's suspense; anything else unassigned, for an operator), but the money is
 -- posted only when the Transaction Status query agrees (c2b_on_status ->
 -- c2b_credit).  The row is 'unverified' and its status query opened
 -- (mpesa_status_open, purpose 'c2b').  p_shortcode is the BusinessShortCode
@@ -309,6 +309,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     ref text := upper(btrim(p_bill_ref));
     m text[];
+    lm text[];
+    loan bigint;
+    owed boolean;
     chama bigint;
     member bigint;
     goes text;
@@ -334,19 +337,31 @@ BEGIN
         RETURN;
     END IF;
     m := regexp_match(ref, '^(\d{1,12})(?:[- ]+(\d{1,9}))?$');
-    IF m IS NOT NULL THEN
+    -- L<loan id> (any case, spaces anywhere around the number): a loan
+    -- still owed is repaid once verified (loan_repay); a loan not owed
+    -- (closed, or never paid out) is its chama's suspense
+    lm := regexp_match(ref, '^L *(\d{1,12})$');
+    IF lm IS NOT NULL THEN
+        SELECT l.id, l.chama_id, l.user_id, l.status IN ('active', 'defaulted')
+          INTO loan, chama, member, owed
+          FROM loans l WHERE l.id = lm[1]::bigint;
+        IF NOT coalesce(owed, false) THEN
+            loan := NULL;
+            member := NULL;
+        END IF;
+    ELSIF m IS NOT NULL THEN
         SELECT c.id INTO chama FROM chamas c WHERE c.id = m[1]::bigint AND c.deleted_at IS NULL;
         IF chama IS NOT NULL AND m[2] IS NOT NULL THEN
             SELECT ms.user_id INTO member FROM memberships ms
              WHERE ms.chama_id = chama AND ms.member_number = m[2]::int AND ms.status = 'active';
         END IF;
     END IF;
-    goes := CASE WHEN member IS NOT NULL THEN 'contribution' WHEN chama IS NOT NULL THEN 'suspense'
-                 ELSE 'unassigned' END;
+    goes := CASE WHEN loan IS NOT NULL THEN 'loan' WHEN member IS NOT NULL THEN 'contribution'
+                 WHEN chama IS NOT NULL THEN 'suspense' ELSE 'unassigned' END;
     INSERT INTO mpesa_c2b (trans_id, amount_cents, bill_ref, payer_name, msisdn_masked, chama_id, user_id, outcome,
-                           status, business_shortcode, receipt_template)
+                           status, business_shortcode, receipt_template, loan_id)
     VALUES (p_trans_id, p_amount_cents, left(p_bill_ref, 40), left(p_payer, 120), left(p_msisdn, 80), chama, member,
-            goes, 'unverified', left(p_shortcode, 20), p_receipt_body)
+            goes, 'unverified', left(p_shortcode, 20), p_receipt_body, loan)
     ON CONFLICT ON CONSTRAINT mpesa_c2b_trans_id_key DO NOTHING
     RETURNING mpesa_c2b.id INTO id_;
     IF id_ IS NULL THEN
@@ -393,8 +408,9 @@ END
 $$;
 
 -- Posts a verified paybill payment, once, dated p_at, as its outcome says:
--- the member's contribution (receipt SMS by its receipt_template), the
--- chama's suspense, or nothing (unassigned: an operator must look at it).
+-- the member's contribution (receipt SMS by its receipt_template), a
+-- loan's repayment (loan_repay, its own receipt SMS), the chama's
+-- suspense, or nothing (unassigned: an operator must look at it).
 CREATE OR REPLACE FUNCTION c2b_credit(p_id bigint, p_at timestamptz)
 RETURNS text
 LANGUAGE plpgsql AS $$
@@ -402,12 +418,25 @@ DECLARE
     c mpesa_c2b%ROWTYPE;
     k bigint;
     e bigint;
+    rp bigint;
 BEGIN
     SELECT * INTO c FROM mpesa_c2b x WHERE x.id = p_id FOR UPDATE;
     IF NOT FOUND OR c.status <> 'unverified' THEN
         RETURN c.status;
     END IF;
-    IF c.outcome = 'contribution' THEN
+    IF c.outcome = 'loan' THEN
+        SELECT x.repayment_id INTO rp
+          FROM loan_repay(c.loan_id, c.amount_cents, 'mpesa', '{"kind": "mpesa_float"}', 'c2b:' || c.trans_id,
+                          'mpesa_c2b', c.id, NULL, 'mpesa', p_at) x;
+        IF rp IS NULL THEN
+            -- the loan took nothing (not a loan paid out: a bug): the
+            -- money waits in suspense, never dropped
+            e := post_suspense(c.chama_id, c.amount_cents, c.trans_id, 'c2b:' || c.trans_id, 'mpesa', c.trans_id,
+                               format('paybill %s for loan %s not taken', c.trans_id, c.loan_id), p_at);
+        END IF;
+        UPDATE loan_repayments x SET external_reference = c.trans_id
+         WHERE x.id = rp AND NOT EXISTS (SELECT 1 FROM loan_repayments y WHERE y.external_reference = c.trans_id);
+    ELSIF c.outcome = 'contribution' THEN
         SELECT pc.contribution_id INTO k
           FROM post_contribution(c.chama_id, c.user_id, c.amount_cents, 'savings', 'mpesa', c.trans_id,
                                  'c2b:' || c.trans_id, NULL, 'mpesa', NULL, c.trans_id, c.receipt_template, p_at) pc;
@@ -415,7 +444,8 @@ BEGIN
         e := post_suspense(c.chama_id, c.amount_cents, c.trans_id, 'c2b:' || c.trans_id, 'mpesa', c.trans_id,
                            format('paybill %s from %s, account "%s"', c.trans_id, c.payer_name, c.bill_ref), p_at);
     END IF;
-    UPDATE mpesa_c2b x SET status = 'verified', verified_at = p_at, contribution_id = k, entry_id = e
+    UPDATE mpesa_c2b x SET status = 'verified', verified_at = p_at, contribution_id = k, entry_id = e,
+                           repayment_id = rp
      WHERE x.id = p_id;
     RETURN 'verified';
 END

@@ -56,7 +56,8 @@ $$;
 -- Success with an amount past p_max_cents ([mpesa] max_amount) posts
 -- nothing: 'flagged', alerted.  Success with another amount or phone goes to
 -- suspense ('mismatch'); the right one posts the contribution (receipt SMS
--- in the outbox); a failure code marks it failed and queues the member's
+-- in the outbox), or for purpose 'loan' the loan's repayment (loan_repay,
+-- its own receipt SMS); a failure code marks it failed and queues the member's
 -- notice.  The money is posted dated p_at.  Returns the request's final
 -- status and whether this call set it.
 -- the signatures before ledger_post (without p_at) and before issue 10
@@ -145,6 +146,26 @@ BEGIN
                mpesa_receipt = p_receipt, settled_by = p_source, completed_at = now()
          WHERE id = r.id;
         RETURN QUERY SELECT 'mismatch'::text, true, NULL::bigint;
+        RETURN;
+    END IF;
+    IF p_result_code = 0 AND r.purpose = 'loan' THEN
+        -- a loan's repayment (schema/74_loan_repay.sql), with its own
+        -- receipt SMS; the M-Pesa receipt is its external reference
+        SELECT x.repayment_id INTO k
+          FROM loan_repay(r.loan_id, r.amount_cents, 'mpesa', '{"kind": "mpesa_float"}', 'mpesa:' || p_checkout,
+                          'mpesa_requests', r.id, NULL, 'mpesa', p_at) x;
+        IF k IS NULL THEN
+            -- the loan took nothing (a bug: a request is made only for a
+            -- loan paid out): the money waits in suspense, never dropped
+            PERFORM post_suspense(r.chama_id, r.amount_cents, p_receipt, 'mpesa:' || p_checkout || ':loan', 'mpesa',
+                                  p_checkout, format('STK %s for loan %s not taken', p_checkout, r.loan_id), p_at);
+        END IF;
+        UPDATE loan_repayments x SET external_reference = left(nullif(btrim(p_receipt), ''), 100)
+         WHERE x.id = k AND NOT EXISTS (SELECT 1 FROM loan_repayments y WHERE y.external_reference = btrim(p_receipt));
+        UPDATE mpesa_requests SET status = 'confirmed', result_code = 0, result_desc = left(p_result_desc, 300),
+               mpesa_receipt = p_receipt, settled_by = p_source, completed_at = now()
+         WHERE id = r.id;
+        RETURN QUERY SELECT 'confirmed'::text, true, NULL::bigint;
         RETURN;
     END IF;
     IF p_result_code = 0 THEN

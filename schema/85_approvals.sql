@@ -77,7 +77,7 @@ CREATE OR REPLACE FUNCTION approval_kind_function(p_kind text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     IF p_kind IS NULL OR p_kind NOT IN ('payment_reverse', 'payout', 'cash_payout', 'loan', 'loan_call',
-                                        'loan_write_off') THEN
+                                        'loan_write_off', 'loan_offset', 'loan_repay_reverse') THEN
         RAISE EXCEPTION 'no approval kind "%"', p_kind USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN p_kind || '_on_approval';

@@ -483,7 +483,10 @@ static int load_sms(struct loader *l, const char *key, json_t *v, struct menu_sm
 
 	t->key = xstrdup(key);
 	t->file = l->file;
-	if (strncmp(key, "sms_", 4) || strlen(key) > 64 || !var_name_ok(key + 4) || strlen(key + 4) > 60)
+	/* the part after sms_ reads as a variable name, but may run to 60
+	 * characters (sms_approval_what_<kind> for the longest kinds) */
+	if (strncmp(key, "sms_", 4) || strlen(key) > 64 || key[4] < 'a' || key[4] > 'z' ||
+	    strspn(key + 4, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(key + 4))
 		return fail(l, "an SMS template's key is sms_ then [a-z0-9_] (at most 64 characters)");
 	if (!json_is_object(v))
 		return fail(l, "an SMS template must be {\"vars\": [...], \"en\": ..., \"sw\": ...}");

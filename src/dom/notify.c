@@ -65,6 +65,14 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_loanoff_cancelled", "chama amount" },
 	{ "sms_loanoff_pledge_called", "chama member amount" },
 	{ "sms_loanoff_written_off", "chama amount" },
+	/* loan_repay, loan_repayment_reverse (schema/74_loan_repay.sql),
+	 * and the words of their approval requests */
+	{ "sms_loan_repaid", "chama loan amount penalty fee interest principal credit balance" },
+	{ "sms_loan_closed", "chama loan amount penalty fee interest principal credit balance" },
+	{ "sms_loan_closed_credit", "chama loan amount penalty fee interest principal credit balance" },
+	{ "sms_loan_repay_reversed", "chama loan amount reason balance" },
+	{ "sms_approval_what_loan_offset", "member loan" },
+	{ "sms_approval_what_loan_repay_reverse", "member date loan reason" },
 	/* send_reminders (schema/60_notify.sql) */
 	{ "sms_due_reminder", "chama amount date" },
 	{ "sms_arrears", "chama amount date" },

@@ -88,6 +88,7 @@ extern const struct ussd_action act_check_actions[];
 extern const struct ussd_action act_loan_view_actions[];
 extern const struct ussd_action act_loan_actions[];
 extern const struct ussd_action act_loan_guar_actions[];
+extern const struct ussd_action act_loan_repay_actions[];
 
 /* Registers every module's table (ussd_actions_register): main.c does it
  * before the menus load, and so do the tests that load the real menus. */

@@ -256,4 +256,5 @@ void act_register_all(void)
 	ussd_actions_register(act_loan_actions);
 	ussd_actions_register(act_loan_guar_actions);
 	ussd_actions_register(act_loan_off_actions);
+	ussd_actions_register(act_loan_repay_actions);
 }

@@ -204,6 +204,36 @@ def do(env, c, ch, role, action, path):
             assert screen.startswith("Payouts:") and ("#%s " % ids[0]) in screen, screen
         else:
             assert "No payouts yet." in screen, screen
+    elif action == "loans.repay_cash":
+        # a borrower owing a loan (test_loan_repay's paid-out loan); cash for it
+        from test_loan_repay import make_loan
+        uid = seed_user(env, new_phone(), "The Borrower")
+        (num,), = q(env, "INSERT INTO memberships (user_id, chama_id) VALUES (%s, %s) RETURNING member_number"
+                    % (uid, cid))
+        lid = make_loan(env, None, cid, uid, [{"principal": 40000, "interest": 4000, "fee": 0}])
+        assert screen.startswith("Member number of the borrower:"), screen
+        s.send(num)
+        s.send("100")
+        end, screen = s.send("1")
+        assert end and screen.startswith("Recorded KES 100 from The Borrower for L%s." % lid), screen
+        assert q(env, "SELECT method, amount_cents, recorded_by_user_id FROM loan_repayments WHERE loan_id = %s"
+                 % lid) == [["cash", "10000", str(ch["users"][role])]]
+    elif action == "loans.repay_reverse":
+        from test_loan_repay import make_loan, repay
+        lid = make_loan(env, None, cid, ch["users"]["member"], [{"principal": 40000, "interest": 4000, "fee": 0}])
+        rid = repay(env, None, lid, 5000)["repayment_id"]
+        s, screen = reach(c, phone, path[:-1])
+        end, screen = s.send(path[-1])
+        assert screen.startswith("Repayment to reverse:") and ("1. L%s KES 50 " % lid) in screen, screen
+        s.send("1")
+        s.send("paid twice")
+        end, screen = s.send("1")
+        (code,), = q(env, "SELECT code FROM approvals WHERE kind = 'loan_repay_reverse' AND ref_id = %s" % rid)
+        assert end and screen.startswith("Request %s sent to the other officials." % code), screen
+        for other in officials:
+            if other != role:
+                vote_sql(env, None, ch["users"][other], code)
+        assert q(env, "SELECT status FROM loan_repayments WHERE id = %s" % rid) == [["reversed"]]
     elif action.startswith("loans."):
         loan_flow(env, c, ch, role, action, path)
     else:
