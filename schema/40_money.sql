@@ -358,10 +358,14 @@ BEGIN
     END IF;
     goes := CASE WHEN loan IS NOT NULL THEN 'loan' WHEN member IS NOT NULL THEN 'contribution'
                  WHEN chama IS NOT NULL THEN 'suspense' ELSE 'unassigned' END;
+    -- received_at on the clock c2b_flag_overdue ages it by (the later of
+    -- the clock and p_at): with an injected clock ahead, now() would make
+    -- a payment look hours old the moment it came, flagged before its
+    -- status result could verify it
     INSERT INTO mpesa_c2b (trans_id, amount_cents, bill_ref, payer_name, msisdn_masked, chama_id, user_id, outcome,
-                           status, business_shortcode, receipt_template, loan_id)
+                           status, business_shortcode, receipt_template, loan_id, received_at)
     VALUES (p_trans_id, p_amount_cents, left(p_bill_ref, 40), left(p_payer, 120), left(p_msisdn, 80), chama, member,
-            goes, 'unverified', left(p_shortcode, 20), p_receipt_body, loan)
+            goes, 'unverified', left(p_shortcode, 20), p_receipt_body, loan, greatest(now(), p_at))
     ON CONFLICT ON CONSTRAINT mpesa_c2b_trans_id_key DO NOTHING
     RETURNING mpesa_c2b.id INTO id_;
     IF id_ IS NULL THEN
