@@ -11,9 +11,10 @@ the ledger balances after each step.
 The loans are made here with SQL, as migration 024's recipes post them
 (disbursement Dr loans_receivable / Cr mpesa_float, interest Dr
 loans_receivable / Cr interest_income): this part only needs an active
-loan with its schedule.  The repayment of these tests (repay()) is a
-stand-in with loan_repay's lock (the loan row FOR UPDATE first, then the
-posting), since loan_repay (helper D) is not on this branch."""
+loan with its schedule.  Money comes back through the real loan_repay
+(schema/74_loan_repay.sql): its allocations, repayment rows and postings
+are what verify-ledger checks, and its lock on the loan is what the race
+test races the penalty job against."""
 import json
 import subprocess
 import time
@@ -89,40 +90,27 @@ def make_loan(env, url, cid, uid, rows, terms, frequency="weekly", at="2026-02-2
     return lid
 
 
-# A stand-in for loan_repay with its lock: the loan row FOR UPDATE first,
-# then what instalment n owes now (penalties, fee, interest, principal)
-# read and paid in full, and posted Dr mpesa_float / Cr loans_receivable.
-REPAY = """
-SELECT id FROM loans WHERE id = {lid} FOR UPDATE;
-{pause}
-WITH s AS (SELECT * FROM loan_schedules WHERE loan_id = {lid} AND installment_no = {n}),
-     upd AS (UPDATE loans SET amount_repaid_cents = amount_repaid_cents + (SELECT principal_due_cents
-             - principal_paid_cents + interest_due_cents - interest_paid_cents + penalty_due_cents
-             - penalty_paid_cents FROM s), fees_paid_cents = fees_paid_cents + (SELECT fee_due_cents - fee_paid_cents
-             FROM s) WHERE id = {lid})
-SELECT ledger_post(l.chama_id, 'loan_repayment', 'test:repay:{lid}:{n}',
-                   jsonb_build_array(jsonb_build_object('kind', 'mpesa_float', 'side', 'debit', 'cents', x.c),
-                                     jsonb_build_object('kind', 'loans_receivable', 'user', l.user_id,
-                                                        'side', 'credit', 'cents', x.c)),
-                   'loans', l.id, NULL, jsonb_build_object('action', 'loan_repaid', 'user', l.user_id,
-                   'direction', 'in', 'method', 'mpesa', 'key', 'test:repay:{lid}:{n}'), NULL, 'mpesa', 'test',
-                   '{at}')
-  FROM loans l, (SELECT principal_due_cents - principal_paid_cents + interest_due_cents - interest_paid_cents
-                        + penalty_due_cents - penalty_paid_cents + fee_due_cents - fee_paid_cents AS c
-                   FROM loan_schedules WHERE loan_id = {lid} AND installment_no = {n}) x WHERE l.id = {lid};
-UPDATE loan_schedules SET principal_paid_cents = principal_due_cents, interest_paid_cents = interest_due_cents,
-       penalty_paid_cents = penalty_due_cents, fee_paid_cents = fee_due_cents, status = 'paid', paid_at = '{at}'
- WHERE loan_id = {lid} AND installment_no = {n};
-"""
+def owed(env, url, lid, n):
+    """What instalments 1..n of the loan owe now (penalties, fee, interest,
+    principal): what pays instalment n in full, since loan_repay allocates
+    from the oldest instalment."""
+    return int(one(env, url, "SELECT coalesce(sum(principal_due_cents - principal_paid_cents + interest_due_cents "
+                             "- interest_paid_cents + penalty_due_cents - penalty_paid_cents + fee_due_cents "
+                             "- fee_paid_cents), 0) FROM loan_schedules WHERE loan_id = %s AND installment_no <= %d"
+                   % (lid, n)))
 
 
-def repay_sql(lid, n, at, pause=0):
-    return "BEGIN;" + REPAY.format(lid=lid, n=n, at=at, pause="SELECT pg_sleep(%s);" % pause if pause else "") + \
-        "COMMIT;"
+def repay_sql(lid, n, cents, at):
+    """loan_repay of cents by M-Pesa (Dr mpesa_float), keyed test:repay:<loan>:<n>."""
+    return ("SELECT outcome FROM loan_repay(%s, %d, 'mpesa', '{\"kind\": \"mpesa_float\"}', 'test:repay:%s:%d', "
+            "NULL, NULL, NULL, 'mpesa', '%s')" % (lid, cents, lid, n, at))
 
 
 def repay(env, url, lid, n, at):
-    env.psql(repay_sql(lid, n, at), url)
+    """The borrower pays what instalments 1..n owe now, through loan_repay."""
+    assert one(env, url, repay_sql(lid, n, owed(env, url, lid, n), at)) in ("ok_loan_repaid", "ok_loan_closed")
+    assert one(env, url, "SELECT status FROM loan_schedules WHERE loan_id = %s AND installment_no = %d"
+               % (lid, n)) == "paid"
 
 
 def penalties(env, url, at):
@@ -380,8 +368,11 @@ def test_default_after_its_days_borrower_and_officials_told(env):
     n = len(levied(env, url, short))
     assert penalties(env, url, "2026-04-09 12:00+03") > 0 and len(levied(env, url, short)) > n
     books_hold(env, url, cid)
-    # a loan paid up in time is not defaulted
-    paid = make_loan(env, url, cid, u["Borrower en"], [("2026-04-06", 100000, 0, 0)], {})
+    # a loan paid up in time is not defaulted: its first instalment paid
+    # (loan_repay would close a loan paid in full: a second one keeps it
+    # active, 26 days late on 1 Jun, within its 30)
+    paid = make_loan(env, url, cid, u["Borrower en"], [("2026-04-06", 100000, 0, 0), ("2026-05-06", 100000, 0, 0)],
+                     {}, "monthly")
     repay(env, url, paid, 1, "2026-04-07 12:00+03")
     assert defaults(env, url, "2026-06-01 12:00+03") == 0
     assert one(env, url, "SELECT status FROM loans WHERE id = %s" % paid) == "active"
@@ -408,23 +399,29 @@ def test_repayment_and_penalty_racing_are_decided_one_after_the_other(env):
     # the repayment first (it holds the loan): the job waits, then sees the
     # instalment paid: no penalty
     a = make_loan(env, url, cid, u["Borrower en"], WEEKLY, FLAT)
-    took = race(env, url, repay_sql(a, 1, at, pause=3),
+    took = race(env, url, "BEGIN; %s; SELECT pg_sleep(3); COMMIT;" % repay_sql(a, 1, owed(env, url, a, 1), at),
                 "SELECT loan_penalties_run('%s', '%s', '%s')" % (at, TZ, PAYBILL))
     assert took > 1, took  # it waited for the repayment
     assert levied(env, url, a) == []
     assert one(env, url, "SELECT status FROM loan_schedules WHERE loan_id = %s AND installment_no = 1" % a) == "paid"
     books_hold(env, url, cid)
     # the job first (it holds the loan until it commits): the repayment
-    # waits, then pays the penalty with the instalment
+    # waits, then pays the penalty with the instalment: the borrower pays
+    # the instalment and the flat penalty the job is levying (what its
+    # notice says is due); allocated from the loan as the job left it, the
+    # penalty first, it pays instalment 1 in full
     b = make_loan(env, url, cid, u["Borrower en"], WEEKLY, FLAT)
     took = race(env, url, "BEGIN; SELECT loan_penalties_run('%s', '%s', '%s'); SELECT pg_sleep(2); COMMIT;"
-                % (at, TZ, PAYBILL), repay_sql(b, 1, at))
+                % (at, TZ, PAYBILL), repay_sql(b, 1, owed(env, url, b, 1) + FLAT["penalty"]["cents"], at))
     assert took > 1, took
     assert levied(env, url, b) == [(1, 1, 10000, 110000, "2026-03-05")]
     assert env.psql("SELECT penalty_due_cents, penalty_paid_cents, status FROM loan_schedules WHERE loan_id = %s "
                     "AND installment_no = 1" % b, url) == [["10000", "10000", "paid"]]
-    assert one(env, url, "SELECT amount_cents FROM journal_entries j JOIN journal_lines x ON x.entry_id = j.id "
-                         "WHERE j.idempotency_key = 'test:repay:%s:1' AND x.side = 'debit'" % b) == "120000"
+    assert one(env, url, "SELECT x.amount_cents FROM loan_repayments r JOIN journal_lines x ON x.entry_id = "
+                         "r.journal_entry_id WHERE r.idempotency_key = 'test:repay:%s:1' AND x.side = 'debit'"
+               % b) == "120000"
+    assert env.psql("SELECT penalty_cents, interest_cents, principal_cents, credit_cents FROM loan_repayments "
+                    "WHERE idempotency_key = 'test:repay:%s:1'" % b, url) == [["10000", "10000", "100000", "0"]]
     books_hold(env, url, cid)
     # a second run while the first holds the job's lock answers 0 at once
     took = race(env, url, "BEGIN; SELECT loan_penalties_run('2026-03-12 09:00+03', '%s'); SELECT pg_sleep(2); "
