@@ -277,7 +277,8 @@ $$;
 -- Once per repayment.  A repayment of a loan closed since is refused
 -- (err_repay_loan_closed): the holds were ended and the lifecycle has no way
 -- back from closed; an operator corrects it.  A credit the member has
--- spent meanwhile cannot come back out of their savings: err_repay_savings_short.
+-- spent or pledged meanwhile cannot come back out of their savings:
+-- err_repay_savings_short.
 -- Outcome: ok_repayment_reversed, err_repay_none, err_already_reversed,
 -- err_repay_loan_closed, err_repay_savings_short.
 CREATE OR REPLACE FUNCTION loan_repayment_reverse(p_repayment bigint, p_reason text, p_actor bigint,
@@ -313,9 +314,12 @@ BEGIN
         RETURN QUERY SELECT 'err_repay_loan_closed'::text, NULL::bigint;
         RETURN;
     END IF;
-    IF r.credit_cents > 0 AND coalesce((SELECT b.balance_cents FROM ledger_accounts b
-                                         WHERE b.chama_id = l.chama_id AND b.kind = 'member_savings'
-                                           AND b.user_id = l.user_id), 0) < r.credit_cents THEN
+    -- the credit comes back out of the borrower's savings: out of what no
+    -- pledge holds (their savings row locked, B's one lock on holds)
+    IF r.credit_cents > 0 THEN
+        PERFORM loan_guar_lock_savings(l.chama_id, l.user_id);
+    END IF;
+    IF r.credit_cents > 0 AND member_free_savings_cents(l.chama_id, l.user_id) < r.credit_cents THEN
         RETURN QUERY SELECT 'err_repay_savings_short'::text, NULL::bigint;
         RETURN;
     END IF;

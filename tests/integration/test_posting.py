@@ -18,7 +18,7 @@ PG_BOOKS = BOOKS.replace(r"\b", r"\y")  # PostgreSQL spells a word boundary \y
 # each takes its time as p_at and never reads now() for what it records
 POSTING = {"ledger_post", "post_contribution", "reverse_contribution", "post_suspense", "suspense_allocate",
            "cash_record", "payment_reverse", "c2b_confirm", "mpesa_settle",
-           "payout_post", "reconcile_compare", "c2b_credit"}
+           "payout_post", "reconcile_compare", "c2b_credit", "loan_repay", "loan_repayment_reverse"}
 
 
 def posting_db(env, name):
