@@ -461,7 +461,8 @@ END
 $$;
 
 -- Approved: the offset is a repayment from the borrower's savings, once
--- (keyed by the approval), as the borrower who asked.
+-- (keyed by the approval), as the borrower who asked; refused then (their
+-- free savings short now), they are told by SMS.
 CREATE OR REPLACE FUNCTION loan_offset_on_approval(p_approval_id bigint, p_ref_id bigint, p_decision text,
                                                    p_at timestamptz)
 RETURNS text
@@ -479,6 +480,14 @@ BEGIN
                       jsonb_build_object('kind', 'member_savings', 'user', a.maker_user_id),
                       'approval:' || a.id, 'approvals', a.id, a.maker_user_id,
                       coalesce(audit_setting('chamad.channel'), a.channel), p_at) x;
+    -- approved, but the savings no longer cover it (a pledge took them
+    -- meanwhile) or the loan owes nothing now: the borrower hears why
+    IF r NOT LIKE 'ok%' THEN
+        PERFORM notify(a.maker_user_id, 'loan', 'sms_loan_offset_refused',
+                       jsonb_build_object('chama', (SELECT c.name FROM chamas c WHERE c.id = a.chama_id),
+                                          'loan', 'L' || p_ref_id, 'amount', format_kes(a.amount_cents)),
+                       4, 'approval:' || a.id || ':offset_refused', a.chama_id);
+    END IF;
     RETURN r;
 END
 $$;

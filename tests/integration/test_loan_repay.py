@@ -662,9 +662,26 @@ def test_loan_repay_savings_offset_with_approval(env):
     path = repay_path() + [menu_number("loan_repay_how", "loan_offset_amount")]
     screen = ussd(c, phone, path + ["300", "1"])
     assert "Not enough free savings." in screen, screen
+    # asked within the free savings, but another pledge holds them before
+    # the officials approve: checked again then, nothing taken
     screen = ussd(c, phone, path + ["200", "1"])
     assert screen.startswith("END Request ") and "sent to the officials" in screen, screen
-    (aid, code, amount), = env.psql("SELECT id, code, amount_cents FROM approvals WHERE kind = 'loan_offset'", url)
+    (aid, code), = env.psql("SELECT id, code FROM approvals WHERE kind = 'loan_offset'", url)
+    env.psql("INSERT INTO loan_guarantors (loan_id, guarantor_user_id, pledged_cents, status) "
+             "VALUES (%s, %s, 10000, 'accepted')" % (make_loan(env, url, cid, officials[1], [
+                 {"principal": 10000, "interest": 0, "fee": 0}]), uid), url)
+    vote_sql(env, url, officials[0], code)
+    vote_sql(env, url, officials[1], code)
+    assert env.psql("SELECT status, result FROM approvals WHERE id = %s" % aid, url) == \
+        [["executed", "err_repay_savings_short"]]
+    assert env.psql("SELECT count(*) FROM loan_repayments", url) == [["0"]]
+    assert env.psql("SELECT count(*) FROM notifications WHERE template = 'sms_loan_offset_refused' "
+                    "AND user_id = %s" % uid, url) == [["1"]]
+    env.psql("UPDATE loan_guarantors SET status = 'declined' WHERE pledged_cents = 10000", url)
+    screen = ussd(c, phone, path + ["200", "1"])
+    assert screen.startswith("END Request ") and "sent to the officials" in screen, screen
+    (aid, code, amount), = env.psql("SELECT id, code, amount_cents FROM approvals WHERE kind = 'loan_offset' "
+                                    "AND status = 'pending'", url)
     assert amount == "20000"
     assert env.psql("SELECT count(*) FROM loan_repayments", url) == [["0"]]
     assert vote_sql(env, url, officials[0], code)["outcome"] != "ok_approval_done"
