@@ -4,6 +4,7 @@
 #   make SANITIZE=1      build bin/chamad-asan (ASan + UBSan, no recovery)
 #   make test            install what is missing, build, run every test
 #   make test SANITIZE=1 the same suite against the sanitizer build
+#   make test JOBS=N     integration tests on N workers (default two per core; 1: one by one)
 #   make run             the whole thing, running, with a demo chama
 #   make fuzz            build the libFuzzer targets (clang): bin/fuzz-*
 #   make fuzz-run        run each of them for 20 s (make test runs 10 s each)
@@ -90,7 +91,7 @@ deps:
 	bash scripts/deps.sh
 
 test:
-	bash scripts/test.sh $(if $(filter 1,$(SANITIZE)),--sanitize)
+	bash scripts/test.sh $(if $(filter 1,$(SANITIZE)),--sanitize) $(if $(JOBS),-j $(JOBS))
 
 run:
 	bash scripts/run.sh

@@ -478,7 +478,8 @@ BEGIN
     SELECT count(*), coalesce(sum(CASE WHEN l.status IN ('active', 'defaulted', 'disbursed')
                                        THEN loan_balance_cents(l) ELSE l.principal_cents END), 0)
       INTO open_loans, owed_cents
-      FROM loans l WHERE l.chama_id = p_chama AND l.user_id = p_user AND loan_is_open(l.status);
+      FROM loans l WHERE l.chama_id = p_chama AND l.user_id = p_user      -- loans_member_open_idx (025)
+       AND l.status IN ('applied', 'queued', 'under_review', 'approved', 'disbursed', 'active', 'defaulted');
     arrears_cents := coalesce((SELECT a.arrears_cents FROM member_arrears(p_user, p_chama, p_at, p_tz) a), 0);
     IF p IS NULL THEN
         outcome := 'err_loan_product';

@@ -87,8 +87,10 @@ redis_start() {
   local d="$BASE/redis"
   mkdir -p "$d"
   if redis-cli -p "$RD_PORT" ping >/dev/null 2>&1; then return 0; fi
+  # 64 databases: each worker of a parallel test run (tests/run.py -j N)
+  # has its own database index
   redis-server --port "$RD_PORT" --bind 127.0.0.1 --daemonize yes --pidfile "$d/redis.pid" \
-    --dir "$d" --logfile "$d/redis.log" --save '' --appendonly no >/dev/null
+    --dir "$d" --logfile "$d/redis.log" --save '' --appendonly no --databases 64 >/dev/null
   for _ in $(seq 1 100); do
     redis-cli -p "$RD_PORT" ping 2>/dev/null | grep -q PONG && return 0; sleep 0.05
   done

@@ -2,7 +2,9 @@
 # make test: installs what is missing, builds, starts a private PostgreSQL
 # and Redis (the "test" instance), runs every test, stops what it started.
 # The last line is "N passed, N failed".
-#   scripts/test.sh [--sanitize] [-k SUBSTRING]
+#   scripts/test.sh [--sanitize] [-k SUBSTRING] [-j N]
+# -j N: the integration tests on N worker processes (tests/run.py; default
+# two per core, at most 8; -j 1 one after the other).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -160,7 +160,7 @@ static const struct cf_key cf_keys[] = {
 	INT(mpesa, timeout_ms, "10000", 100, 60000, true, "one call to Daraja, connect included"),
 	INT(mpesa, unknown_close_s, "600", 10, 86400, true,
 	    "a push whose answer was lost, with no callback matched by then, is closed and the member told"),
-	INT(jobs, every_s, "3600", 1, 86400, true, "how often the scheduled jobs (reminders) run"),
+	INT(jobs, every_s, "3600", 1, 86400, true, "how often the scheduled jobs (reminders, approvals' expiry, loan penalties and defaults) run"),
 	INT(jobs, reminder_lead_days, "1", 0, 30, true, "a due-date reminder goes out this many days before"),
 	STR(jobs, now, "", true, NULL,
 	    "a fixed \"now\" (timestamp) for the domain clock: postings, jobs, arrears; empty = the clock (tests, drills)"),

@@ -36,12 +36,10 @@ DB_STMT(account_balances, 5, BALANCE("$2::bigint IS NULL"));
 DB_STMT(account_statement, 4, STATEMENT("a.chama_id = $2::bigint"));
 DB_STMT(account_statements, 4, STATEMENT("$2::bigint IS NULL"));
 
+/* the loans' figures are the ledger's (loan_member_views, schema/76_loan_views.sql:
+ * the balance is the loan's lines on loans_receivable), the rows USSD Loans >
+ * My loans lists for one chama */
 DB_STMT(account_loans, 2,
-	"SELECT c.name, l.outstanding_balance_cents, coalesce(s.due, 0), "
-	"coalesce(to_char(s.due_date, 'DD Mon'), '-') FROM loans l JOIN chamas c ON c.id = l.chama_id "
-	"LEFT JOIN LATERAL (SELECT due_date, principal_due_cents + interest_due_cents + penalty_due_cents "
-	"- principal_paid_cents - interest_paid_cents - penalty_paid_cents AS due FROM loan_schedules "
-	"WHERE loan_id = l.id AND status IN ('pending', 'partially_paid', 'overdue') "
-	"ORDER BY installment_no LIMIT 1) s ON true "
-	"WHERE l.user_id = $1::bigint AND l.status IN ('disbursed', 'active', 'defaulted') "
-	"ORDER BY l.applied_at LIMIT $2::int");
+	"SELECT chama_name, loan_id, status, principal_cents, balance_cents, coalesce(next_cents::text, ''), "
+	"coalesce(to_char(next_due, 'DD Mon'), '') FROM loan_member_views WHERE user_id = $1::bigint "
+	"ORDER BY chama_name, applied_at, loan_id LIMIT $2::int");

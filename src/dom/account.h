@@ -50,15 +50,20 @@ enum {
 };
 
 /*
- * A member's open loans (disbursed, active, defaulted), oldest first, with
- * the next instalment still owed.  $1 user id, $2 rows at most.
+ * A member's loans that have not ended (applied .. active, defaulted), in
+ * every chama, by chama name then oldest first, with what the ledger says
+ * is owed and the next instalment still owed (loan_view.h has the same for
+ * one chama).  $1 user id, $2 rows at most.
  */
 extern const struct db_stmt account_loans;
 enum {
 	ACCOUNT_LOAN_CHAMA,		/* the chama's name */
-	ACCOUNT_LOAN_OUTSTANDING,	/* cents */
-	ACCOUNT_LOAN_NEXT,		/* the next instalment's amount still owed, cents (0: none) */
-	ACCOUNT_LOAN_DATE,		/* its due date, "DD Mon", or "-" */
+	ACCOUNT_LOAN_ID,		/* the loan's id (#12 to the member) */
+	ACCOUNT_LOAN_STATUS,		/* loans.status */
+	ACCOUNT_LOAN_PRINCIPAL,		/* the amount applied for, cents */
+	ACCOUNT_LOAN_BALANCE,		/* owed by the ledger, cents */
+	ACCOUNT_LOAN_NEXT,		/* the next instalment's amount still owed, cents ("": none) */
+	ACCOUNT_LOAN_DATE,		/* its due date, "DD Mon" ("": none) */
 };
 
 #endif

@@ -11,8 +11,12 @@
 
 /* The checks whose every row is a problem, with no parameter (NULL stmt
  * ends it): unbalanced entries, account balances that are not the sum of
- * their lines, member accounts that disagree with the contributions, and
- * contributions without their entries. */
+ * their lines, member accounts that disagree with the contributions (and
+ * payouts and loans), contributions without their entries, payouts
+ * without their one entry, and the loans' (024): each member's
+ * loans_receivable against their loans, each loan against its entries,
+ * its schedule against its columns, allocations against repayments and
+ * instalments, and each repayment against its entry. */
 struct ledger_check {
 	const char *what;	/* "unbalanced entry", ... */
 	const struct db_stmt *stmt;

@@ -77,6 +77,16 @@ const struct menu_sms_need notify_templates[] = {
 	/* send_reminders (schema/60_notify.sql) */
 	{ "sms_due_reminder", "chama amount date" },
 	{ "sms_arrears", "chama amount date" },
+	/* the loan jobs (schema/75_loan_penalties.sql); pay is one of the
+	 * sms_loan_pay_* lines */
+	{ "sms_loan_due3", "chama loan amount date pay" },
+	{ "sms_loan_due1", "chama loan amount date pay" },
+	{ "sms_loan_overdue", "chama loan amount date pay" },
+	{ "sms_loan_penalty", "chama loan amount date due pay" },
+	{ "sms_loan_defaulted", "chama loan amount date days member pay" },
+	{ "sms_loan_defaulted_officials", "chama loan amount date days member" },
+	{ "sms_loan_pay_paybill", "paybill account" },
+	{ "sms_loan_pay_account", "account" },
 	/* act_auth.c: codes; pin.c: the lock-out alert */
 	{ "sms_otp", "code minutes" },
 	{ "sms_pin_locked", "minutes" },

@@ -1,6 +1,7 @@
 /*
  * jobs: scheduled work inside chamad (contribution reminders and arrears
- * notices).  Every daemon runs the timer; the work itself takes a
+ * notices, approvals' expiry, loan penalties, defaults and reminders).
+ * Every daemon runs the timer; the work itself takes a
  * PostgreSQL advisory lock and queues messages under idempotency keys, so
  * several daemons never do one run twice.
  */

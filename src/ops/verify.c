@@ -14,8 +14,16 @@
  *      legacy global chain (chain_seq) of the rows from before 015, whose
  *      last hash every chain of a chama that existed then starts from;
  *   4. the domain tables agree with the ledger: members' savings, welfare
- *      and share accounts equal their confirmed contributions, and every
- *      confirmed contribution has its entry (a reversed one, its reversal).
+ *      and share accounts equal their confirmed contributions (less what
+ *      was paid out of them, plus or minus what loans moved), and every
+ *      confirmed contribution has its entry (a reversed one, its reversal);
+ *   5. the loans agree with the ledger: each member's loans_receivable is
+ *      what their loans owe (loan_balance_cents written out), each loan
+ *      owes what its own entries say (the balance members are shown), its
+ *      schedule adds up to its columns (principal, interest, fees,
+ *      penalties, repaid, fees paid), each repayment's allocations add up
+ *      to its parts and each instalment's paid parts to the allocations of
+ *      the repayments that stand, and each repayment has its entry.
  *
  * Prints what it checked and every problem (the first ones of each kind);
  * exits 0 when the books hold, 1 when they do not, 2 when it cannot check.

@@ -3,7 +3,7 @@
  *
  *   BAL / SALIO <PIN>      savings and loan balance per chama
  *   STMT / TAARIFA <PIN>   the last five movements
- *   LOAN / MKOPO <PIN>     open loans and the next instalment
+ *   LOAN / MKOPO <PIN>     my loans: owed (the ledger's), the next instalment
  *   HELP / MSAADA          the commands
  *   DISPUTE / PINGA        the last cash entry is wrong
  *
@@ -297,24 +297,48 @@ static void cmd_statement(struct sms_cmd *c)
 	db_run(app->db, &account_statements, p, statement_read, c);
 }
 
+/* The line of one loan, the words of USSD Loans > My loans: what the ledger
+ * says is owed and the next instalment once paid out, else the amount
+ * applied for and where the application stands. */
+static void loan_line(struct sms_cmd *c, PGresult *res, int i)
+{
+	const char *status = PQgetvalue(res, i, ACCOUNT_LOAN_STATUS);
+	const char *next = PQgetvalue(res, i, ACCOUNT_LOAN_NEXT);
+	bool paid_out = !strcmp(status, "active") || !strcmp(status, "defaulted") || !strcmp(status, "disbursed");
+	json_t *v = json_pack("{s:s, s:s}", "chama", PQgetvalue(res, i, ACCOUNT_LOAN_CHAMA), "loan",
+			      PQgetvalue(res, i, ACCOUNT_LOAN_ID));
+	char key[48];
+
+	if (!paid_out) {
+		snprintf(key, sizeof(key), "sms_loan_status_%s", status);
+		json_object_set_new(v, "status", json_pack("{s:s}", "template", key));
+		set_money(v, "amount", PQgetvalue(res, i, ACCOUNT_LOAN_PRINCIPAL));
+		sms_cmd_add_line(c, "sms_loan_view_wait", v);
+		return;
+	}
+	set_money(v, "balance", PQgetvalue(res, i, ACCOUNT_LOAN_BALANCE));
+	if (!*next) {
+		sms_cmd_add_line(c, "sms_loan_view_owed", v);
+		return;
+	}
+	set_money(v, "next", next);
+	json_object_set_new(v, "date", json_string(PQgetvalue(res, i, ACCOUNT_LOAN_DATE)));
+	sms_cmd_add_line(c, strcmp(status, "defaulted") ? "sms_loan_view_line" : "sms_loan_view_late", v);
+}
+
 static void loans_read(const struct db_result *r, void *arg)
 {
 	struct sms_cmd *c = arg;
 
 	if (!lines_read(c, r))
 		return;
-	for (int i = 0; i < PQntuples(r->res); i++) {
-		json_t *v = json_pack("{s:s, s:s}", "chama", PQgetvalue(r->res, i, ACCOUNT_LOAN_CHAMA), "date",
-				      PQgetvalue(r->res, i, ACCOUNT_LOAN_DATE));
-
-		set_money(v, "outstanding", PQgetvalue(r->res, i, ACCOUNT_LOAN_OUTSTANDING));
-		set_money(v, "next", PQgetvalue(r->res, i, ACCOUNT_LOAN_NEXT));
-		sms_cmd_add_line(c, "sms_loan_line", v);
-	}
+	for (int i = 0; i < PQntuples(r->res); i++)
+		loan_line(c, r->res, i);
 	reply_lines(c, PQntuples(r->res), "sms_loan", "sms_no_loans");
 }
 
-/* LOAN: open loans and their next instalment */
+/* LOAN: the member's loans, from the ledger (the statement over the view
+ * USSD Loans > My loans reads) */
 static void cmd_loans(struct sms_cmd *c)
 {
 	struct app *app = sms_cmd_app(c);
@@ -526,7 +550,10 @@ const struct sms_command sms_commands[] = {
 	{ "stmt", { "STMT", "TAARIFA" }, true, cmd_statement,
 	  { "sms_stmt", "sms_stmt_line", "sms_no_transactions", "sms_what_in", "sms_what_reversed",
 	    "sms_what_repaid", "sms_what_loan", "sms_what_out", "sms_what_adjusted" } },
-	{ "loan", { "LOAN", "MKOPO" }, true, cmd_loans, { "sms_loan", "sms_loan_line", "sms_no_loans" } },
+	{ "loan", { "LOAN", "MKOPO" }, true, cmd_loans,
+	  { "sms_loan", "sms_no_loans", "sms_loan_view_line", "sms_loan_view_late", "sms_loan_view_owed",
+	    "sms_loan_view_wait", "sms_loan_status_applied", "sms_loan_status_queued", "sms_loan_status_under_review",
+	    "sms_loan_status_approved" } },
 	{ "help", { "HELP", "MSAADA" }, false, cmd_help, { "sms_help" } },
 	{ "dispute", { "DISPUTE", "PINGA" }, false, cmd_dispute,
 	  { "sms_dispute_sent", "sms_dispute_none", "sms_dispute_officials" } },

@@ -85,6 +85,7 @@ extern const struct ussd_action act_approve_actions[];
 extern const struct ussd_action act_payout_actions[];
 extern const struct ussd_action act_loan_off_actions[];
 extern const struct ussd_action act_check_actions[];
+extern const struct ussd_action act_loan_view_actions[];
 extern const struct ussd_action act_loan_actions[];
 extern const struct ussd_action act_loan_guar_actions[];
 extern const struct ussd_action act_loan_repay_actions[];

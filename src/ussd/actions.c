@@ -252,6 +252,7 @@ void act_register_all(void)
 	ussd_actions_register(act_approve_actions);
 	ussd_actions_register(act_payout_actions);
 	ussd_actions_register(act_check_actions);
+	ussd_actions_register(act_loan_view_actions);
 	ussd_actions_register(act_loan_actions);
 	ussd_actions_register(act_loan_guar_actions);
 	ussd_actions_register(act_loan_off_actions);

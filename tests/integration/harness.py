@@ -27,12 +27,39 @@ MPESA_SECRET = "t3st-cb-Secret_0123456789abcdefghij"
 MPESA_ALLOW_IPS = "safaricom:127.0.0.1"
 
 
+# Ports handed out by free_port() in a parallel run (tests/run.py -j N sets
+# CHAMASMART_TEST_PORTS=LO-HI, one range per worker): below Linux's
+# ephemeral range, so neither another worker's bind(0) nor any outgoing
+# connection can take a port between free_port() and the daemon's bind.
+_ports = {"range": None, "next": None}
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    rng = os.environ.get("CHAMASMART_TEST_PORTS")
+    if not rng:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+    lo, hi = (int(x) for x in rng.split("-"))
+    if _ports["range"] != (lo, hi):
+        _ports["range"], _ports["next"] = (lo, hi), lo
+    # round robin through the range, so a port just closed (a daemon just
+    # stopped) is not handed out again at once; skip any in use
+    for _ in range(hi - lo + 1):
+        port = _ports["next"]
+        _ports["next"] = lo if port >= hi else port + 1
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no free port in %s" % rng)
 
 
 class Response:
@@ -139,25 +166,45 @@ def check_sanitizers(text):
 
 
 class Env:
-    def __init__(self, binpath):
+    """worker: 0 in a sequential run; 1..N for each worker process of a
+    parallel run (tests/run.py -j N), which then has databases of its own
+    (every fresh_db name gets the suffix _w<worker>), its own Redis
+    database index (worker) and its own log folder, so workers share only
+    the servers."""
+
+    def __init__(self, binpath, worker=0, setup=True):
         self.bin = binpath
         self.root = ROOT
+        self.worker = worker
         # scripts/services.sh instance (and its ports) this run uses
         self.instance = os.environ.get("CHAMASMART_INSTANCE", "test")
         self.pg_port = int(os.environ.get("CHAMASMART_PG_PORT", "25433"))
         self.redis_port = int(os.environ.get("CHAMASMART_REDIS_PORT", "26380"))
+        self.redis_db = worker
+        self.db_suffix = "_w%d" % worker if worker else ""
         self.logdir = os.path.join(ROOT, ".run", self.instance, "logs")
+        if worker:
+            self.logdir = os.path.join(self.logdir, "w%d" % worker)
         self._procs = []
         self._dbs = []
-        self.db_url = self.fresh_db("chamasmart_test")
-        self.migrate(self.db_url, check=True)
+        if setup:
+            self.db_url = self.fresh_db("chamasmart_test")
+            self.migrate(self.db_url, check=True)
+
+    @classmethod
+    def bare(cls):
+        """For the servers only (fresh_db, psql with a URL): no database of
+        its own, no daemon binary."""
+        return cls(None, setup=False)
 
     # -- PostgreSQL --
     def url_for(self, db):
         return "postgresql://chamasmart@127.0.0.1:%d/%s" % (self.pg_port, db)
 
-    def redis_url(self, db=0):
-        return "redis://127.0.0.1:%d/%d" % (self.redis_port, db)
+    def redis_url(self, db=None, port=None):
+        """This worker's Redis database (db None), on the test Redis or on
+        `port` (a proxy in front of it)."""
+        return "redis://127.0.0.1:%d/%d" % (port or self.redis_port, self.redis_db if db is None else db)
 
     def base_env(self):
         return {
@@ -190,6 +237,7 @@ class Env:
         return p.stderr
 
     def fresh_db(self, name):
+        name += self.db_suffix
         admin = self.url_for("postgres")
         self.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name, admin)
         self.psql("CREATE DATABASE %s" % name, admin)

@@ -13,6 +13,13 @@ import time
 
 from harness import ROOT, http
 
+# tests/run.py -j N: these run alone, nothing else in flight.  They stop,
+# restart or freeze (SIGSTOP) the PostgreSQL or Redis every worker shares,
+# or (pg_terminate_backend) cut connections to it.
+SERIAL = {"test_request_deadline", "test_redis_stalled_command_times_out", "test_redis_restart",
+          "test_postgres_restart", "test_pg_terminate_backend", "test_client_gone_before_answer",
+          "test_sigterm_drains_in_flight"}
+
 
 def redis_pid(env):
     with open(os.path.join(ROOT, ".run", env.instance, "redis", "redis.pid")) as f:
@@ -171,7 +178,7 @@ def test_redis_handshake_failure_is_named(env):
     """A wrong Redis password: the connection is dropped from inside the
     AUTH reply callback (the path our adapter's re-entrancy guard protects);
     /healthz names Redis and the log says why."""
-    c = env.chamad({"CHAMAD_REDIS_URL": "redis://:wrong@127.0.0.1:%d/0" % env.redis_port,
+    c = env.chamad({"CHAMAD_REDIS_URL": "redis://:wrong@127.0.0.1:%d/%d" % (env.redis_port, env.redis_db),
                     "CHAMAD_REDIS_RECONNECT_MIN_MS": "50", "CHAMAD_REDIS_RECONNECT_MAX_MS": "100"})
     r = c.wait_health(503)
     assert r.json()["down"] == ["redis"], r.body

@@ -251,9 +251,12 @@ def test_daraja_emulator_status_of_a_paybill_payment_and_its_contradictions(env)
         500, tid, "UMOJA-12", "Completed")
     assert p["DebitPartyName"] == PHONE + " - Jane Doe"
     assert p["CreditPartyName"] == mp.shortcode + " - ChamaSmart"
-    for how in ("amount", "account", "shortcode", "failed", "not_found"):
+    for i, how in enumerate(("amount", "account", "shortcode", "failed", "not_found")):
         mp.contradict("status", how)
         status(mp, sink, transaction_id=tid)
+        # its result before the next query: the emulator posts each result
+        # from a thread of its own, so two in flight may land in either order
+        sink.wait("/status/result", i + 2)
     got = [b["Result"] for b in sink.wait("/status/result", 6)[1:]]
     ps = [params({"Result": x}) for x in got]
     assert ps[0]["Amount"] == 501 and ps[1]["TransactionReason"] != "UMOJA-12"
@@ -313,8 +316,12 @@ def test_daraja_emulator_balance_and_reversal_follow_the_book(env):
     assert r["ResultCode"] == 0 and params({"Result": r})["OriginalTransactionID"] == tid
     assert mp.book(receipt=tid)[0]["status"] == "Reversed"
     assert mp.book(type="reversal")[0]["reverses"] == tid
+    # each result before the next request: the emulator posts each from a
+    # thread of its own, so two in flight may land in either order
     reversal(mp, sink, tid, 700)                 # again
+    sink.wait("/reversal/result", 2)
     reversal(mp, sink, b2c_receipt, 999)         # wrong amount
+    sink.wait("/reversal/result", 3)
     reversal(mp, sink, "TXX0000000", 5)          # unknown
     codes = [b["Result"]["ResultCode"] for b in sink.wait("/reversal/result", 4)[1:]]
     assert codes == ["R000001", "R000002", "R000002"]
@@ -324,6 +331,7 @@ def test_daraja_emulator_balance_and_reversal_follow_the_book(env):
     status(mp, sink, transaction_id=tid)
     assert params(sink.wait("/status/result")[0])["TransactionStatus"] == "Reversed"
     balance(mp, sink, SecurityCredential="guess")
+    sink.wait("/balance/result", 2)              # in order (as above)
     mp.result_code("balance", 8006)
     balance(mp, sink)
     assert [b["Result"]["ResultCode"] for b in sink.wait("/balance/result", 3)[1:]] == [2001, 8006]

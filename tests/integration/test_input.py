@@ -9,6 +9,10 @@ database that is really down."""
 import json
 import re
 
+# tests/run.py -j N: alone, nothing else in flight: it stops the
+# PostgreSQL every worker shares.
+SERIAL = {"test_input_database_down_is_still_503"}
+
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 

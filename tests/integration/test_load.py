@@ -15,6 +15,10 @@ from mpesa_fixtures import DarajaEmulator
 from sms_fixtures import ATEmulator
 import test_mpesa as tm
 
+# tests/run.py -j N: alone, after the others.  Load tests want the CPU to
+# themselves, and one freezes the PostgreSQL postmaster every worker uses.
+SERIAL = True
+
 MEMBERS = 24
 BULK = 400
 

@@ -364,6 +364,18 @@ def test_loan_apply_is_idempotent_by_its_key(env):
     b = apply_sql(env, cid, uid2, 5000, 3, REDUCING, key="test:idem:%s" % uid2)
     assert a == b and a[0] == "ok_loan_cover" and a[2] == "200000", (a, b)
     assert q(env, "SELECT count(*) FROM loans WHERE user_id = %s" % uid2) == [["1"]]
+    # cover short: the screen says how much, and goes on to naming a guarantor (B's screen)
+    phone3, uid3 = member(env, cid, 3000)
+    s = to_loans(c, phone3)
+    s.send(option("loans", "loan_apply"))
+    s.send("5000")
+    s.send("3")
+    end, screen = s.send(PIN)
+    (lid3,), = q(env, "SELECT id FROM loans WHERE user_id = %s" % uid3)
+    assert not end and screen.startswith("Loan L%s applied. Guarantors must cover KES 2,000 of it.\n"
+                                         "1. Name a guarantor" % lid3), screen
+    end, screen = s.send("1")
+    assert not end and screen.startswith("Guarantor's member number or phone:"), screen
     # another member's key is a bug, not their loan
     err = env.psql_error("SELECT loan_apply(%s, %s, 'reducing', 100000, 3, '[]', 'test:idem:%s', 'ussd', %s)"
                          % (cid, uid, uid2, AT_SQL))

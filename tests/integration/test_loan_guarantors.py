@@ -65,6 +65,13 @@ class Chama:
                          % (self.cid, self.uid[who], kes * 100, status, disbursed, terms))
         return lid
 
+    def go(self, lid, *path):
+        """Moves the loan along its lifecycle (A's trigger holds each move),
+        as the approval and the payout (helper C) would: active is paid."""
+        for st in path:
+            self.q("UPDATE loans SET status = '%s'%s WHERE id = %s"
+                   % (st, ", amount_disbursed_cents = principal_cents" if st == "active" else "", lid))
+
     def add(self, lid, applicant, who, kes, at="now()"):
         """loan_guarantor_add: (outcome, guarantor id, code, still to ask, name)."""
         (row,) = self.q("SELECT outcome, guarantor_id, code, cover_needed_cents, name FROM loan_guarantor_add("
@@ -361,7 +368,7 @@ def test_loan_guar_holds_end(env):
     code_c = ch.add(lid, "amina", ch.number["chege"], 200)[2]
     assert ch.free("amina") == 0 and ch.free("baraka") == 50000
     # rejected: the holds were never used, the open request withdrawn
-    ch.q("UPDATE loans SET status = 'rejected', rejected_at = now() WHERE id = %s" % lid)
+    ch.go(lid, "under_review", "rejected")
     assert ch.q("SELECT loan_holds_end(%s, 'cancelled', now())" % lid) == [["3"]]
     assert [r[1] for r in ch.pledges(lid)] == ["cancelled", "cancelled", "cancelled"]
     assert ch.free("amina") == 100000 and ch.free("baraka") == 100000
@@ -413,8 +420,8 @@ def test_loan_guar_free_savings_never_below_zero_property(env):
         elif op < 0.7:
             # the loan goes out (as C's payout would leave it)
             lid = rnd.choice(loans)
-            ch.q("UPDATE loans SET status = 'active', amount_disbursed_cents = principal_cents WHERE id = %s "
-                 "AND status = 'applied'" % lid)
+            if ch.q("SELECT status FROM loans WHERE id = %s" % lid)[0][0] == "applied":
+                ch.go(lid, "under_review", "approved", "active")
         else:
             lid = rnd.choice(loans)
             if ch.q("SELECT status FROM loans WHERE id = %s" % lid)[0][0] == "active":
@@ -483,7 +490,7 @@ def test_loan_guar_by_sms_with_the_pin_in_both_languages(env):
     # GUAR and DHAMANA
     sms(c, ch.phone["dora"], "GUAR %s" % PIN)
     assert replies(env, ch, "dora")[-1] == "ChamaSmart: you have not guaranteed any loan."
-    ch.q("UPDATE loans SET status = 'active', amount_disbursed_cents = principal_cents WHERE id = %s" % lid)
+    ch.go(lid, "under_review", "approved", "active")
     ch.q("SELECT loan_holds_release(%s, 500000, now())" % lid)
     sms(c, ch.phone["baraka"], "GUAR %s" % PIN)
     assert replies(env, ch, "baraka")[-1] == ("ChamaSmart guarantees: KES 3,000 pledged, KES 750 released, KES 2,250 "
@@ -495,3 +502,114 @@ def test_loan_guar_by_sms_with_the_pin_in_both_languages(env):
     assert replies(env, ch, "chege")[-1] == ("Dhamana za ChamaSmart: KES 600 zimeahidiwa, KES 0 zimeachiliwa, "
                                              "KES 600 hatarini.\nDora (%s): KES 600 kati ya 600 zimeshikiliwa"
                                              % ch.name)
+
+
+def test_loan_guar_cover_complete_takes_the_loan_on(env):
+    """The acceptance that completes the cover calls A's loan_advance: the
+    pool covers it, so it goes to the officials (C's loan_approval_open),
+    never the borrower nor the guarantor among them."""
+    ch = Chama(env, "complete", ["amina", "baraka", "chege", "dora"])
+    ch.q("UPDATE memberships SET role = 'treasurer' WHERE user_id = %s" % ch.uid["chege"])
+    ch.q("UPDATE memberships SET role = 'secretary' WHERE user_id = %s" % ch.uid["dora"])
+    ch.save("amina", 1000)
+    ch.save("baraka", 29000)
+    lid = ch.loan("amina", 30000)
+    assert ch.q("SELECT loan_guarantor_self(%s, now())" % lid) == [["100000"]]
+    code = ch.add(lid, "amina", ch.number["baraka"], 29000)[2]
+    assert ch.q("SELECT status FROM loans WHERE id = %s" % lid) == [["applied"]]
+    assert ch.answer("baraka", code) == ["ok_loan_guar_accepted", "2900000", "0", "0"]
+    assert ch.q("SELECT status FROM loans WHERE id = %s" % lid) == [["under_review"]]
+    assert ch.q("SELECT kind, status, excluded_user_ids @> ARRAY[%s]::bigint[] FROM approvals WHERE ref_id = %s"
+                % (ch.uid["baraka"], lid)) == [["loan", "pending", "t"]]
+    invariants(ch)
+
+
+def option(screen, label):
+    """The number of the option whose label is label on screen."""
+    m = re.search(r"(?m)^(\d+)\. %s$" % re.escape(label), screen)
+    assert m, (label, screen)
+    return m.group(1)
+
+
+def test_loan_guar_ussd_name_answer_and_my_guarantees(env):
+    """On USSD: the applicant names a guarantor (member number, amount,
+    PIN) from Loans > My guarantees; the guarantor finds the request under
+    Loans > Requests for me with the borrower's record and their own free
+    savings, accepts with the PIN; a Swahili guarantor declines; My
+    guarantees shows what is guaranteed, released and at risk."""
+    ch = Chama(env, "ussd", ["amina", "baraka", "chege"], langs={"chege": "sw"})
+    ch.save("amina", 2000)
+    ch.save("baraka", 5000)
+    ch.save("chege", 5000)
+    lid = ch.loan("amina", 20000)
+    ch.q("SELECT loan_guarantor_self(%s, now())" % lid)
+    c = env.chamad({"CHAMAD_DATABASE_URL": ch.url})
+    s = AT(c, ch.phone["amina"])
+    s.login()
+    end, screen = s.send("3")
+    end, screen = s.send(option(screen, "My guarantees"))
+    assert screen.startswith("Guaranteed: KES 0 (0 loans)\nReleased: KES 0\nAt risk: KES 0\nRequests for you: 0"), \
+        screen
+    s.send("1")
+    end, screen = s.send("9")
+    assert screen.startswith("No such member here."), screen
+    end, screen = s.send(ch.number["baraka"])
+    assert screen.startswith("Baraka: amount to guarantee, in KES (still to cover: 18,000):"), screen
+    end, screen = s.send("3000")
+    assert screen.startswith("Ask Baraka to guarantee KES 3000. Enter your PIN:"), screen
+    end, screen = s.send(PIN)
+    code = ch.q("SELECT code FROM loan_guarantors WHERE loan_id = %s AND guarantor_user_id = %s"
+                % (lid, ch.uid["baraka"]))[0][0]
+    assert not end and screen.startswith("Baraka asked by SMS (code %s).\nStill to ask for: KES 15,000" % code), \
+        screen
+    # repeated until covered: Chege by phone (0 7.. as typed on a phone)
+    s.send("1")
+    end, screen = s.send("0" + ch.phone["chege"][4:])
+    assert screen.startswith("Chege: amount"), screen
+    s.send("16000")
+    end, screen = s.send(PIN)
+    assert screen.startswith("More than the loan needs."), screen
+    s.send("6000")
+    end, screen = s.send(PIN)
+    assert "Still to ask for: KES 9,000" in screen, screen
+    code_c = ch.q("SELECT code FROM loan_guarantors WHERE loan_id = %s AND guarantor_user_id = %s"
+                  % (lid, ch.uid["chege"]))[0][0]
+    # Baraka: Requests for me, the borrower's record, his free savings
+    s = AT(c, ch.phone["baraka"])
+    s.login()
+    end, screen = s.send("3")
+    end, screen = s.send(option(screen, "Requests for me"))
+    assert screen.startswith("Guarantee requests:\n1. %s Amina KES 3,000" % code), screen
+    end, screen = s.send("1")
+    assert screen.startswith("Amina asks KES 3,000 of KES 20,000\nSavings 2,000, repaid 0, open 0, arrears 0\n"
+                             "Your free savings: 5,000\n1. Accept\n2. Decline"), screen
+    s.send("1")
+    end, screen = s.send("0000")
+    assert not end and screen.startswith("Wrong PIN"), screen
+    end, screen = s.send(PIN)
+    assert end and screen == "%s: You guarantee this loan.\nYour free savings: KES 2,000" % code, screen
+    assert ch.pledges(lid)[1] == ["baraka", "accepted", "300000", "0"]
+    # Chege, in Swahili, declines
+    s = AT(c, ch.phone["chege"])
+    s.dial()
+    end, screen = s.send(PIN)
+    assert screen.startswith("Menyu kuu"), screen
+    end, screen = s.send("3")
+    end, screen = s.send(option(screen, "Maombi kwangu"))
+    end, screen = s.send("1")
+    assert screen.startswith("Amina aomba KES 6,000 ya KES 20,000\nAkiba 2,000"), screen
+    s.send("2")
+    end, screen = s.send(PIN)
+    assert end and screen == "%s: Umekataa ombi hili.\nAkiba yako huru: KES 5,000" % code_c, screen
+    assert ch.texts("amina", "sms_loan_guar_declined")
+    # My guarantees, once half the principal is repaid: half of the 5,000
+    # pledged (Amina's own 2,000 and Baraka's 3,000) is released, Baraka's
+    # first
+    ch.go(lid, "under_review", "approved", "active")
+    ch.q("SELECT loan_holds_release(%s, 1000000, now())" % lid)
+    s = AT(c, ch.phone["baraka"])
+    s.login()
+    end, screen = s.send("3")
+    end, screen = s.send(option(screen, "My guarantees"))
+    assert screen.startswith("Guaranteed: KES 3,000 (1 loans)\nReleased: KES 2,500\nAt risk: KES 500\n"
+                             "Requests for you: 0"), screen

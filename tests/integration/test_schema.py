@@ -370,7 +370,7 @@ def test_schema_audit_trail(env):
     assert audited == {"users", "chamas", "memberships", "contributions", "loans", "loan_repayments",
                        "payouts", "welfare_claims", "signup_sessions", "join_requests", "invites",
                        "mpesa_requests", "policy_actions", "approvals", "approval_votes", "approval_vetoes",
-                       "loan_penalties", "loan_allocations"}, audited
+                       "loan_penalties", "loan_allocations", "loan_guarantors"}, audited
     # the audit trail is append-only
     refused(env, "", "UPDATE audit_logs SET action = 'forged';", r"rows are immutable")
     refused(env, "", "DELETE FROM audit_logs;", r"rows are immutable")

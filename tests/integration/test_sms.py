@@ -17,6 +17,13 @@ from harness import MPESA_SECRET, ROOT, free_port
 from sms_fixtures import ATEmulator, Kannel
 from notify_fixtures import outbox_texts
 
+# tests/run.py -j N: alone, nothing else in flight: there is one Kannel
+# per instance (scripts/kannel.sh, CHAMASMART_KANNEL_PORT).
+# test_sms_provider_down_then_back too: it reads a row in its backoff of
+# 1 s (minus up to a quarter), which a CPU shared with other tests can outlast;
+# test_sms_codes_overtake_bulk counts what the sender (40/s) has not sent yet.
+SERIAL = {"test_sms_through_real_kannel", "test_sms_provider_down_then_back", "test_sms_codes_overtake_bulk"}
+
 PIN = "4827"
 
 

@@ -237,24 +237,22 @@ void test_sms_real_templates(void)
 		while (*p) {
 			size_t len = strcspn(p, " ");
 
-			buf_printf(&vars, "%s\"%.*s\": \"v%.*s\"", vars.len > 1 ? ", " : "", (int)len, p, (int)len, p);
+			/* lines are lists of line templates: give them one */
+			if (len == 5 && !strncmp(p, "lines", 5))
+				buf_printf(&vars, "%s\"lines\": [\"one line\"]", vars.len > 1 ? ", " : "");
+			else
+				buf_printf(&vars, "%s\"%.*s\": \"v%.*s\"", vars.len > 1 ? ", " : "", (int)len, p,
+					   (int)len, p);
 			p += len + strspn(p + len, " ");
 		}
 		buf_puts(&vars, "}");
 		for (int lang = 0; lang < LANG_COUNT; lang++) {
-			/* lines are lists of line templates: give them one */
 			const char *v = vars.data;
-			char *lv = NULL;
 
-			if (strstr(n->vars, "lines")) {
-				lv = xasprintf("{\"lines\": [\"one line\"]}");
-				v = lv;
-			}
 			T_CHECK(render(m, n->key, (enum menu_lang)lang, v, out, sizeof(out), err, sizeof(err)) == 0);
 			if (strpbrk(out, "{}") || strstr(out, "  "))
 				fprintf(stderr, "    %s (%s): %s\n", n->key, menu_lang_code((enum menu_lang)lang), out);
 			T_CHECK(!strpbrk(out, "{}") && !strstr(out, "  ") && *out);
-			free(lv);
 		}
 		buf_free(&vars);
 	}
