@@ -277,7 +277,8 @@ $$;
 -- Once per repayment.  A repayment of a loan closed since is refused
 -- (err_repay_loan_closed): the holds were ended and the lifecycle has no way
 -- back from closed; an operator corrects it.  A credit the member has
--- spent meanwhile cannot come back out of their savings: err_repay_savings_short.
+-- spent or pledged meanwhile cannot come back out of their savings:
+-- err_repay_savings_short.
 -- Outcome: ok_repayment_reversed, err_repay_none, err_already_reversed,
 -- err_repay_loan_closed, err_repay_savings_short.
 CREATE OR REPLACE FUNCTION loan_repayment_reverse(p_repayment bigint, p_reason text, p_actor bigint,
@@ -313,9 +314,12 @@ BEGIN
         RETURN QUERY SELECT 'err_repay_loan_closed'::text, NULL::bigint;
         RETURN;
     END IF;
-    IF r.credit_cents > 0 AND coalesce((SELECT b.balance_cents FROM ledger_accounts b
-                                         WHERE b.chama_id = l.chama_id AND b.kind = 'member_savings'
-                                           AND b.user_id = l.user_id), 0) < r.credit_cents THEN
+    -- the credit comes back out of the borrower's savings: out of what no
+    -- pledge holds (their savings row locked, B's one lock on holds)
+    IF r.credit_cents > 0 THEN
+        PERFORM loan_guar_lock_savings(l.chama_id, l.user_id);
+    END IF;
+    IF r.credit_cents > 0 AND member_free_savings_cents(l.chama_id, l.user_id) < r.credit_cents THEN
         RETURN QUERY SELECT 'err_repay_savings_short'::text, NULL::bigint;
         RETURN;
     END IF;
@@ -457,7 +461,8 @@ END
 $$;
 
 -- Approved: the offset is a repayment from the borrower's savings, once
--- (keyed by the approval), as the borrower who asked.
+-- (keyed by the approval), as the borrower who asked; refused then (their
+-- free savings short now), they are told by SMS.
 CREATE OR REPLACE FUNCTION loan_offset_on_approval(p_approval_id bigint, p_ref_id bigint, p_decision text,
                                                    p_at timestamptz)
 RETURNS text
@@ -475,6 +480,14 @@ BEGIN
                       jsonb_build_object('kind', 'member_savings', 'user', a.maker_user_id),
                       'approval:' || a.id, 'approvals', a.id, a.maker_user_id,
                       coalesce(audit_setting('chamad.channel'), a.channel), p_at) x;
+    -- approved, but the savings no longer cover it (a pledge took them
+    -- meanwhile) or the loan owes nothing now: the borrower hears why
+    IF r NOT LIKE 'ok%' THEN
+        PERFORM notify(a.maker_user_id, 'loan', 'sms_loan_offset_refused',
+                       jsonb_build_object('chama', (SELECT c.name FROM chamas c WHERE c.id = a.chama_id),
+                                          'loan', 'L' || p_ref_id, 'amount', format_kes(a.amount_cents)),
+                       4, 'approval:' || a.id || ':offset_refused', a.chama_id);
+    END IF;
     RETURN r;
 END
 $$;

@@ -71,6 +71,7 @@ const struct menu_sms_need notify_templates[] = {
 	{ "sms_loan_closed", "chama loan amount penalty fee interest principal credit balance" },
 	{ "sms_loan_closed_credit", "chama loan amount penalty fee interest principal credit balance" },
 	{ "sms_loan_repay_reversed", "chama loan amount reason balance" },
+	{ "sms_loan_offset_refused", "chama loan amount" },
 	{ "sms_approval_what_loan_offset", "member loan" },
 	{ "sms_approval_what_loan_repay_reverse", "member date loan reason" },
 	/* send_reminders (schema/60_notify.sql) */

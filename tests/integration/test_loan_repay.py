@@ -428,6 +428,43 @@ def test_loan_repay_reversal_order(env):
     check_books(env, url)
 
 
+def pledge(env, url, lid, guarantor, cents):
+    """An accepted pledge (B's loan_guarantors row as an answered YES leaves it)."""
+    env.psql("INSERT INTO loan_guarantors (loan_id, guarantor_user_id, pledged_cents, status, responded_at) "
+             "VALUES (%s, %s, %d, 'accepted', now())" % (lid, guarantor, cents), url)
+
+
+def holds(env, url, lid):
+    return env.psql("SELECT guarantor_user_id, released_cents, status FROM loan_guarantors WHERE loan_id = %s "
+                    "ORDER BY id" % lid, url)
+
+
+def test_loan_repay_releases_guarantors(env):
+    """The guarantors' holds follow the principal repaid (B's
+    loan_holds_release, pro rata, the external guarantor first); a reversal
+    holds them again (loan_holds_rehold); the loan paid off releases every
+    hold and is closed."""
+    url = repay_db(env, "guar")
+    cid, (uid, gid) = chama(env, url)
+    save(env, url, cid, gid, 300000)
+    lid = make_loan(env, url, cid, uid, [{"principal": 100000, "interest": 5000, "fee": 0},
+                                         {"principal": 100000, "interest": 5000, "fee": 0}])
+    pledge(env, url, lid, gid, 120000)
+    pledge(env, url, lid, uid, 80000)
+    # 5000 interest, then 50000 of principal: a quarter of 200000 -> 50000 of
+    # the 200000 pledged released, the external guarantor first
+    r = repay(env, url, lid, 55000)
+    assert int(r["principal"]) == 50000
+    assert holds(env, url, lid) == [[str(gid), "50000", "accepted"], [str(uid), "0", "accepted"]]
+    check_books(env, url)
+    env.psql("SELECT loan_repayment_reverse(%s, 'bounced', NULL, 'admin', now())" % r["repayment_id"], url)
+    assert holds(env, url, lid) == [[str(gid), "0", "accepted"], [str(uid), "0", "accepted"]]
+    r = repay(env, url, lid, 300000)
+    assert r["outcome"] == "ok_loan_closed" and int(r["credit"]) == 90000, r
+    assert holds(env, url, lid) == [[str(gid), "120000", "released"], [str(uid), "80000", "released"]]
+    check_books(env, url)
+
+
 # -- the property test ---------------------------------------------------------
 
 def test_loan_repay_property_random_streams(env):
@@ -444,17 +481,30 @@ def test_loan_repay_property_random_streams(env):
         sched = [{"principal": rng.randint(100, 300000), "interest": rng.choice([0, rng.randint(1, 30000)]),
                   "fee": rng.choice([0, rng.randint(1, 2000)]) if n == 0 else 0,
                   "penalty": rng.choice([0, 0, rng.randint(1, 2500)])} for n in range(rng.randint(1, 6))]
-        loans.append(make_loan(env, url, cid, uid, sched))
+        lid = make_loan(env, url, cid, uid, sched)
+        loans.append(lid)
+        # a pledge by another member, within their free savings
+        g = rng.choice([i for i in ids if i != uid])
+        (free,) = env.psql("SELECT member_free_savings_cents(%s, %s)" % (cid, g), url)[0]
+        if int(free) > 0:
+            pledge(env, url, lid, g, rng.randint(1, min(int(free), sum(r["principal"] for r in sched))))
     reps = []
-    for step in range(120):
+    for step in range(150):
         lid = rng.choice(loans)
         what = rng.random()
-        (st,), = env.psql("SELECT status FROM loans WHERE id = %s" % lid, url)
-        if what < 0.1 and st[0] == "active":
+        (st, who), = env.psql("SELECT status, user_id FROM loans WHERE id = %s" % lid, url)
+        if what < 0.1 and st == "active":
             levy(env, url, lid, rng.randint(1, 1 + int(env.psql(
                 "SELECT count(*) - 1 FROM loan_schedules WHERE loan_id = %s" % lid, url)[0][0])),
                 rng.randint(1, 1500))
-        elif 0.1 <= what < 0.2 and reps:
+        elif 0.1 <= what < 0.15 and st in ("active", "defaulted"):
+            # from the borrower's savings, as an approved offset does
+            got = repay(env, url, lid, rng.randint(1, 100000), method="savings_offset",
+                        debit={"kind": "member_savings", "user": int(who)})
+            assert got["outcome"] in ("ok_loan_repaid", "ok_loan_closed", "err_repay_savings_short"), (seed, step, got)
+            if got["repayment_id"]:
+                reps.append(got["repayment_id"])
+        elif 0.15 <= what < 0.25 and reps:
             rid = rng.choice(reps)
             out = env.psql("SELECT outcome FROM loan_repayment_reverse(%s, 'prop', NULL, 'admin', now())" % rid,
                            url)[0][0]
@@ -612,9 +662,26 @@ def test_loan_repay_savings_offset_with_approval(env):
     path = repay_path() + [menu_number("loan_repay_how", "loan_offset_amount")]
     screen = ussd(c, phone, path + ["300", "1"])
     assert "Not enough free savings." in screen, screen
+    # asked within the free savings, but another pledge holds them before
+    # the officials approve: checked again then, nothing taken
     screen = ussd(c, phone, path + ["200", "1"])
     assert screen.startswith("END Request ") and "sent to the officials" in screen, screen
-    (aid, code, amount), = env.psql("SELECT id, code, amount_cents FROM approvals WHERE kind = 'loan_offset'", url)
+    (aid, code), = env.psql("SELECT id, code FROM approvals WHERE kind = 'loan_offset'", url)
+    env.psql("INSERT INTO loan_guarantors (loan_id, guarantor_user_id, pledged_cents, status) "
+             "VALUES (%s, %s, 10000, 'accepted')" % (make_loan(env, url, cid, officials[1], [
+                 {"principal": 10000, "interest": 0, "fee": 0}]), uid), url)
+    vote_sql(env, url, officials[0], code)
+    vote_sql(env, url, officials[1], code)
+    assert env.psql("SELECT status, result FROM approvals WHERE id = %s" % aid, url) == \
+        [["executed", "err_repay_savings_short"]]
+    assert env.psql("SELECT count(*) FROM loan_repayments", url) == [["0"]]
+    assert env.psql("SELECT count(*) FROM notifications WHERE template = 'sms_loan_offset_refused' "
+                    "AND user_id = %s" % uid, url) == [["1"]]
+    env.psql("UPDATE loan_guarantors SET status = 'declined' WHERE pledged_cents = 10000", url)
+    screen = ussd(c, phone, path + ["200", "1"])
+    assert screen.startswith("END Request ") and "sent to the officials" in screen, screen
+    (aid, code, amount), = env.psql("SELECT id, code, amount_cents FROM approvals WHERE kind = 'loan_offset' "
+                                    "AND status = 'pending'", url)
     assert amount == "20000"
     assert env.psql("SELECT count(*) FROM loan_repayments", url) == [["0"]]
     assert vote_sql(env, url, officials[0], code)["outcome"] != "ok_approval_done"
