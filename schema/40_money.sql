@@ -358,14 +358,14 @@ BEGIN
     END IF;
     goes := CASE WHEN loan IS NOT NULL THEN 'loan' WHEN member IS NOT NULL THEN 'contribution'
                  WHEN chama IS NOT NULL THEN 'suspense' ELSE 'unassigned' END;
-    -- received_at on the clock c2b_flag_overdue ages it by (the later of
-    -- the clock and p_at): with an injected clock ahead, now() would make
-    -- a payment look hours old the moment it came, flagged before its
-    -- status result could verify it
+    -- received_at is p_at, the clock c2b_flag_overdue ages it by: dated by
+    -- the database's clock while an injected one ran ahead, a payment
+    -- looked hours old the moment it came and was flagged before its
+    -- status result verified it
     INSERT INTO mpesa_c2b (trans_id, amount_cents, bill_ref, payer_name, msisdn_masked, chama_id, user_id, outcome,
                            status, business_shortcode, receipt_template, loan_id, received_at)
     VALUES (p_trans_id, p_amount_cents, left(p_bill_ref, 40), left(p_payer, 120), left(p_msisdn, 80), chama, member,
-            goes, 'unverified', left(p_shortcode, 20), p_receipt_body, loan, greatest(now(), p_at))
+            goes, 'unverified', left(p_shortcode, 20), p_receipt_body, loan, p_at)
     ON CONFLICT ON CONSTRAINT mpesa_c2b_trans_id_key DO NOTHING
     RETURNING mpesa_c2b.id INTO id_;
     IF id_ IS NULL THEN
@@ -512,8 +512,9 @@ END
 $$;
 
 -- Paybill payments still unverified past p_after_s ([mpesa]
--- verify_flag_after_s) are flagged, never credited.  Dated by the later of
--- the clock and p_at (base/clock: an injected clock moves them too).
+-- verify_flag_after_s) are flagged, never credited.  Aged by p_at, the
+-- clock c2b_confirm dated them by (base/clock: an injected clock moves
+-- them too; a fixed one holds them until it is moved).
 -- Returns how many it flagged.
 CREATE OR REPLACE FUNCTION c2b_flag_overdue(p_after_s int, p_at timestamptz)
 RETURNS int
@@ -524,7 +525,7 @@ DECLARE
 BEGIN
     FOR r IN SELECT x.id FROM mpesa_c2b x
               WHERE x.status = 'unverified'
-                AND x.received_at < greatest(now(), p_at) - make_interval(secs => p_after_s)
+                AND x.received_at < p_at - make_interval(secs => p_after_s)
               ORDER BY x.id LIMIT 100 FOR UPDATE SKIP LOCKED
     LOOP
         PERFORM audit_context('mpesa', NULL, 'job:c2b_verify', NULL);

@@ -390,10 +390,11 @@ def test_verify_c2b_forged_wrong_shortcode_replayed_and_limits(env):
 
 
 def test_verify_c2b_aged_on_the_clock_it_is_flagged_by(env):
-    """A payment recorded with an injected clock ahead of the real one
-    ([jobs] now: tests, drills) is as old as that clock says, not hours old
-    at once: the overdue pass must leave it to its status result until
-    verify_flag_after_s has passed on the same clock."""
+    """A payment recorded with an injected clock ([jobs] now: tests,
+    drills) is as old as that clock says, not hours old at once: the
+    overdue pass leaves it to its status result until verify_flag_after_s
+    has passed on the same clock (c2b_confirm dates it p_at, as every
+    posting function does)."""
     url = env.fresh_db("chamasmart_v_c2b_clock")
     env.migrate(url)
     at = "(now() + interval '60 days')"
@@ -403,3 +404,9 @@ def test_verify_c2b_aged_on_the_clock_it_is_flagged_by(env):
     assert c2b_rows(env, url) == [["UCLOCK0001", "unverified", "", "unassigned"]]
     assert env.psql("SELECT c2b_flag_overdue(3600, %s + interval '2 hours')" % at, url) == [["1"]]
     assert c2b_rows(env, url) == [["UCLOCK0001", "flagged", "unverified", "unassigned"]]
+    # and a clock behind the real one: aged by it too, not flagged at once
+    past = "(now() - interval '60 days')"
+    env.psql("SELECT * FROM c2b_confirm('UCLOCK0002', 120000, 'nobody', 'Payer', '2547 ***** 001', 'sms_mpesa_receipt', "
+             "%s, '174379', NULL)" % past, url)
+    assert env.psql("SELECT c2b_flag_overdue(3600, %s)" % past, url) == [["0"]]
+    assert c2b_rows(env, url)[1] == ["UCLOCK0002", "unverified", "", "unassigned"]
