@@ -257,8 +257,10 @@ BEGIN
         RETURN QUERY SELECT 'err_payout_limit'::text, NULL::text;
         RETURN;
     END IF;
-    PERFORM 1 FROM ledger_accounts WHERE id = ledger_account(p_chama, CASE p_method WHEN 'mpesa' THEN 'mpesa_float'
-                                                                         ELSE 'cash_on_hand' END, NULL) FOR UPDATE;
+    -- (SELECT ...): ledger_account is volatile (it may create the account);
+    -- compared as it is, it would be called once per row of ledger_accounts
+    PERFORM 1 FROM ledger_accounts WHERE id = (SELECT ledger_account(p_chama, CASE p_method WHEN 'mpesa' THEN 'mpesa_float'
+                                                                                ELSE 'cash_on_hand' END, NULL)) FOR UPDATE;
     IF p_debit_kind <> 'loans_receivable' THEN
         side := payout_balance(p_chama, p_debit_kind, CASE WHEN p_debit_kind <> 'welfare_fund' THEN p_user END)
                 - coalesce((SELECT sum(x.amount_cents) FROM payouts x
@@ -461,8 +463,8 @@ BEGIN
               WHERE x.status = 'approved' AND x.method = 'mpesa' AND x.next_at <= now()
               ORDER BY x.next_at LIMIT p_limit FOR UPDATE SKIP LOCKED LOOP
         SELECT * INTO p FROM payouts x WHERE x.id = d.id;
-        PERFORM 1 FROM ledger_accounts WHERE ledger_accounts.id = ledger_account(p.chama_id, 'mpesa_float', NULL)
-           FOR UPDATE;
+        PERFORM 1 FROM ledger_accounts WHERE ledger_accounts.id = (SELECT ledger_account(p.chama_id, 'mpesa_float', NULL))
+           FOR UPDATE;	-- one call, not one per row (ledger_account is volatile)
         IF p_max_cents > 0 AND p.amount_cents > p_max_cents THEN
             PERFORM payout_fail(p.id, 'limit', NULL, 'over [mpesa] max_payout');
             RETURN QUERY SELECT p.id, 'failed'::text, NULL::text, NULL::text, p.amount_cents, NULL::text, NULL::text,

@@ -96,7 +96,8 @@ $$;
 CREATE OR REPLACE FUNCTION loan_guar_lock_savings(p_chama bigint, p_user bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM 1 FROM ledger_accounts WHERE id = ledger_account(p_chama, 'member_savings', p_user) FOR UPDATE;
+    -- (SELECT ...): one call of the volatile ledger_account, not one per row
+    PERFORM 1 FROM ledger_accounts WHERE id = (SELECT ledger_account(p_chama, 'member_savings', p_user)) FOR UPDATE;
 END
 $$;
 
