@@ -162,8 +162,7 @@ SELECT count(loan_schedule_record(l.id, (SELECT jsonb_agg(jsonb_build_object('n'
   FROM loans l WHERE l.id BETWEEN :lo AND :hi;
 -- the borrower's own savings as cover: the row loan_guarantor_self writes
 -- (no other holds: cover = min(principal, savings x self_cover_bp)),
--- written here because the function's loan_guar_lock_savings costs a
--- sequential scan of every ledger account (see bench/README.md)
+-- written here in one statement for all the loans, to keep the setup short
 INSERT INTO loan_guarantors (loan_id, guarantor_user_id, pledged_cents, status, responded_at, requested_at, channel)
 SELECT l.id, l.user_id, least(l.principal_cents, member_free_savings_cents(l.chama_id, l.user_id)
                                                  * (l.terms -> 'guarantors' ->> 'self_cover_bp')::bigint / 10000),
