@@ -64,6 +64,18 @@ static int read_int(const char *s, long long lo, long long hi, long long *out)
 	return 0;
 }
 
+void loan_quote_terms(const PGresult *res, int row, struct loan_terms_text *out)
+{
+	out->rate_bp = PQgetvalue(res, row, LOAN_Q_RATE_BP);
+	out->per = PQgetvalue(res, row, LOAN_Q_PER);
+	out->method = PQgetvalue(res, row, LOAN_Q_METHOD);
+	out->frequency = PQgetvalue(res, row, LOAN_Q_FREQUENCY);
+	out->grace = PQgetvalue(res, row, LOAN_Q_GRACE);
+	out->grace_kind = PQgetvalue(res, row, LOAN_Q_GRACE_KIND);
+	out->fee_cents = PQgetvalue(res, row, LOAN_Q_FEE_CENTS);
+	out->start = PQgetvalue(res, row, LOAN_Q_START);
+}
+
 int loan_plan_build(const struct loan_terms_text *t, long long principal_cents, int term, struct loan_plan *out)
 {
 	struct loansched_terms lt;

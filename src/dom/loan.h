@@ -70,6 +70,10 @@ struct loan_terms_text {
 	const char *rate_bp, *per, *method, *frequency, *grace, *grace_kind, *fee_cents, *start;
 };
 
+/* The terms of row `row` of a loan_quote result (borrowed from res): what
+ * USSD and SMS both build their plan from. */
+void loan_quote_terms(const PGresult *res, int row, struct loan_terms_text *out);
+
 struct loan_plan {
 	int n;
 	long long principal_cents, fee_cents;

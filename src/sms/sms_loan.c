@@ -221,14 +221,7 @@ static void quoted(const struct db_result *r, void *arg)
 		refuse(b, o);
 		return;
 	}
-	t.rate_bp = PQgetvalue(r->res, 0, LOAN_Q_RATE_BP);
-	t.per = PQgetvalue(r->res, 0, LOAN_Q_PER);
-	t.method = PQgetvalue(r->res, 0, LOAN_Q_METHOD);
-	t.frequency = PQgetvalue(r->res, 0, LOAN_Q_FREQUENCY);
-	t.grace = PQgetvalue(r->res, 0, LOAN_Q_GRACE);
-	t.grace_kind = PQgetvalue(r->res, 0, LOAN_Q_GRACE_KIND);
-	t.fee_cents = PQgetvalue(r->res, 0, LOAN_Q_FEE_CENTS);
-	t.start = PQgetvalue(r->res, 0, LOAN_Q_START);
+	loan_quote_terms(r->res, 0, &t);
 	if (loan_plan_build(&t, b->cents, b->term, &b->plan)) {
 		log_msg(LOG_ERROR, sms_cmd_reqid(c), "sms borrow: loansched refuses the quoted terms");
 		borrow_end(b, "sms_busy");

@@ -139,14 +139,7 @@ static struct loan_plan *quoted_plan(struct ussd_hop *hop, const struct db_resul
 
 	if (!act_outcome(hop, r))
 		return NULL;
-	t.rate_bp = PQgetvalue(r->res, 0, LOAN_Q_RATE_BP);
-	t.per = PQgetvalue(r->res, 0, LOAN_Q_PER);
-	t.method = PQgetvalue(r->res, 0, LOAN_Q_METHOD);
-	t.frequency = PQgetvalue(r->res, 0, LOAN_Q_FREQUENCY);
-	t.grace = PQgetvalue(r->res, 0, LOAN_Q_GRACE);
-	t.grace_kind = PQgetvalue(r->res, 0, LOAN_Q_GRACE_KIND);
-	t.fee_cents = PQgetvalue(r->res, 0, LOAN_Q_FEE_CENTS);
-	t.start = PQgetvalue(r->res, 0, LOAN_Q_START);
+	loan_quote_terms(r->res, 0, &t);
 	plan = xmalloc(sizeof(*plan));
 	if (loan_plan_build(&t, atoll(hop_var(hop, "loan_amount")) * 100, atoi(hop_var(hop, "loan_term")), plan)) {
 		free(plan);
